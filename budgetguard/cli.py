@@ -1,0 +1,167 @@
+"""The command line: thin commands over the library, ``main(argv) -> int``.
+
+The only place that prints. Exit codes are part of the interface (CI pipelines gate on them):
+
+    check   0 all files valid, 2 otherwise
+    eval    0 nothing burning, 1 some SLO burning, 2 invalid SLO files (nothing evaluated),
+            3 the source could not be read for some SLO (and none is burning)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TextIO
+
+from budgetguard import __version__
+from budgetguard.durations import parse_duration
+from budgetguard.engine import Engine
+from budgetguard.loader import LoadResult, load_paths
+from budgetguard.policy import Evaluation, Verdict
+from budgetguard.render import evaluation_json, table
+from budgetguard.sources.prometheus import PrometheusConfig, PrometheusSource
+
+EXIT_OK = 0
+EXIT_BURNING = 1
+EXIT_SPEC = 2
+EXIT_SOURCE = 3
+
+
+def parse_time(text: str) -> datetime:
+    """RFC 3339 (``2026-11-26T10:00:00Z``) or unix seconds; a timezone is required."""
+    try:
+        return datetime.fromtimestamp(float(text), tz=UTC)
+    except ValueError:
+        pass
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is neither RFC 3339 (2026-11-26T10:00:00Z) nor unix seconds") from exc
+    if parsed.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} has no timezone; add Z or an offset such as +01:00")
+    return parsed
+
+
+def _duration(text: str) -> timedelta:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _header(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip():
+        raise argparse.ArgumentTypeError(f"{text!r}: write headers as NAME=VALUE")
+    return name.strip(), value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="budgetguard",
+        description="Error-budget guard for progressive delivery: SLO burn rates from Prometheus.")
+    parser.add_argument("--version", action="version", version=f"budgetguard {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    check = commands.add_parser("check", help="validate SLO files and list every problem",
+                                description="Validate SLO files; exit 0 when all are valid, 2 otherwise.")
+    check.add_argument("paths", nargs="+", metavar="PATH", help="SLO files or directories of them")
+
+    ev = commands.add_parser(
+        "eval", help="evaluate every SLO once and print the verdicts",
+        description="Evaluate every SLO at one instant. Exit 0 when none is burning, 1 when any is "
+                    "burning, 2 on invalid SLO files, 3 when the source could not be read.")
+    ev.add_argument("paths", nargs="+", metavar="PATH", help="SLO files or directories of them")
+    ev.add_argument("--prometheus", required=True, metavar="URL",
+                    help="base URL of Prometheus, Thanos, Mimir (with its /prometheus prefix) or VictoriaMetrics")
+    ev.add_argument("--at", type=parse_time, metavar="TIME",
+                    help="evaluate at this instant (RFC 3339 or unix seconds) instead of now: backtesting")
+    ev.add_argument("--json", action="store_true", help="print one JSON object per SLO (a JSON array)")
+    ev.add_argument("--timeout", type=_duration, default=timedelta(seconds=30), metavar="DURATION",
+                    help="per-query timeout (default 30s)")
+    ev.add_argument("--max-concurrency", type=int, default=8, metavar="N",
+                    help="queries in flight at once (default 8)")
+    ev.add_argument("--tenant", metavar="ID", help="X-Scope-OrgID for Mimir or Cortex")
+    ev.add_argument("--bearer-token-file", type=Path, metavar="FILE",
+                    help="file holding a bearer token (kept out of the process list)")
+    ev.add_argument("--ca-file", metavar="FILE", help="CA bundle to verify the server's certificate")
+    ev.add_argument("--header", type=_header, action="append", default=[], metavar="NAME=VALUE",
+                    help="extra HTTP header, repeatable")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
+    out = stdout or sys.stdout
+    err = stderr or sys.stderr
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse exits 2 on usage errors, 0 for --help/--version
+        return int(exc.code or 0)
+    if args.command == "check":
+        return _check(args.paths, out, err)
+    return _eval(args, out, err)
+
+
+def _report_problems(loaded: LoadResult, err: TextIO) -> None:
+    for problem in loaded.problems:
+        print(problem, file=err)
+    print(f"{len(loaded.problems)} problem(s) in {len(loaded.files)} file(s)", file=err)
+
+
+def _check(paths: Sequence[str], out: TextIO, err: TextIO) -> int:
+    loaded = load_paths(paths)
+    if not loaded.ok:
+        _report_problems(loaded, err)
+        return EXIT_SPEC
+    print(f"{len(loaded.slos)} SLO(s) in {len(loaded.files)} file(s): all valid", file=out)
+    return EXIT_OK
+
+
+def _eval(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    loaded = load_paths(args.paths)
+    if not loaded.ok:
+        _report_problems(loaded, err)
+        return EXIT_SPEC
+    token = None
+    if args.bearer_token_file is not None:
+        try:
+            token = args.bearer_token_file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            print(f"cannot read --bearer-token-file: {exc}", file=err)
+            return EXIT_SPEC
+    config = PrometheusConfig(
+        url=args.prometheus, timeout=args.timeout, max_concurrency=args.max_concurrency,
+        tenant=args.tenant, bearer_token=token, ca_file=args.ca_file, headers=dict(args.header))
+    at = args.at or datetime.now(tz=UTC)
+    evaluations = asyncio.run(_evaluate(config, loaded, at))
+    if args.json:
+        json.dump([evaluation_json(ev) for ev in evaluations], out, indent=2)
+        out.write("\n")
+    else:
+        print(table(evaluations), file=out)
+    return exit_code(evaluations)
+
+
+async def _evaluate(config: PrometheusConfig, loaded: LoadResult, at: datetime) -> list[Evaluation]:
+    async with PrometheusSource(config) as source:
+        return await Engine(source).evaluate_all(loaded.slos, at)
+
+
+def exit_code(evaluations: Sequence[Evaluation]) -> int:
+    verdicts = {ev.verdict for ev in evaluations}
+    if Verdict.BURNING in verdicts:
+        return EXIT_BURNING
+    if Verdict.ERROR in verdicts:
+        return EXIT_SOURCE
+    return EXIT_OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

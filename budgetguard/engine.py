@@ -1,0 +1,156 @@
+"""One evaluation cycle: ask the source about every SLO at one instant and judge each.
+
+Written against the ports only (``MetricsSource``), so tests and benchmarks drive it with any source.
+Each SLO is isolated: a failing query, or a bug while reading its answer, gives that SLO an ``error``
+verdict with the reason, and the others are unaffected. All windows of one SLO are evaluated at the
+same instant ``at``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from budgetguard import budget, policy, queries
+from budgetguard.durations import format_duration
+from budgetguard.errors import QueryError, SourceError
+from budgetguard.policy import Evaluation, Observation
+from budgetguard.ports import MetricsSource, QueryResult, Sample
+from budgetguard.queries import Part, PlannedQuery
+from budgetguard.spec import SLO
+
+log = logging.getLogger(__name__)
+
+
+class _ShapeError(Exception):
+    """An answer that cannot be one SLO's number (several series, a missing bucket)."""
+
+
+@dataclass(frozen=True)
+class _Answers:
+    by_tag: dict[str, list[Sample]]
+    warnings: tuple[str, ...]
+
+
+class Engine:
+    """Evaluates SLOs against a ``MetricsSource``."""
+
+    def __init__(self, source: MetricsSource) -> None:
+        self._source = source
+
+    async def evaluate_all(self, slos: Sequence[SLO], at: datetime) -> list[Evaluation]:
+        """Evaluate every SLO at ``at`` concurrently (the source bounds the requests in flight)."""
+        return list(await asyncio.gather(*(self.evaluate(slo, at) for slo in slos)))
+
+    async def evaluate(self, slo: SLO, at: datetime) -> Evaluation:
+        planned = queries.plan(slo)
+        try:
+            answers = await self._ask(planned, at)
+            observations = {
+                window: _observe(slo, window, planned, answers.by_tag) for window in slo.windows()
+            }
+        except SourceError as exc:
+            return policy.failed(slo, at, f"source error ({exc.reason}): {exc}")
+        except _ShapeError as exc:
+            return policy.failed(slo, at, str(exc))
+        except Exception as exc:  # the per-SLO isolation point: one SLO's surprise must not stop the rest
+            log.exception("evaluating %s failed unexpectedly", slo.id)
+            return policy.failed(slo, at, f"internal error while evaluating: {exc!r}")
+        return policy.evaluate(slo, observations, at, answers.warnings)
+
+    async def _ask(self, planned: Sequence[PlannedQuery], at: datetime) -> _Answers:
+        try:
+            result = await self._source.query(queries.combine(planned), at)
+        except QueryError:
+            # Part by part: a scalar query cannot be label_replace'd, and a PromQL mistake should be
+            # reported against the user's own query, not our combined one.
+            return await self._ask_separately(planned, at)
+        return _Answers(queries.split(planned, result.samples), _quality(result))
+
+    async def _ask_separately(self, planned: Sequence[PlannedQuery], at: datetime) -> _Answers:
+        results: list[QueryResult] = []
+        for query in planned:
+            try:
+                results.append(await self._source.query(query.expr, at))
+            except QueryError as exc:
+                raise QueryError(exc.detail, query=query.expr, status=exc.status,
+                                 error_type=exc.error_type) from exc
+        warnings = tuple(w for r in results for w in _quality(r))
+        return _Answers({q.tag: list(r.samples) for q, r in zip(planned, results, strict=True)}, warnings)
+
+
+def _quality(result: QueryResult) -> tuple[str, ...]:
+    notes = list(result.warnings)
+    if result.partial:
+        notes.append("the source marked the response as partial (isPartial)")
+    return tuple(notes)
+
+
+def _single(samples: list[Sample], query: PlannedQuery) -> float | str:
+    """The one value of a part; a string says why there is none."""
+    if not samples:
+        return "no series"
+    if len(samples) > 1:
+        shown = ", ".join(_labels(s) for s in samples[:3])
+        raise _ShapeError(
+            f"the {query.part} query over {format_duration(query.window)} returned {len(samples)} series "
+            f"({shown}{', ...' if len(samples) > 3 else ''}); aggregate it to one, e.g. with sum(...): "
+            f"{query.expr}"
+        )
+    value = samples[0].value
+    if value is None:
+        return "no traffic (NaN)"
+    if not math.isfinite(value):
+        return f"a non-finite value ({value})"
+    return value
+
+
+def _labels(sample: Sample) -> str:
+    return "{" + ", ".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items())) + "}"
+
+
+def _events(value: float, query: PlannedQuery) -> float:
+    return value if query.counts else value * query.window.total_seconds()
+
+
+def _observe(slo: SLO, window: timedelta, planned: Iterable[PlannedQuery],
+             answers: dict[str, list[Sample]]) -> Observation:
+    parts = {q.part: q for q in planned if q.window == window}
+    values = {part: _single(answers.get(q.tag, []), q) for part, q in parts.items()}
+
+    if Part.RATIO in values:
+        ratio = values[Part.RATIO]
+        if isinstance(ratio, str):
+            return Observation(window, None, None, ratio)
+        return Observation(window, ratio, None)
+
+    total = values[Part.TOTAL]
+    if isinstance(total, str):
+        return Observation(window, None, None, total)
+    events = _events(total, parts[Part.TOTAL])
+    if total <= 0:
+        return Observation(window, None, events, "no traffic (0 events)")
+
+    if Part.GOOD in values:
+        good = values[Part.GOOD]
+        if good == "no series":
+            latency = slo.sli.latency
+            assert latency is not None
+            raise _ShapeError(
+                f"no {latency.metric}_bucket series at le={latency.threshold_seconds:g} while requests "
+                f"exist; threshold_seconds must be one of the histogram's bucket boundaries"
+            )
+        if isinstance(good, str):
+            return Observation(window, None, events, f"{good} in the good-events query")
+        bad = max(total - good, 0.0)
+    else:
+        errors = values[Part.ERRORS]
+        if isinstance(errors, str) and errors != "no series":
+            return Observation(window, None, events, f"{errors} in the error query")
+        # No error series beside present traffic: nothing failed (the counter was never created).
+        bad = 0.0 if isinstance(errors, str) else errors
+    return Observation(window, budget.error_ratio(bad, total), events)

@@ -1,0 +1,267 @@
+"""Reading SLO files: paths in, validated SLOs and every problem found out.
+
+Owns file discovery (files and directories, ``*.yaml``/``*.yml``), YAML parsing (several documents per
+file) and the translation of validation errors into ``SpecProblem``s that name the file, the line, the
+SLO and the field, and say how to fix it. It never stops at the first problem: a user fixing a file
+wants the whole list.
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from budgetguard.errors import SpecProblem
+from budgetguard.spec import (
+    NATIVE_VERSION,
+    SLO,
+    SLOTH_VERSION,
+    SLOFile,
+    build_slo,
+    native_only_fields,
+)
+
+SUFFIXES = (".yaml", ".yml")
+
+
+@dataclass
+class LoadResult:
+    slos: list[SLO] = field(default_factory=list)
+    problems: list[SpecProblem] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def discover(paths: Iterable[str | Path]) -> tuple[list[Path], list[SpecProblem]]:
+    """Expand directories into their SLO files (recursively, sorted); report paths that do not exist."""
+    found: list[Path] = []
+    problems: list[SpecProblem] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found.extend(sorted(p for p in path.rglob("*") if p.suffix in SUFFIXES and p.is_file()))
+        elif path.is_file():
+            found.append(path)
+        else:
+            problems.append(SpecProblem(str(path), "no such file or directory",
+                                        "give the path of an SLO file or of a directory of them"))
+    return found, problems
+
+
+def load_paths(paths: Iterable[str | Path]) -> LoadResult:
+    files, problems = discover(paths)
+    result = LoadResult(problems=problems)
+    for path in files:
+        result.files.append(str(path))
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            result.problems.append(SpecProblem(str(path), f"cannot read the file: {exc}"))
+            continue
+        slos, file_problems = load_text(text, str(path))
+        result.slos.extend(slos)
+        result.problems.extend(file_problems)
+    if not files and not problems:
+        result.problems.append(SpecProblem(", ".join(map(str, paths)), "no SLO files found",
+                                           "add *.yaml files with 'version: budgetguard/v1'"))
+    _check_duplicates(result)
+    return result
+
+
+def _check_duplicates(result: LoadResult) -> None:
+    seen: dict[str, SLO] = {}
+    for slo in result.slos:
+        if slo.id in seen:
+            result.problems.append(SpecProblem(
+                slo.source, f"SLO id {slo.id!r} is declared twice (also in {seen[slo.id].source})",
+                "give each SLO of a service a unique name", slo=slo.name, field="name"))
+        else:
+            seen[slo.id] = slo
+
+
+def load_text(text: str, source: str) -> tuple[list[SLO], list[SpecProblem]]:
+    """Validate every YAML document of one file."""
+    try:
+        nodes = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
+        documents = list(yaml.safe_load_all(text))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        return [], [SpecProblem(source, f"not valid YAML: {getattr(exc, 'problem', None) or exc}",
+                                "fix the YAML syntax (indentation, quotes, colons)", line=line)]
+    slos: list[SLO] = []
+    problems: list[SpecProblem] = []
+    for node, document in zip(nodes, documents, strict=True):
+        if document is None:
+            continue
+        doc_slos, doc_problems = load_document(document, source, node)
+        slos.extend(doc_slos)
+        problems.extend(doc_problems)
+    if not nodes:
+        problems.append(SpecProblem(source, "the file is empty", "declare a service and its slos"))
+    return slos, problems
+
+
+def load_document(document: Any, source: str, node: yaml.Node | None = None) -> tuple[list[SLO],
+                                                                                        list[SpecProblem]]:
+    if not isinstance(document, dict):
+        return [], [SpecProblem(source, "a document must be a mapping with version, service and slos",
+                                "start the file with 'version: budgetguard/v1'", line=_line(node, ()))]
+    version = document.get("version")
+    if version not in (NATIVE_VERSION, SLOTH_VERSION):
+        hint = (f"use 'version: {NATIVE_VERSION}' (or '{SLOTH_VERSION}' for a file written for Sloth)")
+        what = "the 'version' field is missing" if version is None else f"unknown version {version!r}"
+        return [], [SpecProblem(source, what, hint, field="version", line=_line(node, ("version",)))]
+    try:
+        parsed = SLOFile.model_validate(document)
+    except ValidationError as exc:
+        return [], _problems_from(exc, document, source, node)
+    problems = []
+    if version == SLOTH_VERSION:
+        for index, spec in enumerate(parsed.slos):
+            for name in native_only_fields(spec):
+                problems.append(SpecProblem(
+                    source, f"{name!r} is a {NATIVE_VERSION} addition that Sloth's {SLOTH_VERSION} rejects",
+                    f"change the file's version to {NATIVE_VERSION}, or remove {name!r}",
+                    slo=spec.name, field=f"slos[{index}].{name}",
+                    line=_line(node, ("slos", index, name))))
+    slos = []
+    for index, spec in enumerate(parsed.slos):
+        try:
+            slos.append(build_slo(parsed, spec, source))
+        except ValueError as exc:
+            problems.append(SpecProblem(source, str(exc), slo=spec.name, field=f"slos[{index}].tiers",
+                                        line=_line(node, ("slos", index, "tiers"))))
+    if problems:
+        return [], problems
+    return slos, []
+
+
+# --- validation errors to problems -----------------------------------------------------------------
+
+_FIXES = {
+    "extra_forbidden": "remove it or fix its spelling",
+    "missing": "add it",
+    "string_type": "write it as a string (quote it)",
+    "float_parsing": "write a number",
+    "float_type": "write a number",
+    "decimal_parsing": "write a number, e.g. 99.9",
+    "decimal_type": "write a number, e.g. 99.9",
+    "dict_type": "write a mapping of names to values",
+    "tuple_type": "write a list",
+    "bool_type": "write true or false",
+    "too_short": "add at least one entry",
+    "greater_than": "use a larger value",
+    "greater_than_equal": "use a larger value",
+    "less_than_equal": "use a smaller value",
+    "enum": "use one of the allowed values",
+}
+
+
+def _problems_from(exc: ValidationError, document: dict[str, Any], source: str,
+                   node: yaml.Node | None) -> list[SpecProblem]:
+    errors = exc.errors(include_url=False)
+    locations = [tuple(e["loc"]) for e in errors]
+    problems = []
+    for error in errors:
+        loc = tuple(error["loc"])
+        # pydantic reports a list whose items failed as "too short" too; the item errors say it all.
+        if error["type"] == "too_short" and any(other[: len(loc)] == loc and other != loc for other in locations):
+            continue
+        message = str(error["msg"]).removeprefix("Value error, ")
+        fix = _FIXES.get(error["type"], "")
+        if error["type"] == "extra_forbidden":
+            allowed = _allowed_fields(loc[:-1])
+            if allowed:
+                fix += f"; allowed here: {', '.join(allowed)}"
+            message = f"unknown field {loc[-1]!r}"
+        elif error["type"] == "missing":
+            message = f"required field {loc[-1]!r} is missing"
+        elif error["type"] == "value_error":
+            # our validators put the fix in the message itself
+            fix = ""
+        problems.append(SpecProblem(
+            source, message, fix, slo=_slo_name(document, loc), field=_field_path(loc) or None,
+            line=_line(node, loc)))
+    return problems
+
+
+def _slo_name(document: dict[str, Any], loc: Sequence[Any]) -> str | None:
+    if len(loc) >= 2 and loc[0] == "slos" and isinstance(loc[1], int):
+        slos = document.get("slos")
+        if isinstance(slos, list) and loc[1] < len(slos) and isinstance(slos[loc[1]], dict):
+            name = slos[loc[1]].get("name")
+            return str(name) if name is not None else f"#{loc[1] + 1}"
+    return None
+
+
+def _field_path(loc: Sequence[Any]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _line(node: yaml.Node | None, loc: Sequence[Any]) -> int | None:
+    """The 1-based line of ``loc`` in the composed YAML, or of its nearest existing parent."""
+    if node is None:
+        return None
+    current = node
+    for depth, part in enumerate(loc):
+        nxt: yaml.Node | None = None
+        if isinstance(current, yaml.MappingNode) and isinstance(part, str):
+            pair = next(((k, v) for k, v in current.value if getattr(k, "value", None) == part), None)
+            if pair is not None:
+                # the key's own line for the field itself, its value to descend further
+                nxt = pair[0] if depth == len(loc) - 1 else pair[1]
+        elif isinstance(current, yaml.SequenceNode) and isinstance(part, int) and part < len(current.value):
+            nxt = current.value[part]
+        if nxt is None:
+            break
+        current = nxt
+    return int(current.start_mark.line) + 1
+
+
+def _model_at(loc: Sequence[Any]) -> type[BaseModel] | None:
+    model: Any = SLOFile
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        if not (isinstance(model, type) and issubclass(model, BaseModel)) or part not in model.model_fields:
+            return None
+        model = _unwrap(model.model_fields[part].annotation)
+    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
+
+
+def _unwrap(annotation: Any) -> Any:
+    """tuple[X, ...], X | None, Annotated[...] -> X (the model inside, if any)."""
+    for arg in (typing.get_args(annotation) or ()):
+        inner = _unwrap(arg)
+        if isinstance(inner, type) and issubclass(inner, BaseModel):
+            return inner
+    if isinstance(annotation, types.UnionType):
+        return None
+    return annotation
+
+
+def _allowed_fields(loc: Sequence[Any]) -> list[str]:
+    model = _model_at(loc)
+    return list(model.model_fields) if model is not None else []
+
+
+def iter_problems(result: LoadResult) -> Iterator[str]:
+    for problem in result.problems:
+        yield str(problem)

@@ -1,0 +1,124 @@
+"""Query planning: which PromQL to send for an SLO, and how to read the answers back.
+
+Every window of an SLO needs its bad and total events (or its error ratio). Rather than one HTTP
+request per window and part (16 for the default tiers), the planner tags each part with a
+``label_replace`` and joins them with ``or`` into a single query, evaluated by the server at one
+instant. That keeps all windows of an SLO consistent with each other and costs one round trip.
+A user query that cannot be wrapped (a scalar expression, say) makes the combined query fail with a
+``QueryError``; the engine then asks part by part, which also pins the server's message on the exact
+part and window at fault.
+
+Pure: builds strings and reads samples, no I/O.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from enum import StrEnum
+
+from budgetguard.durations import format_duration
+from budgetguard.ports import Sample
+from budgetguard.spec import SLO, WINDOW_PLACEHOLDER, LatencySLI
+
+# The label that tags each part of a combined query. An ordinary label name: the API returns it as is.
+PART_LABEL = "budgetguard_query"
+
+
+class Part(StrEnum):
+    ERRORS = "errors"  # bad events per second over the window
+    TOTAL = "total"  # all events per second over the window
+    GOOD = "good"  # good events per second (latency SLIs: requests under the threshold)
+    RATIO = "ratio"  # the error ratio itself (raw SLIs)
+
+
+@dataclass(frozen=True)
+class PlannedQuery:
+    window: timedelta
+    part: Part
+    expr: str
+    counts: bool = False  # the expression returns events in the window (increase), not a per-second rate
+
+    @property
+    def tag(self) -> str:
+        return f"{self.part}:{format_duration(self.window)}"
+
+
+def render(template: str, window: timedelta) -> str:
+    """Replace ``{{.window}}`` (any spacing) with the window as a Prometheus duration."""
+    return WINDOW_PLACEHOLDER.sub(format_duration(window), template)
+
+
+def _returns_counts(template: str) -> bool:
+    # Sloth-style queries are rates; a query written with increase() yields events per window instead.
+    return bool(re.search(r"\bincrease\s*\(", template)) and not re.search(r"\brate\s*\(", template)
+
+
+def le_matcher(threshold_seconds: float) -> str:
+    """A matcher for the bucket at ``threshold_seconds`` whatever client wrote it.
+
+    client_golang writes ``le="1"``, client_python ``le="1.0"``, and Prometheus 3 normalises integer
+    values to ``"1.0"`` (reference §1.6), so match every spelling of the same number.
+    """
+    spellings = {repr(float(threshold_seconds))}
+    as_float = float(threshold_seconds)
+    if as_float.is_integer():
+        spellings.add(str(int(as_float)))
+    alternatives = "|".join(sorted(re.escape(s) for s in spellings))
+    return f'le=~"{alternatives}"'.replace("\\", "\\\\")
+
+
+def _selector(*matchers: str) -> str:
+    present = [m for m in matchers if m]
+    return "{" + ", ".join(present) + "}"
+
+
+def latency_templates(sli: LatencySLI) -> tuple[str, str]:
+    """(good, total) query templates for a classic-histogram latency SLI."""
+    good = (f"sum(rate({sli.metric}_bucket{_selector(sli.selector, le_matcher(sli.threshold_seconds))}"
+            "[{{.window}}]))")
+    total = f"sum(rate({sli.metric}_count{_selector(sli.selector)}[{{{{.window}}}}]))"
+    return good, total
+
+
+def templates(slo: SLO) -> dict[Part, str]:
+    """The query template of each part the SLO's SLI needs."""
+    sli = slo.sli
+    if sli.events is not None:
+        return {Part.ERRORS: sli.events.error_query, Part.TOTAL: sli.events.total_query}
+    if sli.raw is not None:
+        return {Part.RATIO: sli.raw.error_ratio_query}
+    assert sli.latency is not None  # the SLI model guarantees exactly one kind
+    good, total = latency_templates(sli.latency)
+    return {Part.GOOD: good, Part.TOTAL: total}
+
+
+def plan(slo: SLO, windows: Iterable[timedelta] | None = None) -> tuple[PlannedQuery, ...]:
+    """Every (window, part) query an SLO needs, shortest window first."""
+    parts = templates(slo)
+    return tuple(
+        PlannedQuery(window=window, part=part, expr=render(template, window),
+                     counts=_returns_counts(template))
+        for window in (slo.windows() if windows is None else windows)
+        for part, template in parts.items()
+    )
+
+
+def combine(queries: Sequence[PlannedQuery]) -> str:
+    """One PromQL expression that returns every planned part, each tagged with ``PART_LABEL``."""
+    return " or ".join(
+        f'label_replace(({q.expr}), "{PART_LABEL}", "{q.tag}", "", "")' for q in queries
+    )
+
+
+def split(queries: Sequence[PlannedQuery], samples: Iterable[Sample]) -> dict[str, list[Sample]]:
+    """Sort a combined answer back into parts, keyed by tag, with the tagging label removed."""
+    out: dict[str, list[Sample]] = {q.tag: [] for q in queries}
+    for sample in samples:
+        tag = sample.labels.get(PART_LABEL)
+        if tag in out:
+            labels: Mapping[str, str] = {k: v for k, v in sample.labels.items() if k != PART_LABEL}
+            out[tag].append(Sample(labels=labels, value=sample.value))
+    return out

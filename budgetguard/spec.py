@@ -1,0 +1,428 @@
+"""SLO declarations: the one native model every format is turned into.
+
+``budgetguard/v1`` is a superset of Sloth's ``prometheus/v1``: a Sloth file loads unchanged, and the
+native version adds a per-SLO ``window``, a latency SLI from a classic histogram, per-SLO burn-rate
+``tiers`` and ``min_events``. Models are frozen and reject unknown fields, so a typo is an error, not a
+silently ignored setting.
+
+This module is pure: it turns already-parsed YAML data into models and never reads files, the clock
+or the environment (``loader`` does the reading and turns validation errors into ``SpecProblem``s).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from decimal import Decimal
+from enum import StrEnum
+from fractions import Fraction
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    field_validator,
+    model_validator,
+)
+
+from budgetguard.durations import format_duration, parse_duration
+
+NATIVE_VERSION = "budgetguard/v1"
+SLOTH_VERSION = "prometheus/v1"
+
+# Sloth renders queries as Go templates; both spellings appear in the wild.
+WINDOW_PLACEHOLDER = re.compile(r"\{\{\s*\.window\s*\}\}")
+_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+_SLO_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+DEFAULT_WINDOW = timedelta(days=30)
+
+
+def _parse_window(value: Any) -> timedelta:
+    if isinstance(value, timedelta):
+        return value
+    if not isinstance(value, str):
+        raise ValueError(f"{value!r} is not a duration; write it as a string such as '30d' or '5m'")
+    return parse_duration(value)
+
+
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(_parse_window),
+    PlainSerializer(format_duration, return_type=str),
+]
+
+
+def _objective_decimal(value: Any) -> Any:
+    # YAML gives 99.9 as a binary float; repr() is the shortest text that round-trips, which is what
+    # the author wrote, so the budget of 99.9 is exactly 1/1000 (reference §2.1 "Floating point").
+    if isinstance(value, float):
+        return Decimal(repr(value))
+    if isinstance(value, bool):
+        raise ValueError("must be a number")
+    return value
+
+
+Objective = Annotated[Decimal, BeforeValidator(_objective_decimal)]
+
+
+def _check_labels(labels: dict[str, str]) -> dict[str, str]:
+    for name in labels:
+        if not _LABEL_NAME.match(name) or name.startswith("__"):
+            raise ValueError(
+                f"label name {name!r} is not a valid Prometheus label name "
+                "(letters, digits and underscores, not starting with a digit or '__')"
+            )
+    return labels
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=False)
+
+
+def _require_placeholder(query: str) -> str:
+    if not WINDOW_PLACEHOLDER.search(query):
+        raise ValueError(
+            "the query must contain the window placeholder {{.window}} in its range selectors, "
+            "e.g. rate(http_requests_total[{{.window}}]), so budgetguard can evaluate it over every window"
+        )
+    return query
+
+
+class EventsSLI(_Frozen):
+    """Bad and total events as two PromQL queries (rates over ``{{.window}}``)."""
+
+    error_query: str = Field(min_length=1)
+    total_query: str = Field(min_length=1)
+
+    check_placeholders = field_validator("error_query", "total_query")(_require_placeholder)
+
+
+class RawSLI(_Frozen):
+    """A single PromQL query returning the error ratio over ``{{.window}}``."""
+
+    error_ratio_query: str = Field(min_length=1)
+
+    check_placeholder = field_validator("error_ratio_query")(_require_placeholder)
+
+
+class LatencySLI(_Frozen):
+    """Good events are requests faster than ``threshold_seconds`` in a classic histogram.
+
+    good = the ``_bucket`` series at ``le`` = threshold, total = ``_count`` (prometheus/docs
+    practices/histograms.md, Apdex section). The threshold must be one of the histogram's bucket
+    boundaries: any other value selects nothing.
+    """
+
+    metric: str = Field(min_length=1, description="histogram base name, without _bucket/_count")
+    selector: str = Field(default="", description='label matchers, e.g. job="checkout", route!="/health"')
+    threshold_seconds: float = Field(gt=0)
+
+    @field_validator("metric")
+    @classmethod
+    def _metric_name(cls, value: str) -> str:
+        if not re.match(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$", value):
+            raise ValueError(f"{value!r} is not a metric name")
+        for suffix in ("_bucket", "_count", "_sum"):
+            if value.endswith(suffix):
+                raise ValueError(f"give the histogram's base name without {suffix!r}")
+        return value
+
+    @field_validator("selector")
+    @classmethod
+    def _selector(cls, value: str) -> str:
+        inner = value.strip()
+        if inner.startswith("{") and inner.endswith("}"):
+            inner = inner[1:-1].strip()
+        if re.search(r"(^|[\s,{])le\s*(=|!=|=~|!~)", inner):
+            raise ValueError("do not match on 'le' in the selector: budgetguard adds it from threshold_seconds")
+        if "{" in inner or "}" in inner:
+            raise ValueError("write only label matchers, e.g. job=\"checkout\", route=~\"/api/.*\"")
+        return inner
+
+
+class PluginSLI(_Frozen):
+    """Sloth's SLI plugins run Go code inside Sloth; budgetguard cannot run them."""
+
+    id: str
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class SLI(_Frozen):
+    events: EventsSLI | None = None
+    raw: RawSLI | None = None
+    latency: LatencySLI | None = None
+    plugin: PluginSLI | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> SLI:
+        if self.plugin is not None:
+            raise ValueError(
+                "Sloth SLI plugins (sli.plugin) are Go code that only Sloth can run; "
+                "replace the plugin with the query it generates, as sli.raw.error_ratio_query or sli.events"
+            )
+        given = [name for name in ("events", "raw", "latency") if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "declare exactly one SLI kind: events (error_query + total_query), raw (error_ratio_query) "
+                f"or latency (a histogram); found {', '.join(given) or 'none'}"
+            )
+        return self
+
+
+class AlertMeta(_Frozen):
+    disable: bool = False
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+    check_labels = field_validator("labels")(_check_labels)
+
+
+class Alerting(_Frozen):
+    name: str = Field(min_length=1)
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+    page_alert: AlertMeta = Field(default_factory=AlertMeta)
+    ticket_alert: AlertMeta = Field(default_factory=AlertMeta)
+
+    check_labels = field_validator("labels")(_check_labels)
+
+
+class Severity(StrEnum):
+    PAGE = "page"
+    TICKET = "ticket"
+
+
+class TierSpec(_Frozen):
+    """One multi-window burn-rate tier as written in a file: a burn rate, or the budget it consumes."""
+
+    severity: Severity
+    long_window: Duration
+    short_window: Duration
+    burn_rate: float | None = Field(default=None, gt=0)
+    budget_percent: float | None = Field(default=None, gt=0, le=100)
+
+    @model_validator(mode="after")
+    def _shape(self) -> TierSpec:
+        if (self.burn_rate is None) == (self.budget_percent is None):
+            raise ValueError(
+                "give exactly one of burn_rate (e.g. 14.4) or budget_percent (the share of the SLO "
+                "window's budget the tier may consume within long_window, e.g. 2)"
+            )
+        if self.short_window >= self.long_window:
+            raise ValueError("short_window must be shorter than long_window (the workbook uses 1/12 of it)")
+        return self
+
+
+class BurnTier(BaseModel):
+    """A resolved tier: fires when both windows burn faster than ``burn_rate``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    severity: Severity
+    long_window: timedelta
+    short_window: timedelta
+    burn_rate: float
+    budget_fraction: float  # share of the SLO window's budget consumed within long_window at burn_rate
+
+
+# SRE Workbook ch. 5, Table 5-8 plus the 24h/2h ticket pair of its iteration-6 example rules: the
+# share of a 30-day budget each tier lets burn before it fires. Thresholds follow from
+# burn_rate = budget_fraction * period / long_window, so they scale to any SLO window.
+DEFAULT_TIERS: tuple[tuple[Severity, timedelta, timedelta, Fraction], ...] = (
+    (Severity.PAGE, timedelta(hours=1), timedelta(minutes=5), Fraction(2, 100)),
+    (Severity.PAGE, timedelta(hours=6), timedelta(minutes=30), Fraction(5, 100)),
+    (Severity.TICKET, timedelta(days=1), timedelta(hours=2), Fraction(10, 100)),
+    (Severity.TICKET, timedelta(days=3), timedelta(hours=6), Fraction(10, 100)),
+)
+
+
+def burn_rate_for(budget_fraction: Fraction | float, period: timedelta, long_window: timedelta) -> float:
+    """Workbook: the burn rate that consumes ``budget_fraction`` of the budget within ``long_window``."""
+    return float(Fraction(budget_fraction) * Fraction(period // timedelta(milliseconds=1))
+                 / Fraction(long_window // timedelta(milliseconds=1)))
+
+
+def default_tiers(period: timedelta) -> tuple[BurnTier, ...]:
+    """The workbook's tiers scaled to ``period``; tiers whose long window exceeds the period are dropped."""
+    return tuple(
+        BurnTier(severity=severity, long_window=long, short_window=short,
+                 burn_rate=burn_rate_for(fraction, period, long), budget_fraction=float(fraction))
+        for severity, long, short, fraction in DEFAULT_TIERS
+        if long <= period
+    )
+
+
+class SLOSpec(_Frozen):
+    """One entry of ``slos:`` as written in a file."""
+
+    name: str = Field(min_length=1)
+    objective: Objective
+    description: str = ""
+    labels: dict[str, str] = Field(default_factory=dict)
+    sli: SLI
+    alerting: Alerting | None = None
+    # budgetguard/v1 additions (rejected in prometheus/v1 files, which must stay loadable by Sloth):
+    window: Duration | None = None
+    tiers: tuple[TierSpec, ...] | None = None
+    min_events: float | None = Field(default=None, ge=0)
+
+    check_labels = field_validator("labels")(_check_labels)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _SLO_NAME.match(value):
+            raise ValueError("use letters, digits, '-', '_' and '.' only (the name is part of the SLO's id)")
+        return value
+
+    @field_validator("objective")
+    @classmethod
+    def _objective(cls, value: Decimal) -> Decimal:
+        if not value.is_finite() or not Decimal(0) < value < Decimal(100):
+            raise ValueError(
+                "objective is a percentage strictly between 0 and 100, e.g. 99.9 "
+                "(100 leaves no error budget: every burn rate would be infinite)"
+            )
+        return value
+
+    @field_validator("tiers")
+    @classmethod
+    def _tiers(cls, value: tuple[TierSpec, ...] | None) -> tuple[TierSpec, ...] | None:
+        if value is not None and not value:
+            raise ValueError("give at least one tier, or leave 'tiers' out to use the workbook's defaults")
+        return value
+
+
+_NATIVE_ONLY_FIELDS = ("window", "tiers", "min_events")
+
+
+class SLOFile(_Frozen):
+    """One document of a native or Sloth ``prometheus/v1`` file."""
+
+    version: Literal["budgetguard/v1", "prometheus/v1"]
+    service: str = Field(min_length=1)
+    labels: dict[str, str] = Field(default_factory=dict)
+    slos: tuple[SLOSpec, ...] = Field(min_length=1)
+    slo_plugins: dict[str, Any] | None = None
+
+    check_labels = field_validator("labels")(_check_labels)
+
+    @field_validator("service")
+    @classmethod
+    def _service(cls, value: str) -> str:
+        if not _SLO_NAME.match(value):
+            raise ValueError("use letters, digits, '-', '_' and '.' only (the service is part of the SLO's id)")
+        return value
+
+    @field_validator("slo_plugins")
+    @classmethod
+    def _no_plugins(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value:
+            raise ValueError(
+                "Sloth SLO plugins change how Sloth generates rules and cannot run in budgetguard; "
+                "remove slo_plugins (budgetguard's own rule generator and tiers cover the core plugins)"
+            )
+        return value
+
+
+class SLO(BaseModel):
+    """A validated SLO, ready for the engine. Every format reader produces these."""
+
+    model_config = ConfigDict(frozen=True)
+
+    service: str
+    name: str
+    objective: Decimal  # percent, exactly as written
+    window: timedelta
+    sli: SLI
+    tiers: tuple[BurnTier, ...]
+    min_events: float
+    description: str = ""
+    labels: dict[str, str] = Field(default_factory=dict)  # file labels overlaid by the SLO's own
+    alerting: Alerting | None = None
+    source: str = ""  # file the SLO came from, for messages
+
+    @property
+    def id(self) -> str:
+        return f"{self.service}/{self.name}"
+
+    @property
+    def objective_ratio(self) -> Fraction:
+        return Fraction(self.objective) / 100
+
+    @property
+    def error_budget(self) -> Fraction:
+        """1 - objective, exact: 99.9 gives Fraction(1, 1000)."""
+        return 1 - self.objective_ratio
+
+    def windows(self) -> tuple[timedelta, ...]:
+        """Every window the engine needs, shortest first: each tier's pair and the SLO window."""
+        found = {self.window}
+        for tier in self.tiers:
+            found.update((tier.long_window, tier.short_window))
+        return tuple(sorted(found))
+
+
+# Events a window needs before its burn rate counts: one, so 0/0 (no traffic) is never judged.
+# Low-traffic services should raise it (SRE workbook ch. 5, "Low-Traffic Services").
+DEFAULT_MIN_EVENTS = 1.0
+
+
+def resolve_tiers(specs: tuple[TierSpec, ...] | None, period: timedelta) -> tuple[BurnTier, ...]:
+    if specs is None:
+        return default_tiers(period)
+    resolved = []
+    for spec in specs:
+        if spec.long_window > period:
+            raise ValueError(
+                f"tier long_window {format_duration(spec.long_window)} is longer than the SLO window "
+                f"{format_duration(period)}; use a shorter long_window or a longer SLO window"
+            )
+        if spec.budget_percent is not None:
+            fraction = Fraction(Decimal(repr(spec.budget_percent))) / 100
+            rate = burn_rate_for(fraction, period, spec.long_window)
+        else:
+            assert spec.burn_rate is not None  # the model validator guarantees exactly one
+            rate = spec.burn_rate
+            fraction = Fraction(rate) * Fraction(spec.long_window / period)
+        resolved.append(BurnTier(severity=spec.severity, long_window=spec.long_window,
+                                 short_window=spec.short_window, burn_rate=rate,
+                                 budget_fraction=float(fraction)))
+    return tuple(resolved)
+
+
+def native_only_fields(spec: SLOSpec) -> list[str]:
+    """The budgetguard/v1 additions a ``prometheus/v1`` SLO uses (they would break it for Sloth)."""
+    return [name for name in _NATIVE_ONLY_FIELDS if name in spec.model_fields_set]
+
+
+def build_slo(document: SLOFile, spec: SLOSpec, source: str = "") -> SLO:
+    """Turn one validated entry of a file into an engine-ready SLO (ValueError on tier problems)."""
+    window = spec.window or DEFAULT_WINDOW
+    tiers = resolve_tiers(spec.tiers, window)
+    if not tiers:
+        raise ValueError(
+            f"no default burn-rate tier fits in a {format_duration(window)} SLO window (the shortest long "
+            "window is 1h); declare tiers for this SLO or use a window of at least 1h"
+        )
+    return SLO(
+        service=document.service,
+        name=spec.name,
+        objective=spec.objective,
+        window=window,
+        sli=spec.sli,
+        tiers=tiers,
+        min_events=DEFAULT_MIN_EVENTS if spec.min_events is None else spec.min_events,
+        description=spec.description,
+        labels={**document.labels, **spec.labels},
+        alerting=spec.alerting,
+        source=source,
+    )
+
+
+def build_slos(document: SLOFile, source: str = "") -> list[SLO]:
+    return [build_slo(document, spec, source) for spec in document.slos]
