@@ -63,7 +63,9 @@ def budget_consumed(burn: float, window: timedelta, period: timedelta) -> float:
     return burn * (window / period)
 
 
-def detection_time(error_ratio: float, budget: Fraction, window: timedelta, burn_threshold: float) -> timedelta:
+def detection_time(
+    error_ratio: float, budget: Fraction, window: timedelta, burn_threshold: float
+) -> timedelta:
     """How long a constant ``error_ratio`` takes to push ``window``'s burn rate over ``burn_threshold``.
 
     Workbook ch. 5: "(1 - SLO) / error ratio x alerting window size x burn rate". Infinite (``None``

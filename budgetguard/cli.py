@@ -42,7 +42,8 @@ def parse_time(text: str) -> datetime:
         parsed = datetime.fromisoformat(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(
-            f"{text!r} is neither RFC 3339 (2026-11-26T10:00:00Z) nor unix seconds") from exc
+            f"{text!r} is neither RFC 3339 (2026-11-26T10:00:00Z) nor unix seconds"
+        ) from exc
     if parsed.tzinfo is None:
         raise argparse.ArgumentTypeError(f"{text!r} has no timezone; add Z or an offset such as +01:00")
     return parsed
@@ -65,38 +66,70 @@ def _header(text: str) -> tuple[str, str]:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="budgetguard",
-        description="Error-budget guard for progressive delivery: SLO burn rates from Prometheus.")
+        description="Error-budget guard for progressive delivery: SLO burn rates from Prometheus.",
+    )
     parser.add_argument("--version", action="version", version=f"budgetguard {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    check = commands.add_parser("check", help="validate SLO files and list every problem",
-                                description="Validate SLO files; exit 0 when all are valid, 2 otherwise.")
+    check = commands.add_parser(
+        "check",
+        help="validate SLO files and list every problem",
+        description="Validate SLO files; exit 0 when all are valid, 2 otherwise.",
+    )
     check.add_argument("paths", nargs="+", metavar="PATH", help="SLO files or directories of them")
 
     ev = commands.add_parser(
-        "eval", help="evaluate every SLO once and print the verdicts",
+        "eval",
+        help="evaluate every SLO once and print the verdicts",
         description="Evaluate every SLO at one instant. Exit 0 when none is burning, 1 when any is "
-                    "burning, 2 on invalid SLO files, 3 when the source could not be read.")
+        "burning, 2 on invalid SLO files, 3 when the source could not be read.",
+    )
     ev.add_argument("paths", nargs="+", metavar="PATH", help="SLO files or directories of them")
-    ev.add_argument("--prometheus", required=True, metavar="URL",
-                    help="base URL of Prometheus, Thanos, Mimir (with its /prometheus prefix) or VictoriaMetrics")
-    ev.add_argument("--at", type=parse_time, metavar="TIME",
-                    help="evaluate at this instant (RFC 3339 or unix seconds) instead of now: backtesting")
+    ev.add_argument(
+        "--prometheus",
+        required=True,
+        metavar="URL",
+        help="base URL of Prometheus, Thanos, Mimir (with its /prometheus prefix) or VictoriaMetrics",
+    )
+    ev.add_argument(
+        "--at",
+        type=parse_time,
+        metavar="TIME",
+        help="evaluate at this instant (RFC 3339 or unix seconds) instead of now: backtesting",
+    )
     ev.add_argument("--json", action="store_true", help="print one JSON object per SLO (a JSON array)")
-    ev.add_argument("--timeout", type=_duration, default=timedelta(seconds=30), metavar="DURATION",
-                    help="per-query timeout (default 30s)")
-    ev.add_argument("--max-concurrency", type=int, default=8, metavar="N",
-                    help="queries in flight at once (default 8)")
+    ev.add_argument(
+        "--timeout",
+        type=_duration,
+        default=timedelta(seconds=30),
+        metavar="DURATION",
+        help="per-query timeout (default 30s)",
+    )
+    ev.add_argument(
+        "--max-concurrency", type=int, default=8, metavar="N", help="queries in flight at once (default 8)"
+    )
     ev.add_argument("--tenant", metavar="ID", help="X-Scope-OrgID for Mimir or Cortex")
-    ev.add_argument("--bearer-token-file", type=Path, metavar="FILE",
-                    help="file holding a bearer token (kept out of the process list)")
+    ev.add_argument(
+        "--bearer-token-file",
+        type=Path,
+        metavar="FILE",
+        help="file holding a bearer token (kept out of the process list)",
+    )
     ev.add_argument("--ca-file", metavar="FILE", help="CA bundle to verify the server's certificate")
-    ev.add_argument("--header", type=_header, action="append", default=[], metavar="NAME=VALUE",
-                    help="extra HTTP header, repeatable")
+    ev.add_argument(
+        "--header",
+        type=_header,
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="extra HTTP header, repeatable",
+    )
     return parser
 
 
-def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
+def main(
+    argv: Sequence[str] | None = None, stdout: TextIO | None = None, stderr: TextIO | None = None
+) -> int:
     out = stdout or sys.stdout
     err = stderr or sys.stderr
     parser = build_parser()
@@ -137,8 +170,14 @@ def _eval(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             print(f"cannot read --bearer-token-file: {exc}", file=err)
             return EXIT_SPEC
     config = PrometheusConfig(
-        url=args.prometheus, timeout=args.timeout, max_concurrency=args.max_concurrency,
-        tenant=args.tenant, bearer_token=token, ca_file=args.ca_file, headers=dict(args.header))
+        url=args.prometheus,
+        timeout=args.timeout,
+        max_concurrency=args.max_concurrency,
+        tenant=args.tenant,
+        bearer_token=token,
+        ca_file=args.ca_file,
+        headers=dict(args.header),
+    )
     at = args.at or datetime.now(tz=UTC)
     evaluations = asyncio.run(_evaluate(config, loaded, at))
     if args.json:

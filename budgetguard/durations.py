@@ -12,8 +12,15 @@ import re
 from datetime import timedelta
 
 # Prometheus accepts y, w, d, h, m, s, ms (model.ParseDuration); ns and us are rejected by its API.
-_UNITS_MS = {"y": 365 * 86_400_000, "w": 7 * 86_400_000, "d": 86_400_000, "h": 3_600_000,
-             "m": 60_000, "s": 1000, "ms": 1}
+_UNITS_MS = {
+    "y": 365 * 86_400_000,
+    "w": 7 * 86_400_000,
+    "d": 86_400_000,
+    "h": 3_600_000,
+    "m": 60_000,
+    "s": 1000,
+    "ms": 1,
+}
 _DURATION = re.compile(r"^(?:(\d+)y)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?$")
 _ORDER = ("y", "w", "d", "h", "m", "s", "ms")
 
@@ -23,8 +30,9 @@ def parse_duration(text: str) -> timedelta:
     match = _DURATION.match(text.strip()) if isinstance(text, str) else None
     if not match or not any(match.groups()):
         raise ValueError(f"{text!r} is not a Prometheus duration (use a number and a unit: 5m, 1h, 30d)")
-    total_ms = sum(int(value) * _UNITS_MS[unit] for unit, value in zip(_ORDER, match.groups(), strict=True)
-                   if value)
+    total_ms = sum(
+        int(value) * _UNITS_MS[unit] for unit, value in zip(_ORDER, match.groups(), strict=True) if value
+    )
     if total_ms <= 0:
         raise ValueError(f"{text!r} must be longer than zero")
     return timedelta(milliseconds=total_ms)

@@ -77,8 +77,9 @@ class Engine:
             try:
                 results.append(await self._source.query(query.expr, at))
             except QueryError as exc:
-                raise QueryError(exc.detail, query=query.expr, status=exc.status,
-                                 error_type=exc.error_type) from exc
+                raise QueryError(
+                    exc.detail, query=query.expr, status=exc.status, error_type=exc.error_type
+                ) from exc
         warnings = tuple(w for r in results for w in _quality(r))
         return _Answers({q.tag: list(r.samples) for q, r in zip(planned, results, strict=True)}, warnings)
 
@@ -117,8 +118,9 @@ def _events(value: float, query: PlannedQuery) -> float:
     return value if query.counts else value * query.window.total_seconds()
 
 
-def _observe(slo: SLO, window: timedelta, planned: Iterable[PlannedQuery],
-             answers: dict[str, list[Sample]]) -> Observation:
+def _observe(
+    slo: SLO, window: timedelta, planned: Iterable[PlannedQuery], answers: dict[str, list[Sample]]
+) -> Observation:
     parts = {q.part: q for q in planned if q.window == window}
     values = {part: _single(answers.get(q.tag, []), q) for part, q in parts.items()}
 

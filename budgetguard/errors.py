@@ -68,8 +68,14 @@ class SourceError(BudgetguardError):
 
     reason = "source_error"
 
-    def __init__(self, detail: str, *, query: str | None = None, status: int | None = None,
-                 error_type: str | None = None) -> None:
+    def __init__(
+        self,
+        detail: str,
+        *,
+        query: str | None = None,
+        status: int | None = None,
+        error_type: str | None = None,
+    ) -> None:
         self.detail = detail
         self.query = query
         self.status = status

@@ -53,8 +53,13 @@ def discover(paths: Iterable[str | Path]) -> tuple[list[Path], list[SpecProblem]
         elif path.is_file():
             found.append(path)
         else:
-            problems.append(SpecProblem(str(path), "no such file or directory",
-                                        "give the path of an SLO file or of a directory of them"))
+            problems.append(
+                SpecProblem(
+                    str(path),
+                    "no such file or directory",
+                    "give the path of an SLO file or of a directory of them",
+                )
+            )
     return found, problems
 
 
@@ -72,8 +77,13 @@ def load_paths(paths: Iterable[str | Path]) -> LoadResult:
         result.slos.extend(slos)
         result.problems.extend(file_problems)
     if not files and not problems:
-        result.problems.append(SpecProblem(", ".join(map(str, paths)), "no SLO files found",
-                                           "add *.yaml files with 'version: budgetguard/v1'"))
+        result.problems.append(
+            SpecProblem(
+                ", ".join(map(str, paths)),
+                "no SLO files found",
+                "add *.yaml files with 'version: budgetguard/v1'",
+            )
+        )
     _check_duplicates(result)
     return result
 
@@ -82,9 +92,15 @@ def _check_duplicates(result: LoadResult) -> None:
     seen: dict[str, SLO] = {}
     for slo in result.slos:
         if slo.id in seen:
-            result.problems.append(SpecProblem(
-                slo.source, f"SLO id {slo.id!r} is declared twice (also in {seen[slo.id].source})",
-                "give each SLO of a service a unique name", slo=slo.name, field="name"))
+            result.problems.append(
+                SpecProblem(
+                    slo.source,
+                    f"SLO id {slo.id!r} is declared twice (also in {seen[slo.id].source})",
+                    "give each SLO of a service a unique name",
+                    slo=slo.name,
+                    field="name",
+                )
+            )
         else:
             seen[slo.id] = slo
 
@@ -97,8 +113,14 @@ def load_text(text: str, source: str) -> tuple[list[SLO], list[SpecProblem]]:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
-        return [], [SpecProblem(source, f"not valid YAML: {getattr(exc, 'problem', None) or exc}",
-                                "fix the YAML syntax (indentation, quotes, colons)", line=line)]
+        return [], [
+            SpecProblem(
+                source,
+                f"not valid YAML: {getattr(exc, 'problem', None) or exc}",
+                "fix the YAML syntax (indentation, quotes, colons)",
+                line=line,
+            )
+        ]
     slos: list[SLO] = []
     problems: list[SpecProblem] = []
     for node, document in zip(nodes, documents, strict=True):
@@ -112,14 +134,21 @@ def load_text(text: str, source: str) -> tuple[list[SLO], list[SpecProblem]]:
     return slos, problems
 
 
-def load_document(document: Any, source: str, node: yaml.Node | None = None) -> tuple[list[SLO],
-                                                                                        list[SpecProblem]]:
+def load_document(
+    document: Any, source: str, node: yaml.Node | None = None
+) -> tuple[list[SLO], list[SpecProblem]]:
     if not isinstance(document, dict):
-        return [], [SpecProblem(source, "a document must be a mapping with version, service and slos",
-                                "start the file with 'version: budgetguard/v1'", line=_line(node, ()))]
+        return [], [
+            SpecProblem(
+                source,
+                "a document must be a mapping with version, service and slos",
+                "start the file with 'version: budgetguard/v1'",
+                line=_line(node, ()),
+            )
+        ]
     version = document.get("version")
     if version not in (NATIVE_VERSION, SLOTH_VERSION):
-        hint = (f"use 'version: {NATIVE_VERSION}' (or '{SLOTH_VERSION}' for a file written for Sloth)")
+        hint = f"use 'version: {NATIVE_VERSION}' (or '{SLOTH_VERSION}' for a file written for Sloth)"
         what = "the 'version' field is missing" if version is None else f"unknown version {version!r}"
         return [], [SpecProblem(source, what, hint, field="version", line=_line(node, ("version",)))]
     try:
@@ -130,18 +159,30 @@ def load_document(document: Any, source: str, node: yaml.Node | None = None) -> 
     if version == SLOTH_VERSION:
         for index, spec in enumerate(parsed.slos):
             for name in native_only_fields(spec):
-                problems.append(SpecProblem(
-                    source, f"{name!r} is a {NATIVE_VERSION} addition that Sloth's {SLOTH_VERSION} rejects",
-                    f"change the file's version to {NATIVE_VERSION}, or remove {name!r}",
-                    slo=spec.name, field=f"slos[{index}].{name}",
-                    line=_line(node, ("slos", index, name))))
+                problems.append(
+                    SpecProblem(
+                        source,
+                        f"{name!r} is a {NATIVE_VERSION} addition that Sloth's {SLOTH_VERSION} rejects",
+                        f"change the file's version to {NATIVE_VERSION}, or remove {name!r}",
+                        slo=spec.name,
+                        field=f"slos[{index}].{name}",
+                        line=_line(node, ("slos", index, name)),
+                    )
+                )
     slos = []
     for index, spec in enumerate(parsed.slos):
         try:
             slos.append(build_slo(parsed, spec, source))
         except ValueError as exc:
-            problems.append(SpecProblem(source, str(exc), slo=spec.name, field=f"slos[{index}].tiers",
-                                        line=_line(node, ("slos", index, "tiers"))))
+            problems.append(
+                SpecProblem(
+                    source,
+                    str(exc),
+                    slo=spec.name,
+                    field=f"slos[{index}].tiers",
+                    line=_line(node, ("slos", index, "tiers")),
+                )
+            )
     if problems:
         return [], problems
     return slos, []
@@ -168,15 +209,18 @@ _FIXES = {
 }
 
 
-def _problems_from(exc: ValidationError, document: dict[str, Any], source: str,
-                   node: yaml.Node | None) -> list[SpecProblem]:
+def _problems_from(
+    exc: ValidationError, document: dict[str, Any], source: str, node: yaml.Node | None
+) -> list[SpecProblem]:
     errors = exc.errors(include_url=False)
     locations = [tuple(e["loc"]) for e in errors]
     problems = []
     for error in errors:
         loc = tuple(error["loc"])
         # pydantic reports a list whose items failed as "too short" too; the item errors say it all.
-        if error["type"] == "too_short" and any(other[: len(loc)] == loc and other != loc for other in locations):
+        if error["type"] == "too_short" and any(
+            other[: len(loc)] == loc and other != loc for other in locations
+        ):
             continue
         message = str(error["msg"]).removeprefix("Value error, ")
         fix = _FIXES.get(error["type"], "")
@@ -190,9 +234,16 @@ def _problems_from(exc: ValidationError, document: dict[str, Any], source: str,
         elif error["type"] == "value_error":
             # our validators put the fix in the message itself
             fix = ""
-        problems.append(SpecProblem(
-            source, message, fix, slo=_slo_name(document, loc), field=_field_path(loc) or None,
-            line=_line(node, loc)))
+        problems.append(
+            SpecProblem(
+                source,
+                message,
+                fix,
+                slo=_slo_name(document, loc),
+                field=_field_path(loc) or None,
+                line=_line(node, loc),
+            )
+        )
     return problems
 
 
@@ -248,7 +299,7 @@ def _model_at(loc: Sequence[Any]) -> type[BaseModel] | None:
 
 def _unwrap(annotation: Any) -> Any:
     """tuple[X, ...], X | None, Annotated[...] -> X (the model inside, if any)."""
-    for arg in (typing.get_args(annotation) or ()):
+    for arg in typing.get_args(annotation) or ():
         inner = _unwrap(arg)
         if isinstance(inner, type) and issubclass(inner, BaseModel):
             return inner

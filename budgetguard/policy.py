@@ -157,23 +157,28 @@ def evaluate(
     for stat in stats:
         if stat.error_ratio is not None and stat.error_ratio > _RATIO_ARTEFACT_LIMIT:
             return Evaluation(
-                slo, at, Verdict.ERROR,
+                slo,
+                at,
+                Verdict.ERROR,
                 f"the error ratio over {format_duration(stat.window)} is {stat.error_ratio:.4g}, above 1: "
                 "the error query counts events the total query does not; check that errors are a subset "
                 "of the total",
-                windows=stats, warnings=tuple(warnings),
+                windows=stats,
+                warnings=tuple(warnings),
             )
     stats = tuple(
         WindowStat(s.window, 1.0, budget.burn_rate(1.0, slo.error_budget), s.events, s.missing)
-        if s.error_ratio is not None and s.error_ratio > 1.0 else s
+        if s.error_ratio is not None and s.error_ratio > 1.0
+        else s
         for s in stats
     )
     by_window = {s.window: s for s in stats}
     tiers = tuple(_tier_state(tier, by_window, slo.min_events) for tier in slo.tiers)
 
     period = by_window[slo.window]
-    remaining = None if period.error_ratio is None else budget.budget_remaining(period.error_ratio,
-                                                                                  slo.error_budget)
+    remaining = (
+        None if period.error_ratio is None else budget.budget_remaining(period.error_ratio, slo.error_budget)
+    )
     current = _current_burn(tiers)
     exhaustion = None
     if remaining is not None and current is not None:
@@ -181,9 +186,17 @@ def evaluate(
 
     verdict, reason = _verdict(slo, tiers, warnings)
     return Evaluation(
-        slo=slo, at=at, verdict=verdict, reason=reason, windows=stats, tiers=tiers,
-        budget_remaining=remaining, error_ratio=period.error_ratio, events=period.events,
-        time_to_exhaustion=exhaustion, warnings=tuple(warnings),
+        slo=slo,
+        at=at,
+        verdict=verdict,
+        reason=reason,
+        windows=stats,
+        tiers=tiers,
+        budget_remaining=remaining,
+        error_ratio=period.error_ratio,
+        events=period.events,
+        time_to_exhaustion=exhaustion,
+        warnings=tuple(warnings),
     )
 
 

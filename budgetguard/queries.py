@@ -77,8 +77,10 @@ def _selector(*matchers: str) -> str:
 
 def latency_templates(sli: LatencySLI) -> tuple[str, str]:
     """(good, total) query templates for a classic-histogram latency SLI."""
-    good = (f"sum(rate({sli.metric}_bucket{_selector(sli.selector, le_matcher(sli.threshold_seconds))}"
-            "[{{.window}}]))")
+    good = (
+        f"sum(rate({sli.metric}_bucket{_selector(sli.selector, le_matcher(sli.threshold_seconds))}"
+        "[{{.window}}]))"
+    )
     total = f"sum(rate({sli.metric}_count{_selector(sli.selector)}[{{{{.window}}}}]))"
     return good, total
 
@@ -99,8 +101,9 @@ def plan(slo: SLO, windows: Iterable[timedelta] | None = None) -> tuple[PlannedQ
     """Every (window, part) query an SLO needs, shortest window first."""
     parts = templates(slo)
     return tuple(
-        PlannedQuery(window=window, part=part, expr=render(template, window),
-                     counts=_returns_counts(template))
+        PlannedQuery(
+            window=window, part=part, expr=render(template, window), counts=_returns_counts(template)
+        )
         for window in (slo.windows() if windows is None else windows)
         for part, template in parts.items()
     )
@@ -108,9 +111,7 @@ def plan(slo: SLO, windows: Iterable[timedelta] | None = None) -> tuple[PlannedQ
 
 def combine(queries: Sequence[PlannedQuery]) -> str:
     """One PromQL expression that returns every planned part, each tagged with ``PART_LABEL``."""
-    return " or ".join(
-        f'label_replace(({q.expr}), "{PART_LABEL}", "{q.tag}", "", "")' for q in queries
-    )
+    return " or ".join(f'label_replace(({q.expr}), "{PART_LABEL}", "{q.tag}", "", "")' for q in queries)
 
 
 def split(queries: Sequence[PlannedQuery], samples: Iterable[Sample]) -> dict[str, list[Sample]]:

@@ -32,8 +32,9 @@ def evaluation_json(ev: Evaluation) -> dict[str, Any]:
         "budget_remaining": _num(ev.budget_remaining),
         "error_ratio": _num(ev.error_ratio),
         "events": _num(ev.events),
-        "time_to_exhaustion_seconds": (None if ev.time_to_exhaustion is None
-                                       else ev.time_to_exhaustion.total_seconds()),
+        "time_to_exhaustion_seconds": (
+            None if ev.time_to_exhaustion is None else ev.time_to_exhaustion.total_seconds()
+        ),
         "burn_rates": {format_duration(w.window): _num(w.burn_rate) for w in ev.windows},
         "error_ratios": {format_duration(w.window): _num(w.error_ratio) for w in ev.windows},
         "events_by_window": {format_duration(w.window): _num(w.events) for w in ev.windows},
@@ -78,20 +79,35 @@ _MARK = {
 
 def table(evaluations: Sequence[Evaluation]) -> str:
     """A fixed-width table: one row per SLO, one burn-rate column per tier window."""
-    tier_windows = sorted({w for ev in evaluations for t in ev.slo.tiers
-                           for w in (t.short_window, t.long_window)})
-    header = ["SLO", "OBJECTIVE", "WINDOW", "BUDGET LEFT",
-              *[f"BURN {format_duration(w)}" for w in tier_windows], "VERDICT", "REASON"]
+    tier_windows = sorted(
+        {w for ev in evaluations for t in ev.slo.tiers for w in (t.short_window, t.long_window)}
+    )
+    header = [
+        "SLO",
+        "OBJECTIVE",
+        "WINDOW",
+        "BUDGET LEFT",
+        *[f"BURN {format_duration(w)}" for w in tier_windows],
+        "VERDICT",
+        "REASON",
+    ]
     rows = [header]
     for ev in evaluations:
         burns = []
         for window in tier_windows:
             stat = ev.window(window)
             burns.append(_burn(stat.burn_rate) if stat is not None else "")
-        rows.append([
-            ev.slo.id, f"{ev.slo.objective}%", format_duration(ev.slo.window), _pct(ev.budget_remaining),
-            *burns, _MARK[ev.verdict], ev.reason,
-        ])
+        rows.append(
+            [
+                ev.slo.id,
+                f"{ev.slo.objective}%",
+                format_duration(ev.slo.window),
+                _pct(ev.budget_remaining),
+                *burns,
+                _MARK[ev.verdict],
+                ev.reason,
+            ]
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]
     lines = []
     for row in rows:

@@ -138,9 +138,11 @@ class LatencySLI(_Frozen):
         if inner.startswith("{") and inner.endswith("}"):
             inner = inner[1:-1].strip()
         if re.search(r"(^|[\s,{])le\s*(=|!=|=~|!~)", inner):
-            raise ValueError("do not match on 'le' in the selector: budgetguard adds it from threshold_seconds")
+            raise ValueError(
+                "do not match on 'le' in the selector: budgetguard adds it from threshold_seconds"
+            )
         if "{" in inner or "}" in inner:
-            raise ValueError("write only label matchers, e.g. job=\"checkout\", route=~\"/api/.*\"")
+            raise ValueError('write only label matchers, e.g. job="checkout", route=~"/api/.*"')
         return inner
 
 
@@ -242,15 +244,23 @@ DEFAULT_TIERS: tuple[tuple[Severity, timedelta, timedelta, Fraction], ...] = (
 
 def burn_rate_for(budget_fraction: Fraction | float, period: timedelta, long_window: timedelta) -> float:
     """Workbook: the burn rate that consumes ``budget_fraction`` of the budget within ``long_window``."""
-    return float(Fraction(budget_fraction) * Fraction(period // timedelta(milliseconds=1))
-                 / Fraction(long_window // timedelta(milliseconds=1)))
+    return float(
+        Fraction(budget_fraction)
+        * Fraction(period // timedelta(milliseconds=1))
+        / Fraction(long_window // timedelta(milliseconds=1))
+    )
 
 
 def default_tiers(period: timedelta) -> tuple[BurnTier, ...]:
     """The workbook's tiers scaled to ``period``; tiers whose long window exceeds the period are dropped."""
     return tuple(
-        BurnTier(severity=severity, long_window=long, short_window=short,
-                 burn_rate=burn_rate_for(fraction, period, long), budget_fraction=float(fraction))
+        BurnTier(
+            severity=severity,
+            long_window=long,
+            short_window=short,
+            burn_rate=burn_rate_for(fraction, period, long),
+            budget_fraction=float(fraction),
+        )
         for severity, long, short, fraction in DEFAULT_TIERS
         if long <= period
     )
@@ -315,7 +325,9 @@ class SLOFile(_Frozen):
     @classmethod
     def _service(cls, value: str) -> str:
         if not _SLO_NAME.match(value):
-            raise ValueError("use letters, digits, '-', '_' and '.' only (the service is part of the SLO's id)")
+            raise ValueError(
+                "use letters, digits, '-', '_' and '.' only (the service is part of the SLO's id)"
+            )
         return value
 
     @field_validator("slo_plugins")
@@ -389,9 +401,15 @@ def resolve_tiers(specs: tuple[TierSpec, ...] | None, period: timedelta) -> tupl
             assert spec.burn_rate is not None  # the model validator guarantees exactly one
             rate = spec.burn_rate
             fraction = Fraction(rate) * Fraction(spec.long_window / period)
-        resolved.append(BurnTier(severity=spec.severity, long_window=spec.long_window,
-                                 short_window=spec.short_window, burn_rate=rate,
-                                 budget_fraction=float(fraction)))
+        resolved.append(
+            BurnTier(
+                severity=spec.severity,
+                long_window=spec.long_window,
+                short_window=spec.short_window,
+                burn_rate=rate,
+                budget_fraction=float(fraction),
+            )
+        )
     return tuple(resolved)
 
 

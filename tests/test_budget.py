@@ -21,12 +21,20 @@ B999 = Fraction(1, 1000)
 @pytest.mark.parametrize(
     ("period", "expected"),
     [
-        pytest.param(timedelta(days=30), [14.4, 6.0, 3.0, 1.0], id="a 30d window gives the workbook's 14.4, 6, 3 and 1"),
-        pytest.param(timedelta(days=28), [13.44, 5.6, 2.8, 0.9333333333], id="a 28d window scales them by 28/30"),
-        pytest.param(timedelta(days=7), [3.36, 1.4, 0.7, 0.2333333333], id="a 7d window keeps the budget shares"),
+        pytest.param(
+            timedelta(days=30), [14.4, 6.0, 3.0, 1.0], id="a 30d window gives the workbook's 14.4, 6, 3 and 1"
+        ),
+        pytest.param(
+            timedelta(days=28), [13.44, 5.6, 2.8, 0.9333333333], id="a 28d window scales them by 28/30"
+        ),
+        pytest.param(
+            timedelta(days=7), [3.36, 1.4, 0.7, 0.2333333333], id="a 7d window keeps the budget shares"
+        ),
     ],
 )
-def test_default_tier_thresholds_follow_the_workbook_formula(period: timedelta, expected: list[float]) -> None:
+def test_default_tier_thresholds_follow_the_workbook_formula(
+    period: timedelta, expected: list[float]
+) -> None:
     tiers = default_tiers(period)
     assert [t.burn_rate for t in tiers] == pytest.approx(expected, rel=1e-9)
     assert [t.severity for t in tiers] == [Severity.PAGE, Severity.PAGE, Severity.TICKET, Severity.TICKET]
@@ -35,7 +43,10 @@ def test_default_tier_thresholds_follow_the_workbook_formula(period: timedelta, 
 def test_tiers_longer_than_the_slo_window_are_dropped() -> None:
     tiers = default_tiers(timedelta(days=1))
     assert [(t.long_window, t.short_window) for t in tiers] == [
-        (HOUR, 5 * MINUTE), (6 * HOUR, 30 * MINUTE), (DAY, 2 * HOUR)]
+        (HOUR, 5 * MINUTE),
+        (6 * HOUR, 30 * MINUTE),
+        (DAY, 2 * HOUR),
+    ]
 
 
 @pytest.mark.parametrize(
@@ -48,7 +59,9 @@ def test_tiers_longer_than_the_slo_window_are_dropped() -> None:
         pytest.param(36.0, HOUR, 0.05, id="iteration 4's 36x over 1h is 5% of the budget"),
     ],
 )
-def test_budget_consumed_by_each_tier_matches_table_5_8(burn: float, window: timedelta, consumed: float) -> None:
+def test_budget_consumed_by_each_tier_matches_table_5_8(
+    burn: float, window: timedelta, consumed: float
+) -> None:
     assert budget.budget_consumed(burn, window, timedelta(days=30)) == pytest.approx(consumed, rel=1e-12)
 
 
@@ -78,7 +91,9 @@ def test_time_to_exhaustion_matches_table_5_4(burn: float, days: float) -> None:
         pytest.param(3 * DAY, 1.0, 259.2, id="the 3d ticket tier after 4.32 minutes"),
     ],
 )
-def test_detection_time_of_a_full_outage_per_tier(long_window: timedelta, threshold: float, seconds: float) -> None:
+def test_detection_time_of_a_full_outage_per_tier(
+    long_window: timedelta, threshold: float, seconds: float
+) -> None:
     assert budget.detection_time(1.0, B999, long_window, threshold).total_seconds() == pytest.approx(seconds)
 
 
@@ -142,8 +157,11 @@ def test_time_to_exhaustion_is_remaining_budget_over_burn(remaining: float, burn
     assert budget.budget_consumed(burn, got, period) == pytest.approx(remaining, rel=1e-6)
 
 
-@given(st.fractions(min_value=Fraction(1, 1000), max_value=1),
-       st.integers(min_value=1, max_value=90), st.integers(min_value=1, max_value=72))
+@given(
+    st.fractions(min_value=Fraction(1, 1000), max_value=1),
+    st.integers(min_value=1, max_value=90),
+    st.integers(min_value=1, max_value=72),
+)
 def test_a_threshold_consumes_exactly_its_budget_share(fraction: Fraction, days: int, hours: int) -> None:
     period, window = timedelta(days=days), timedelta(hours=hours)
     burn = burn_rate_for(fraction, period, window)

@@ -37,7 +37,7 @@ class TableSource:
         return None
 
 
-def tagged(slo: SLO, values: Callable[[str, timedelta], float | None | str]) -> QueryResult:
+def tagged(slo: SLO, values: Callable[[str, timedelta], float | str | None]) -> QueryResult:
     """The combined answer for ``slo``; ``values(part, window)`` gives each value, "absent" for no series."""
     samples = []
     for q in plan(slo):
@@ -79,11 +79,15 @@ def test_no_traffic_is_inconclusive() -> None:
 
 def test_one_failing_slo_does_not_affect_the_others() -> None:
     good = slo_from()
-    bad = slo_from(AVAILABILITY.replace('job="checkout"', 'job="cart"').replace("service: checkout", "service: cart"))
-    source = TableSource({
-        combine(plan(good)): tagged(good, lambda p, w: 10.0 if p == "total" else 0.0),
-        combine(plan(bad)): SourceUnavailable("Service Unavailable", query="...", status=503),
-    })
+    bad = slo_from(
+        AVAILABILITY.replace('job="checkout"', 'job="cart"').replace("service: checkout", "service: cart")
+    )
+    source = TableSource(
+        {
+            combine(plan(good)): tagged(good, lambda p, w: 10.0 if p == "total" else 0.0),
+            combine(plan(bad)): SourceUnavailable("Service Unavailable", query="...", status=503),
+        }
+    )
     evs = run(Engine(source), [good, bad])
     assert [ev.verdict for ev in evs] == [Verdict.HEALTHY, Verdict.ERROR]
     assert "source error (unavailable): Service Unavailable (HTTP 503)" in evs[1].reason
@@ -107,7 +111,9 @@ def test_a_rejected_combined_query_falls_back_to_parts_and_blames_the_right_one(
 def test_scalar_queries_work_part_by_part() -> None:
     slo = slo_from()
     planned = plan(slo)
-    answers: dict[str, QueryResult | Exception] = {combine(planned): QueryError("expected vector", status=400)}
+    answers: dict[str, QueryResult | Exception] = {
+        combine(planned): QueryError("expected vector", status=400)
+    }
     for q in planned:
         answers[q.expr] = QueryResult((Sample({}, 4.0 if q.part == "total" else 0.002),))
     [ev] = run(Engine(TableSource(answers)), [slo])

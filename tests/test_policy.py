@@ -17,8 +17,9 @@ AT = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 M, H, D = timedelta(minutes=1), timedelta(hours=1), timedelta(days=1)
 
 
-def observe(slo: SLO, ratios: dict[timedelta, float | None], default: float = 0.0,
-            events: float | None = 10_000.0) -> dict[timedelta, Observation]:
+def observe(
+    slo: SLO, ratios: dict[timedelta, float | None], default: float = 0.0, events: float | None = 10_000.0
+) -> dict[timedelta, Observation]:
     out = {}
     for window in slo.windows():
         ratio = ratios.get(window, default)
@@ -34,22 +35,54 @@ B = 0.001
     ("ratios", "verdict", "words"),
     [
         pytest.param({}, Verdict.HEALTHY, "no tier firing", id="no errors anywhere is healthy"),
-        pytest.param({H: 15 * B, 5 * M: 15 * B}, Verdict.BURNING, "page tier 1h/5m firing",
-                     id="15x over 1h and 5m fires the fast page tier"),
-        pytest.param({H: 15 * B, 5 * M: 0.0}, Verdict.HEALTHY, "closest",
-                     id="a burst that has stopped (short window clean) does not fire"),
-        pytest.param({H: 14.4 * B, 5 * M: 14.4 * B}, Verdict.HEALTHY, "",
-                     id="exactly at the threshold does not fire: the rule is strictly greater"),
-        pytest.param({6 * H: 7 * B, 30 * M: 7 * B}, Verdict.BURNING, "page tier 6h/30m",
-                     id="7x over 6h and 30m fires the slow page tier"),
-        pytest.param({D: 4 * B, 2 * H: 4 * B}, Verdict.WARNING, "ticket tier 1d/2h",
-                     id="4x over 1d and 2h is a ticket, a warning"),
-        pytest.param({3 * D: 1.5 * B, 6 * H: 1.5 * B}, Verdict.WARNING, "ticket tier 3d/6h",
-                     id="1.5x over 3d and 6h is a ticket"),
-        pytest.param({5 * M: None}, Verdict.INCONCLUSIVE, "no traffic (NaN) in 5m",
-                     id="no traffic in the short window is inconclusive, never healthy"),
-        pytest.param({5 * M: None, D: 4 * B, 2 * H: 4 * B}, Verdict.WARNING, "ticket",
-                     id="a firing tier still counts when another window has no data"),
+        pytest.param(
+            {H: 15 * B, 5 * M: 15 * B},
+            Verdict.BURNING,
+            "page tier 1h/5m firing",
+            id="15x over 1h and 5m fires the fast page tier",
+        ),
+        pytest.param(
+            {H: 15 * B, 5 * M: 0.0},
+            Verdict.HEALTHY,
+            "closest",
+            id="a burst that has stopped (short window clean) does not fire",
+        ),
+        pytest.param(
+            {H: 14.4 * B, 5 * M: 14.4 * B},
+            Verdict.HEALTHY,
+            "",
+            id="exactly at the threshold does not fire: the rule is strictly greater",
+        ),
+        pytest.param(
+            {6 * H: 7 * B, 30 * M: 7 * B},
+            Verdict.BURNING,
+            "page tier 6h/30m",
+            id="7x over 6h and 30m fires the slow page tier",
+        ),
+        pytest.param(
+            {D: 4 * B, 2 * H: 4 * B},
+            Verdict.WARNING,
+            "ticket tier 1d/2h",
+            id="4x over 1d and 2h is a ticket, a warning",
+        ),
+        pytest.param(
+            {3 * D: 1.5 * B, 6 * H: 1.5 * B},
+            Verdict.WARNING,
+            "ticket tier 3d/6h",
+            id="1.5x over 3d and 6h is a ticket",
+        ),
+        pytest.param(
+            {5 * M: None},
+            Verdict.INCONCLUSIVE,
+            "no traffic (NaN) in 5m",
+            id="no traffic in the short window is inconclusive, never healthy",
+        ),
+        pytest.param(
+            {5 * M: None, D: 4 * B, 2 * H: 4 * B},
+            Verdict.WARNING,
+            "ticket",
+            id="a firing tier still counts when another window has no data",
+        ),
     ],
 )
 def test_verdict_table(ratios: dict[timedelta, float | None], verdict: Verdict, words: str) -> None:
@@ -59,7 +92,7 @@ def test_verdict_table(ratios: dict[timedelta, float | None], verdict: Verdict, 
 
 
 def test_page_wins_over_ticket_and_reason_names_the_budget_share() -> None:
-    ratios = {w: 20 * B for w in SLO_999.windows()}
+    ratios = dict.fromkeys(SLO_999.windows(), 20 * B)
     ev = evaluate(SLO_999, observe(SLO_999, ratios), AT)
     assert ev.verdict is Verdict.BURNING
     assert "above 14.4x" in ev.reason and "0.02 of the 30d budget in 1h" in ev.reason
@@ -69,8 +102,9 @@ def test_page_wins_over_ticket_and_reason_names_the_budget_share() -> None:
 def test_partial_data_is_inconclusive_even_when_the_numbers_look_fine_or_bad() -> None:
     fine = evaluate(SLO_999, observe(SLO_999, {}), AT, warnings=["partial response: store down"])
     assert fine.verdict is Verdict.INCONCLUSIVE and "partial data" in fine.reason
-    bad = evaluate(SLO_999, observe(SLO_999, {w: 20 * B for w in SLO_999.windows()}), AT,
-                   warnings=["partial response"])
+    bad = evaluate(
+        SLO_999, observe(SLO_999, dict.fromkeys(SLO_999.windows(), 20 * B)), AT, warnings=["partial response"]
+    )
     assert bad.verdict is Verdict.INCONCLUSIVE and "page tier 1h/5m firing" in bad.reason
 
 
@@ -86,7 +120,7 @@ def test_too_few_events_is_inconclusive_and_says_how_many() -> None:
             sli: {raw: {error_ratio_query: 'sum(rate(e[{{.window}}])) / sum(rate(t[{{.window}}]))'}}
         """
     )
-    ev = evaluate(slo, observe(slo, {w: 0.5 for w in slo.windows()}, events=12), AT)
+    ev = evaluate(slo, observe(slo, dict.fromkeys(slo.windows(), 0.5), events=12), AT)
     assert ev.verdict is Verdict.INCONCLUSIVE
     assert "12 events in 5m, fewer than min_events 100" in ev.reason
 
@@ -119,7 +153,7 @@ def test_an_error_ratio_far_above_one_is_a_configuration_error() -> None:
 
 
 def test_a_ratio_just_above_one_is_an_extrapolation_artefact_read_as_one() -> None:
-    ev = evaluate(SLO_999, observe(SLO_999, {w: 1.01 for w in SLO_999.windows()}), AT)
+    ev = evaluate(SLO_999, observe(SLO_999, dict.fromkeys(SLO_999.windows(), 1.01)), AT)
     assert ev.verdict is Verdict.BURNING
     assert ev.window(H) is not None and ev.window(H).error_ratio == 1.0  # type: ignore[union-attr]
 
@@ -134,9 +168,12 @@ def outage_ratio(window: timedelta, elapsed: timedelta, error_ratio: float) -> f
 def test_detection_matches_the_workbook_formula(error_ratio: float) -> None:
     """Simulate an outage second by second: the verdict turns burning when the formula says it must."""
     expected = min(
-        max(budget.detection_time(error_ratio, SLO_999.error_budget, t.long_window, t.burn_rate),
-            budget.detection_time(error_ratio, SLO_999.error_budget, t.short_window, t.burn_rate))
-        for t in SLO_999.tiers if t.severity == "page"
+        max(
+            budget.detection_time(error_ratio, SLO_999.error_budget, t.long_window, t.burn_rate),
+            budget.detection_time(error_ratio, SLO_999.error_budget, t.short_window, t.burn_rate),
+        )
+        for t in SLO_999.tiers
+        if t.severity == "page"
     )
     step = timedelta(seconds=1)
 

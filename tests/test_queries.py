@@ -16,8 +16,12 @@ from tests.helpers import slo_from
     [
         pytest.param("rate(x[{{.window}}])", timedelta(minutes=5), "rate(x[5m])", id="the Sloth spelling"),
         pytest.param("rate(x[{{ .window }}])", timedelta(days=30), "rate(x[30d])", id="the spaced spelling"),
-        pytest.param("a[{{.window}}] / b[{{.window}}]", timedelta(minutes=90), "a[1h30m] / b[1h30m]",
-                     id="every occurrence, compound durations"),
+        pytest.param(
+            "a[{{.window}}] / b[{{.window}}]",
+            timedelta(minutes=90),
+            "a[1h30m] / b[1h30m]",
+            id="every occurrence, compound durations",
+        ),
     ],
 )
 def test_render_replaces_every_placeholder(template: str, window: timedelta, expected: str) -> None:

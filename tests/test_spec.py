@@ -27,8 +27,12 @@ def test_the_shipped_examples_are_valid() -> None:
     loaded = load_paths([REPO / "slos"])
     assert loaded.ok, [str(p) for p in loaded.problems]
     ids = {s.id for s in loaded.slos}
-    assert {"checkout/requests-availability", "checkout/requests-latency",
-            "search/requests-availability", "search/requests-not-found"} <= ids
+    assert {
+        "checkout/requests-availability",
+        "checkout/requests-latency",
+        "search/requests-availability",
+        "search/requests-not-found",
+    } <= ids
 
 
 def test_a_sloth_getting_started_file_loads_unchanged() -> None:
@@ -69,7 +73,12 @@ def test_a_sloth_getting_started_file_loads_unchanged() -> None:
     )
     assert slo.id == "myservice/requests-availability"
     assert slo.window == timedelta(days=30)
-    assert slo.labels == {"owner": "myteam", "repo": "myorg/myservice", "tier": "2", "category": "availability"}
+    assert slo.labels == {
+        "owner": "myteam",
+        "repo": "myorg/myservice",
+        "tier": "2",
+        "category": "availability",
+    }
     assert slo.alerting is not None and slo.alerting.page_alert.labels["routing_key"] == "myteam"
 
 
@@ -103,8 +112,13 @@ def test_native_additions_window_tiers_min_events_and_latency() -> None:
     assert [t.burn_rate for t in slo.tiers] == pytest.approx([0.02 * 168, 2.5])
     assert slo.tiers[1].budget_fraction == pytest.approx(2.5 / 7)
     assert slo.sli.latency is not None and slo.sli.latency.selector == 'job="api"'
-    assert slo.windows() == (timedelta(minutes=5), timedelta(hours=1), timedelta(hours=2), timedelta(days=1),
-                             timedelta(days=7))
+    assert slo.windows() == (
+        timedelta(minutes=5),
+        timedelta(hours=1),
+        timedelta(hours=2),
+        timedelta(days=1),
+        timedelta(days=7),
+    )
 
 
 BASE = """
@@ -123,18 +137,35 @@ slos:
 @pytest.mark.parametrize(
     ("objective", "error_query", "fragments"),
     [
-        pytest.param("100", "sum(rate(e[{{.window}}]))", ["slos[0].objective", "strictly between 0 and 100", ":6"],
-                     id="an objective of 100 is refused because it leaves no budget"),
-        pytest.param("0", "sum(rate(e[{{.window}}]))", ["strictly between 0 and 100"],
-                     id="an objective of 0 is refused"),
-        pytest.param("'high'", "sum(rate(e[{{.window}}]))", ["slos[0].objective", "write a number"],
-                     id="a non-numeric objective says to write a number"),
-        pytest.param("99.9", "sum(rate(e[5m]))", ["slos[0].sli.events.error_query", "{{.window}}", ":9"],
-                     id="a query without the window placeholder is refused with an example"),
+        pytest.param(
+            "100",
+            "sum(rate(e[{{.window}}]))",
+            ["slos[0].objective", "strictly between 0 and 100", ":6"],
+            id="an objective of 100 is refused because it leaves no budget",
+        ),
+        pytest.param(
+            "0",
+            "sum(rate(e[{{.window}}]))",
+            ["strictly between 0 and 100"],
+            id="an objective of 0 is refused",
+        ),
+        pytest.param(
+            "'high'",
+            "sum(rate(e[{{.window}}]))",
+            ["slos[0].objective", "write a number"],
+            id="a non-numeric objective says to write a number",
+        ),
+        pytest.param(
+            "99.9",
+            "sum(rate(e[5m]))",
+            ["slos[0].sli.events.error_query", "{{.window}}", ":9"],
+            id="a query without the window placeholder is refused with an example",
+        ),
     ],
 )
-def test_field_errors_name_file_line_slo_field_and_fix(objective: str, error_query: str,
-                                                        fragments: list[str]) -> None:
+def test_field_errors_name_file_line_slo_field_and_fix(
+    objective: str, error_query: str, fragments: list[str]
+) -> None:
     messages = problems_of(BASE.format(objective=objective, error_query=error_query))
     assert len(messages) == 1
     text = messages[0]
@@ -184,49 +215,70 @@ def test_every_problem_is_listed_not_only_the_first() -> None:
 @pytest.mark.parametrize(
     ("text", "fragment"),
     [
-        pytest.param("version: budgetguard/v2\nservice: a\nslos: []\n", "unknown version 'budgetguard/v2'",
-                     id="an unknown version says which versions exist"),
+        pytest.param(
+            "version: budgetguard/v2\nservice: a\nslos: []\n",
+            "unknown version 'budgetguard/v2'",
+            id="an unknown version says which versions exist",
+        ),
         pytest.param("service: a\nslos: []\n", "'version' field is missing", id="a missing version is named"),
         pytest.param("version: budgetguard/v1\nservice: a\nslos: [\n", "not valid YAML", id="broken YAML"),
         pytest.param("- a\n- b\n", "must be a mapping", id="a list instead of a mapping"),
         pytest.param(
             "version: prometheus/v1\nservice: a\nslos:\n- name: x\n  objective: 99\n  window: 7d\n"
             "  sli: {raw: {error_ratio_query: 'q[{{.window}}]'}}\n",
-            "'window' is a budgetguard/v1 addition", id="native fields in a Sloth file would break Sloth"),
+            "'window' is a budgetguard/v1 addition",
+            id="native fields in a Sloth file would break Sloth",
+        ),
         pytest.param(
             "version: prometheus/v1\nservice: a\nslos:\n- name: x\n  objective: 99\n"
             "  sli: {plugin: {id: sloth-common/kubernetes/apiserver/availability}}\n",
-            "SLI plugins", id="Sloth SLI plugins are refused with the way out"),
+            "SLI plugins",
+            id="Sloth SLI plugins are refused with the way out",
+        ),
         pytest.param(
             "version: budgetguard/v1\nservice: a\nslos:\n- name: x\n  objective: 99\n  window: 30m\n"
             "  sli: {raw: {error_ratio_query: 'q[{{.window}}]'}}\n",
-            "no default burn-rate tier fits", id="a window too short for any tier asks for tiers"),
+            "no default burn-rate tier fits",
+            id="a window too short for any tier asks for tiers",
+        ),
         pytest.param(
             "version: budgetguard/v1\nservice: a\nslos:\n- name: x\n  objective: 99\n  window: 1d\n"
             "  tiers: [{severity: page, long_window: 3d, short_window: 1h, burn_rate: 2}]\n"
             "  sli: {raw: {error_ratio_query: 'q[{{.window}}]'}}\n",
-            "longer than the SLO window", id="a tier longer than the SLO window"),
+            "longer than the SLO window",
+            id="a tier longer than the SLO window",
+        ),
         pytest.param(
             "version: budgetguard/v1\nservice: a\nslos:\n- name: x\n  objective: 99\n"
             "  tiers: [{severity: page, long_window: 1h, short_window: 5m}]\n"
             "  sli: {raw: {error_ratio_query: 'q[{{.window}}]'}}\n",
-            "exactly one of burn_rate", id="a tier without a threshold"),
+            "exactly one of burn_rate",
+            id="a tier without a threshold",
+        ),
         pytest.param(
             "version: budgetguard/v1\nservice: a\nslos:\n- name: x\n  objective: 99\n  labels: {Bad-Label: v}\n"
             "  sli: {raw: {error_ratio_query: 'q[{{.window}}]'}}\n",
-            "not a valid Prometheus label name", id="label names must be Prometheus label names"),
+            "not a valid Prometheus label name",
+            id="label names must be Prometheus label names",
+        ),
         pytest.param(
             "version: budgetguard/v1\nservice: a\nslos:\n- name: x\n  objective: 99\n"
             "  sli: {latency: {metric: h_bucket, threshold_seconds: 0.5}}\n",
-            "base name without '_bucket'", id="a latency SLI wants the histogram's base name"),
+            "base name without '_bucket'",
+            id="a latency SLI wants the histogram's base name",
+        ),
         pytest.param(
             "version: budgetguard/v1\nservice: a\nslos:\n- name: x\n  objective: 99\n"
             "  sli: {latency: {metric: h, selector: 'le=\"0.5\"', threshold_seconds: 0.5}}\n",
-            "do not match on 'le'", id="a latency selector must not pick the bucket itself"),
+            "do not match on 'le'",
+            id="a latency selector must not pick the bucket itself",
+        ),
         pytest.param(
             "version: budgetguard/v1\nservice: a\nslos:\n- name: x\n  objective: 99\n  window: 5x\n"
             "  sli: {raw: {error_ratio_query: 'q[{{.window}}]'}}\n",
-            "not a Prometheus duration", id="a window must be a Prometheus duration"),
+            "not a Prometheus duration",
+            id="a window must be a Prometheus duration",
+        ),
     ],
 )
 def test_file_level_problems(text: str, fragment: str) -> None:
@@ -244,7 +296,8 @@ def test_duplicate_ids_across_files_are_reported(tmp_path: Path) -> None:
     loaded = load_paths([tmp_path])
     assert len(loaded.files) == 2
     assert [p.message for p in loaded.problems] == [
-        f"SLO id 'checkout/availability' is declared twice (also in {tmp_path / 'a.yaml'})"]
+        f"SLO id 'checkout/availability' is declared twice (also in {tmp_path / 'a.yaml'})"
+    ]
 
 
 def test_several_documents_in_one_file() -> None:
