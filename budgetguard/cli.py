@@ -23,7 +23,8 @@ from budgetguard.durations import parse_duration
 from budgetguard.engine import Engine
 from budgetguard.loader import LoadResult, load_paths
 from budgetguard.policy import Evaluation, Verdict
-from budgetguard.render import evaluation_json, table
+from budgetguard.records import to_record
+from budgetguard.render import table
 from budgetguard.sources.prometheus import PrometheusConfig, PrometheusSource
 
 EXIT_OK = 0
@@ -181,7 +182,7 @@ def _eval(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     at = args.at or datetime.now(tz=UTC)
     evaluations = asyncio.run(_evaluate(config, loaded, at))
     if args.json:
-        json.dump([evaluation_json(ev) for ev in evaluations], out, indent=2)
+        json.dump([to_record(ev) for ev in evaluations], out, indent=2)
         out.write("\n")
     else:
         print(table(evaluations), file=out)

@@ -1,61 +1,14 @@
-"""Presenting evaluations: the JSON document and the terminal table.
+"""Presenting evaluations in a terminal: the fixed-width table.
 
-The JSON shape is a public interface (scripts and CI gates parse it), documented in the README:
-ratios are ratios (0..1, budget remaining may be negative), the objective is a percent as written,
-windows are Prometheus durations, and unknown numbers are ``null``, never -1 or NaN.
+The JSON shape lives in ``records`` because the API and the store share it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC
-from typing import Any
 
 from budgetguard.durations import format_duration
 from budgetguard.policy import Evaluation, Verdict
-
-
-def _num(value: float | None) -> float | None:
-    return None if value is None else float(value)
-
-
-def evaluation_json(ev: Evaluation) -> dict[str, Any]:
-    slo = ev.slo
-    return {
-        "service": slo.service,
-        "slo": slo.name,
-        "objective": float(slo.objective),
-        "window": format_duration(slo.window),
-        "at": ev.at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
-        "verdict": str(ev.verdict),
-        "reason": ev.reason,
-        "budget_remaining": _num(ev.budget_remaining),
-        "error_ratio": _num(ev.error_ratio),
-        "events": _num(ev.events),
-        "time_to_exhaustion_seconds": (
-            None if ev.time_to_exhaustion is None else ev.time_to_exhaustion.total_seconds()
-        ),
-        "burn_rates": {format_duration(w.window): _num(w.burn_rate) for w in ev.windows},
-        "error_ratios": {format_duration(w.window): _num(w.error_ratio) for w in ev.windows},
-        "events_by_window": {format_duration(w.window): _num(w.events) for w in ev.windows},
-        "tiers": [
-            {
-                "severity": str(t.tier.severity),
-                "long_window": format_duration(t.tier.long_window),
-                "short_window": format_duration(t.tier.short_window),
-                "burn_rate_threshold": t.tier.burn_rate,
-                "budget_fraction": t.tier.budget_fraction,
-                "long_burn_rate": _num(t.long_burn),
-                "short_burn_rate": _num(t.short_burn),
-                "firing": t.firing,
-                "note": t.note,
-            }
-            for t in ev.tiers
-        ],
-        "labels": dict(slo.labels),
-        "warnings": list(ev.warnings),
-        "source": slo.source,
-    }
 
 
 def _pct(value: float | None) -> str:
