@@ -54,12 +54,12 @@ class Engine:
                 window: _observe(slo, window, planned, answers.by_tag) for window in slo.windows()
             }
         except SourceError as exc:
-            return policy.failed(slo, at, f"source error ({exc.reason}): {exc}")
+            return policy.failed(slo, at, f"source error ({exc.reason}): {exc}", exc.reason)
         except _ShapeError as exc:
-            return policy.failed(slo, at, str(exc))
+            return policy.failed(slo, at, str(exc), "query_shape")
         except Exception as exc:  # the per-SLO isolation point: one SLO's surprise must not stop the rest
             log.exception("evaluating %s failed unexpectedly", slo.id)
-            return policy.failed(slo, at, f"internal error while evaluating: {exc!r}")
+            return policy.failed(slo, at, f"internal error while evaluating: {exc!r}", "internal")
         return policy.evaluate(slo, observations, at, answers.warnings)
 
     async def _ask(self, planned: Sequence[PlannedQuery], at: datetime) -> _Answers:

@@ -80,6 +80,9 @@ class Evaluation:
     events: float | None = None  # over the SLO window, when known
     time_to_exhaustion: timedelta | None = None
     warnings: tuple[str, ...] = field(default=())
+    # For ERROR verdicts, a closed set of causes for metrics and alerts: a SourceError's ``reason``
+    # (unavailable, timeout, auth, bad_query, protocol, source_error), "query_shape" or "internal".
+    error_kind: str | None = None
 
     def window(self, window: timedelta) -> WindowStat | None:
         return next((w for w in self.windows if w.window == window), None)
@@ -165,6 +168,7 @@ def evaluate(
                 "of the total",
                 windows=stats,
                 warnings=tuple(warnings),
+                error_kind="query_shape",
             )
     stats = tuple(
         WindowStat(s.window, 1.0, budget.burn_rate(1.0, slo.error_budget), s.events, s.missing)
@@ -222,9 +226,9 @@ def _verdict(slo: SLO, tiers: Sequence[TierState], warnings: Sequence[str]) -> t
     )
 
 
-def failed(slo: SLO, at: datetime, reason: str) -> Evaluation:
+def failed(slo: SLO, at: datetime, reason: str, kind: str) -> Evaluation:
     """The verdict for an SLO whose data could not be read: never healthy, never burning."""
-    return Evaluation(slo=slo, at=at, verdict=Verdict.ERROR, reason=reason)
+    return Evaluation(slo=slo, at=at, verdict=Verdict.ERROR, reason=reason, error_kind=kind)
 
 
 def is_finite_ratio(value: float | None) -> bool:

@@ -64,6 +64,7 @@ def to_record(ev: Evaluation) -> dict[str, Any]:
         ],
         "labels": dict(slo.labels),
         "warnings": list(ev.warnings),
+        "error_kind": ev.error_kind,
         "source": slo.source,
     }
 
@@ -108,4 +109,5 @@ def from_record(record: dict[str, Any], slo: SLO) -> Evaluation:
         events=record.get("events"),
         time_to_exhaustion=None if tte is None else timedelta(seconds=tte),
         warnings=tuple(record.get("warnings") or ()),
+        error_kind=record.get("error_kind"),
     )
