@@ -1,0 +1,112 @@
+"""A live scrape target: a service's request counters served over HTTP for a real Prometheus to scrape.
+
+Counters grow at a configured rate of requests per second with a configured error ratio, computed from
+the clock at each scrape, so tests can change the behaviour of a "service" mid-run (start failing,
+recover) and know exactly what Prometheus will see. Serves the Prometheus text format on /metrics from
+a thread; binds to 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+@dataclass
+class _Stream:
+    """Cumulative good and bad request counts of one label set, advanced lazily from the clock."""
+
+    labels: dict[str, str]
+    requests_per_second: float
+    error_ratio: float
+    good: float = 0.0
+    bad: float = 0.0
+    since: float = field(default_factory=time.monotonic)
+
+    def advance(self, now: float) -> None:
+        elapsed = max(now - self.since, 0.0)
+        self.good += elapsed * self.requests_per_second * (1 - self.error_ratio)
+        self.bad += elapsed * self.requests_per_second * self.error_ratio
+        self.since = now
+
+
+def _labels(labels: Mapping[str, str]) -> str:
+    return ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+
+
+class MetricsTarget:
+    """``http_requests_total{<labels>, code="200"|"500"}`` for each configured stream."""
+
+    def __init__(self, metric: str = "http_requests_total") -> None:
+        self.metric = metric
+        self._streams: dict[str, _Stream] = {}
+        self._lock = threading.Lock()
+        target = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if self.path.split("?")[0] != "/metrics":
+                    self.send_error(404)
+                    return
+                body = target.exposition().encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain; version=0.0.4")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:  # quiet in tests
+                return
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, name="metrics-target", daemon=True)
+
+    @property
+    def address(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"{host!s}:{port}"
+
+    def set_stream(self, labels: Mapping[str, str], requests_per_second: float, error_ratio: float) -> None:
+        """Create or change a stream; counts so far are kept (counters never go back)."""
+        key = _labels(labels)
+        with self._lock:
+            now = time.monotonic()
+            stream = self._streams.get(key)
+            if stream is None:
+                self._streams[key] = _Stream(dict(labels), requests_per_second, error_ratio, since=now)
+            else:
+                stream.advance(now)
+                stream.requests_per_second = requests_per_second
+                stream.error_ratio = error_ratio
+
+    def exposition(self) -> str:
+        with self._lock:
+            now = time.monotonic()
+            lines = [f"# TYPE {self.metric} counter"]
+            for stream in self._streams.values():
+                stream.advance(now)
+                for code, value in (("200", stream.good), ("500", stream.bad)):
+                    lines.append(f"{self.metric}{{{_labels({**stream.labels, 'code': code})}}} {value:.6f}")
+        return "\n".join(lines) + "\n"
+
+    def start(self) -> MetricsTarget:
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+
+@contextmanager
+def metrics_target() -> Iterator[MetricsTarget]:
+    target = MetricsTarget().start()
+    try:
+        yield target
+    finally:
+        target.close()
