@@ -18,6 +18,9 @@ from datetime import timedelta
 from fractions import Fraction
 
 
+NEVER_PERIODS = 1000
+
+
 def error_ratio(errors: float | None, total: float | None) -> float | None:
     """Bad events over total events; ``None`` when there was no traffic (0/0 is not a ratio).
 
@@ -49,13 +52,18 @@ def budget_remaining(period_error_ratio: float, budget: Fraction) -> float:
 def time_to_exhaustion(remaining: float, current_burn_rate: float, period: timedelta) -> timedelta | None:
     """How long the remaining budget lasts at ``current_burn_rate``; ``None`` when it never runs out.
 
-    An approximation that ignores old errors leaving the rolling window, as the workbook's Table 5-4 does.
+    An approximation that ignores old errors leaving the rolling window, as the workbook's Table 5-4
+    does. A budget that would outlast ``NEVER_PERIODS`` SLO windows counts as never running out (a burn
+    rate of 1e-300 would otherwise overflow any duration type).
     """
     if remaining <= 0:
         return timedelta(0)
     if current_burn_rate <= 0:
         return None
-    return period * (remaining / current_burn_rate)
+    periods = remaining / current_burn_rate
+    if periods > NEVER_PERIODS:
+        return None
+    return period * periods
 
 
 def budget_consumed(burn: float, window: timedelta, period: timedelta) -> float:

@@ -3,6 +3,8 @@
 The only place that prints. Exit codes are part of the interface (CI pipelines gate on them):
 
     check   0 all files valid, 2 otherwise
+    run     0 after a clean stop (SIGTERM/SIGINT), 2 on invalid settings or SLO files at start
+    history 0, 2 when there is no store
     eval    0 nothing burning, 1 some SLO burning, 2 invalid SLO files (nothing evaluated),
             3 the source could not be read for some SLO (and none is burning)
 """
@@ -16,16 +18,20 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from budgetguard import __version__
+from budgetguard.config import load_settings
+from budgetguard.daemon import Daemon, configure_logging
 from budgetguard.durations import parse_duration
 from budgetguard.engine import Engine
+from budgetguard.errors import ConfigError
 from budgetguard.loader import LoadResult, load_paths
 from budgetguard.policy import Evaluation, Verdict
 from budgetguard.records import to_record
-from budgetguard.render import table
+from budgetguard.render import history_table, table
 from budgetguard.sources.prometheus import PrometheusConfig, PrometheusSource
+from budgetguard.store import Store
 
 EXIT_OK = 0
 EXIT_BURNING = 1
@@ -125,6 +131,35 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME=VALUE",
         help="extra HTTP header, repeatable",
     )
+    run = commands.add_parser(
+        "run",
+        help="run the daemon: evaluate on a schedule, remember, export metrics, serve the API",
+        description="Run the daemon. Flags override the config file, which overrides BUDGETGUARD_* "
+        "environment variables, which override the defaults.",
+    )
+    run.add_argument("paths", nargs="*", metavar="PATH", help="SLO files or directories (default: slos)")
+    run.add_argument("--prometheus", metavar="URL", help="base URL of the metrics source")
+    run.add_argument("--config", type=Path, metavar="FILE", help="YAML config file")
+    run.add_argument("--db", type=Path, metavar="FILE", help="SQLite file (default budgetguard.db)")
+    run.add_argument("--listen", metavar="HOST:PORT", help="HTTP address (default 127.0.0.1:8731)")
+    run.add_argument("--interval", metavar="DURATION", help="evaluation interval (default 30s)")
+
+    hist = commands.add_parser(
+        "history",
+        help="show the stored evaluations of one SLO",
+        description="Read the daemon's store: evaluations and verdict changes.",
+    )
+    hist.add_argument("slo_id", metavar="SERVICE/SLO")
+    hist.add_argument(
+        "--since",
+        type=_duration,
+        default=timedelta(days=1),
+        metavar="DURATION",
+        help="how far back (default 1d)",
+    )
+    hist.add_argument("--json", action="store_true", help="print the records as a JSON array")
+    hist.add_argument("--db", type=Path, metavar="FILE", help="SQLite file (default budgetguard.db)")
+    hist.add_argument("--config", type=Path, metavar="FILE", help="YAML config file (for its db setting)")
     return parser
 
 
@@ -140,7 +175,60 @@ def main(
         return int(exc.code or 0)
     if args.command == "check":
         return _check(args.paths, out, err)
+    if args.command == "run":
+        return _run(args, err)
+    if args.command == "history":
+        return _history(args, out, err)
     return _eval(args, out, err)
+
+
+def _run(args: argparse.Namespace, err: TextIO) -> int:
+    overrides: dict[str, Any] = {
+        "slo_paths": args.paths or None,
+        "db": args.db,
+        "listen": args.listen,
+        "interval": args.interval,
+    }
+    if args.prometheus:
+        overrides["prometheus"] = {"url": args.prometheus}
+    try:
+        settings = load_settings(args.config, overrides)
+    except ConfigError as exc:
+        print(exc, file=err)
+        return EXIT_SPEC
+    configure_logging(settings.log_level, settings.log_json)
+    return asyncio.run(Daemon(settings).run())
+
+
+def _history(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    try:
+        settings = load_settings(args.config, {"db": args.db})
+    except ConfigError as exc:
+        print(exc, file=err)
+        return EXIT_SPEC
+    if not settings.db.exists():
+        print(f"no store at {settings.db}; run the daemon first or give --db", file=err)
+        return EXIT_SPEC
+    since = datetime.now(tz=UTC) - args.since
+    with Store(settings.db) as store:
+        records = store.history(args.slo_id, since)
+        changes = store.verdict_changes(args.slo_id, since)
+    if args.json:
+        json.dump(records, out, indent=2)
+        out.write("\n")
+        return EXIT_OK
+    if not records:
+        print(f"no evaluations of {args.slo_id} since {since:%Y-%m-%d %H:%M}Z", file=err)
+        return EXIT_OK
+    print(history_table(records), file=out)
+    if changes:
+        print("\nverdict changes:", file=out)
+        for change in changes:
+            print(
+                f"  {change['at']}  {change['from'] or '-'} -> {change['to']}: {change['reason']}",
+                file=out,
+            )
+    return EXIT_OK
 
 
 def _report_problems(loaded: LoadResult, err: TextIO) -> None:

@@ -39,8 +39,10 @@ class _Answers:
 class Engine:
     """Evaluates SLOs against a ``MetricsSource``."""
 
-    def __init__(self, source: MetricsSource) -> None:
+    def __init__(self, source: MetricsSource, *, combine: bool = True) -> None:
+        """``combine=False`` sends every window and part as its own query (for comparison and debugging)."""
         self._source = source
+        self._combine = combine
 
     async def evaluate_all(self, slos: Sequence[SLO], at: datetime) -> list[Evaluation]:
         """Evaluate every SLO at ``at`` concurrently (the source bounds the requests in flight)."""
@@ -63,6 +65,8 @@ class Engine:
         return policy.evaluate(slo, observations, at, answers.warnings)
 
     async def _ask(self, planned: Sequence[PlannedQuery], at: datetime) -> _Answers:
+        if not self._combine:
+            return await self._ask_separately(planned, at)
         try:
             result = await self._source.query(queries.combine(planned), at)
         except QueryError:
@@ -72,14 +76,18 @@ class Engine:
         return _Answers(queries.split(planned, result.samples), _quality(result))
 
     async def _ask_separately(self, planned: Sequence[PlannedQuery], at: datetime) -> _Answers:
+        answers = await asyncio.gather(
+            *(self._source.query(q.expr, at) for q in planned), return_exceptions=True
+        )
         results: list[QueryResult] = []
-        for query in planned:
-            try:
-                results.append(await self._source.query(query.expr, at))
-            except QueryError as exc:
+        for query, answer in zip(planned, answers, strict=True):
+            if isinstance(answer, QueryError):  # the first failing part, in plan order, is reported
                 raise QueryError(
-                    exc.detail, query=query.expr, status=exc.status, error_type=exc.error_type
-                ) from exc
+                    answer.detail, query=query.expr, status=answer.status, error_type=answer.error_type
+                ) from answer
+            if isinstance(answer, BaseException):
+                raise answer
+            results.append(answer)
         warnings = tuple(w for r in results for w in _quality(r))
         return _Answers({q.tag: list(r.samples) for q, r in zip(planned, results, strict=True)}, warnings)
 

@@ -132,7 +132,7 @@ def _firing_reason(state: TierState, slo: SLO) -> str:
         f"{_tier_name(tier)} firing: burn {_fmt_burn(state.long_burn)} over "
         f"{format_duration(tier.long_window)} and {_fmt_burn(state.short_burn)} over "
         f"{format_duration(tier.short_window)}, above {_fmt_burn(tier.burn_rate)} "
-        f"({tier.budget_fraction:.3g} of the {format_duration(slo.window)} budget in "
+        f"({tier.budget_fraction * 100:.3g}% of the {format_duration(slo.window)} budget in "
         f"{format_duration(tier.long_window)})"
     )
 

@@ -67,3 +67,27 @@ def table(evaluations: Sequence[Evaluation]) -> str:
         cells = [cell.ljust(width) for cell, width in zip(row[:-1], widths, strict=True)]
         lines.append("  ".join([*cells, row[-1]]).rstrip())
     return "\n".join(lines)
+
+
+def history_table(records: Sequence[dict[str, object]]) -> str:
+    """Stored records, oldest first: time, verdict, budget left, the fastest tier's burn rates."""
+    rows = [["TIME", "VERDICT", "BUDGET LEFT", "BURN", "REASON"]]
+    for record in records:
+        burns = record.get("burn_rates") or {}
+        assert isinstance(burns, dict)
+        shown = " ".join(f"{k}={_burn(v)}" for k, v in list(burns.items())[:3])
+        remaining = record.get("budget_remaining")
+        rows.append(
+            [
+                str(record.get("at")),
+                str(record.get("verdict")),
+                _pct(remaining if isinstance(remaining, float | int) else None),
+                shown,
+                str(record.get("reason") or ""),
+            ]
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    return "\n".join(
+        "  ".join([*(c.ljust(w) for c, w in zip(row[:4], widths, strict=True)), row[4]]).rstrip()
+        for row in rows
+    )

@@ -171,3 +171,8 @@ def test_a_threshold_consumes_exactly_its_budget_share(fraction: Fraction, days:
 def test_exhausted_budget_has_no_time_left_and_no_burn_never_runs_out() -> None:
     assert budget.time_to_exhaustion(-0.2, 3.0, timedelta(days=30)) == timedelta(0)
     assert budget.time_to_exhaustion(0.5, 0.0, timedelta(days=30)) is None
+
+
+def test_a_vanishing_burn_rate_never_exhausts_the_budget_instead_of_overflowing() -> None:
+    assert budget.time_to_exhaustion(0.5, 1e-308, timedelta(days=30)) is None
+    assert budget.time_to_exhaustion(1.0, 1 / 999, timedelta(days=1)) == pytest.approx(timedelta(days=999))

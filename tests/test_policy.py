@@ -95,7 +95,7 @@ def test_page_wins_over_ticket_and_reason_names_the_budget_share() -> None:
     ratios = dict.fromkeys(SLO_999.windows(), 20 * B)
     ev = evaluate(SLO_999, observe(SLO_999, ratios), AT)
     assert ev.verdict is Verdict.BURNING
-    assert "above 14.4x" in ev.reason and "0.02 of the 30d budget in 1h" in ev.reason
+    assert "above 14.4x" in ev.reason and "2% of the 30d budget in 1h" in ev.reason
     assert all(t.firing for t in ev.tiers)
 
 

@@ -29,8 +29,18 @@ def test_a_record_rebuilds_the_same_evaluation(values: list[float | None], event
 
 def test_record_keys_are_the_documented_ones() -> None:
     record = to_record(evaluate(SLO, {w: Observation(w, 0.0, 10.0) for w in SLO.windows()}, AT))
-    assert {"service", "slo", "objective", "window", "budget_remaining", "error_ratio", "burn_rates",
-            "events", "verdict", "reason"} <= set(record)
+    assert {
+        "service",
+        "slo",
+        "objective",
+        "window",
+        "budget_remaining",
+        "error_ratio",
+        "burn_rates",
+        "events",
+        "verdict",
+        "reason",
+    } <= set(record)
     assert record["objective"] == 99.9 and record["window"] == "30d"
     assert list(record["burn_rates"]) == ["5m", "30m", "1h", "2h", "6h", "1d", "3d", "30d"]
     assert record["at"] == "2026-11-26T12:00:00Z"

@@ -175,7 +175,9 @@ async def test_the_query_path_is_joined_onto_the_base_url(url: str, path: str) -
 @pytest.mark.parametrize(
     ("timeout", "sent"),
     [
-        pytest.param(timedelta(seconds=2.5), "2.25", id="the server gets 90 percent of the timeout in seconds"),
+        pytest.param(
+            timedelta(seconds=2.5), "2.25", id="the server gets 90 percent of the timeout in seconds"
+        ),
         pytest.param(timedelta(milliseconds=250), "0.225", id="a sub-second timeout keeps its fraction"),
         pytest.param(timedelta(minutes=2), "108.0", id="minutes are converted to seconds"),
     ],

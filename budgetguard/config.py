@@ -1,0 +1,226 @@
+"""The daemon's settings: defaults, then ``BUDGETGUARD_*`` environment, then a config file, then flags.
+
+Read once, at start-up, by the composition root (``daemon``); nothing else reads the environment.
+Every field says why its default is what it is. Secrets (tokens, passwords) are ``SecretStr`` so they
+never print, and can come from a file instead of the environment (``*_file``), the way Kubernetes
+mounts secrets. The file is YAML with the same field names as the environment variables, nested where
+they nest (``BUDGETGUARD_PROMETHEUS__URL`` is ``prometheus: {url: ...}``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from budgetguard.errors import ConfigError
+from budgetguard.spec import Duration
+
+# Outside 9100-9999, the range Prometheus allocated to exporters (now fully taken), so budgetguard
+# does not fight an exporter for its port on the same host. Loopback: the API can halt rollouts.
+DEFAULT_LISTEN = "127.0.0.1:8731"
+
+
+def _read_secret(value: SecretStr | None, path: Path | None, what: str) -> str | None:
+    if value is not None:
+        return value.get_secret_value()
+    if path is None:
+        return None
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read {what} from {path}: {exc.strerror}; check the path and its permissions"
+        ) from exc
+
+
+class PrometheusSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: str = Field(
+        default="http://127.0.0.1:9090",
+        description="Base URL of Prometheus, Thanos, VictoriaMetrics, or Mimir/Cortex with its /prometheus "
+        "prefix. Default: a Prometheus on the same host, its documented port.",
+    )
+    tenant: str | None = Field(
+        default=None,
+        description="X-Scope-OrgID for Mimir/Cortex; none by default "
+        "because single-tenant Prometheus rejects nothing without it.",
+    )
+    bearer_token: SecretStr | None = Field(
+        default=None, description="Bearer token; prefer bearer_token_file."
+    )
+    bearer_token_file: Path | None = Field(
+        default=None,
+        description="File holding the bearer token, e.g. a mounted Kubernetes secret; re-read only at start.",
+    )
+    basic_auth_username: str | None = None
+    basic_auth_password: SecretStr | None = None
+    basic_auth_password_file: Path | None = None
+    ca_file: str | None = Field(
+        default=None, description="CA bundle for a private PKI; system CAs otherwise."
+    )
+    verify_tls: bool = Field(
+        default=True, description="Never off in production: a forged source could fake a healthy canary."
+    )
+    headers: dict[str, str] = Field(default_factory=dict, description="Extra non-secret headers.")
+    timeout: Duration = Field(
+        default=timedelta(seconds=10),
+        description="Per query. A third of the default 30s interval, so one slow SLO still leaves the cycle "
+        "time to finish before the next.",
+    )
+    max_concurrency: int = Field(
+        default=8,
+        ge=1,
+        le=256,
+        description="Queries in flight at once: enough to hide latency, few enough not to load the "
+        "source like a dashboard storm.",
+    )
+    partial_response: bool = Field(
+        default=False,
+        description="False asks Thanos/VictoriaMetrics to fail rather than answer from part of the data: a "
+        "partial answer can hide errors.",
+    )
+
+    def bearer(self) -> str | None:
+        return _read_secret(self.bearer_token, self.bearer_token_file, "prometheus.bearer_token")
+
+    def basic_auth(self) -> tuple[str, str] | None:
+        if self.basic_auth_username is None:
+            return None
+        password = _read_secret(
+            self.basic_auth_password, self.basic_auth_password_file, "prometheus.basic_auth_password"
+        )
+        return self.basic_auth_username, password or ""
+
+
+class Settings(BaseSettings):
+    """Everything ``budgetguard run`` needs."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="BUDGETGUARD_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    prometheus: PrometheusSettings = Field(default_factory=PrometheusSettings)
+    slo_paths: list[Path] = Field(
+        default_factory=lambda: [Path("slos")],
+        description="SLO files or directories; the repository layout by default.",
+    )
+    interval: Duration = Field(
+        default=timedelta(seconds=30),
+        description="How often every SLO is evaluated. 30s is twice the usual 15s scrape interval: faster "
+        "only re-reads the same samples.",
+    )
+    jitter: Duration = Field(
+        default=timedelta(seconds=0),
+        description="Random delay added to each cycle, to spread replicas that start together; none for "
+        "a single daemon, whose cycles should stay evenly spaced.",
+    )
+    misfire_grace: Duration = Field(
+        default=timedelta(seconds=10),
+        description="A cycle that could not start on time still runs if this late; later ones are skipped "
+        "and coalesced, since only the newest numbers matter.",
+    )
+    db: Path = Field(
+        default=Path("budgetguard.db"), description="SQLite file, next to the working directory."
+    )
+    listen: str = Field(default=DEFAULT_LISTEN, description="HOST:PORT of the HTTP surface.")
+    retention_raw: Duration = Field(
+        default=timedelta(days=1),
+        description="Every evaluation is kept this long; older ones are thinned to one per 5 minutes, "
+        "which is all a post-incident review needs.",
+    )
+    retention: Duration = Field(
+        default=timedelta(days=90),
+        description="Nothing older is kept: a quarter, the longest budget period in common use.",
+    )
+    reload_poll: Duration = Field(
+        default=timedelta(seconds=5),
+        description="How often SLO files are checked for changes (SIGHUP reloads at once).",
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_json: bool = Field(default=False, description="One JSON object per line, for log shippers.")
+    api_token: SecretStr | None = Field(
+        default=None, description="Bearer token the API requires; prefer api_token_file."
+    )
+    api_token_file: Path | None = None
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        split_listen(value)
+        return value
+
+    @field_validator("interval")
+    @classmethod
+    def _interval(cls, value: timedelta) -> timedelta:
+        if value < timedelta(seconds=1):
+            raise ValueError("interval must be at least 1s")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # init carries the config file overlaid by the flags; both beat the environment.
+        return init_settings, env_settings
+
+    def api_token_value(self) -> str | None:
+        return _read_secret(self.api_token, self.api_token_file, "api_token")
+
+
+def split_listen(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{value!r} is not HOST:PORT, e.g. {DEFAULT_LISTEN}")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def _deep_merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _deep_merge(dict(out[key]), value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_settings(config_file: Path | None = None, overrides: Mapping[str, Any] | None = None) -> Settings:
+    """Defaults < environment < ``config_file`` < ``overrides`` (the command-line flags that were given)."""
+    data: dict[str, Any] = {}
+    where = "the flags or the environment (BUDGETGUARD_*)"
+    if config_file is not None:
+        where = f"the flags, {config_file} or the environment"
+        try:
+            loaded = yaml.safe_load(config_file.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {config_file}: {exc.strerror}") from exc
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{config_file}: not valid YAML: {exc}") from exc
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{config_file}: the config file must be a mapping of settings")
+        data = loaded or {}
+    data = _deep_merge(data, {k: v for k, v in (overrides or {}).items() if v is not None})
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors(include_url=False):
+            field = ".".join(str(p) for p in error["loc"])
+            env = "BUDGETGUARD_" + "__".join(str(p) for p in error["loc"]).upper()
+            message = str(error["msg"]).removeprefix("Value error, ")
+            if error["type"] == "extra_forbidden":
+                message = "unknown setting; check its spelling"
+            lines.append(f"setting {field!r} (in {where}, env {env}): {message}")
+        raise ConfigError("invalid configuration:\n" + "\n".join(lines)) from exc

@@ -1,0 +1,295 @@
+"""The composition root: builds every adapter from the settings and runs the evaluation loop.
+
+APScheduler (3.x, asyncio) runs one evaluation cycle per interval (never two at once, late cycles
+coalesced), hourly retention, and a watch on the SLO files. Signals: SIGTERM/SIGINT stop cleanly
+(finish or cancel the cycle, flush the store, exit 0); SIGHUP reloads the SLO files. An invalid new set
+of files keeps the last good one running and is reported in the logs, the metrics and the API.
+
+This is the only module that knows which concrete adapters exist.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from budgetguard import __version__
+from budgetguard.config import Settings, split_listen
+from budgetguard.engine import Engine
+from budgetguard.errors import BudgetguardError
+from budgetguard.exporter import Exporter
+from budgetguard.loader import discover, load_paths
+from budgetguard.policy import Evaluation, Verdict
+from budgetguard.server import HttpServer, create_app
+from budgetguard.sources.prometheus import PrometheusConfig, PrometheusSource
+from budgetguard.spec import SLO
+from budgetguard.store import Store
+
+log = logging.getLogger("budgetguard")
+
+STOP_DEADLINE = timedelta(seconds=8)  # under the 10 s Kubernetes-style grace the issue asks for
+PRUNE_EVERY = timedelta(hours=1)
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": datetime.fromtimestamp(record.created, tz=UTC).isoformat(),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def configure_logging(level: str, as_json: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        JsonFormatter() if as_json else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for noisy in ("apscheduler", "httpx", "httpcore", "uvicorn.error"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
+
+
+def _fingerprint(paths: Sequence[Path]) -> tuple[tuple[str, int, int], ...]:
+    files, _ = discover(paths)
+    out = []
+    for path in files:
+        try:
+            stat = path.stat()
+        except OSError:
+            continue
+        out.append((str(path), stat.st_mtime_ns, stat.st_size))
+    return tuple(out)
+
+
+@dataclass
+class State:
+    """What the scheduler writes and the server and exporter read, all in one event loop."""
+
+    slos: list[SLO] = field(default_factory=list)
+    latest: dict[str, Evaluation] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+    cycles: int = 0
+
+
+class Daemon:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.state = State()
+        self._store: Store | None = None
+        self._stop = asyncio.Event()
+        self._fingerprint: tuple[tuple[str, int, int], ...] = ()
+        self._cycle_task: asyncio.Task[None] | None = None
+
+    # --- views for the exporter and the server ---------------------------------------------------
+
+    def latest_evaluations(self) -> Sequence[Evaluation]:
+        return [self.state.latest[slo.id] for slo in self.state.slos if slo.id in self.state.latest]
+
+    def config_errors(self) -> int:
+        return len(self.state.problems)
+
+    def config_problems(self) -> Sequence[str]:
+        return list(self.state.problems)
+
+    def readiness(self) -> tuple[bool, str]:
+        if self.state.cycles == 0:
+            return False, "the first evaluation cycle has not finished yet"
+        if self._store is None or not self._store.writable():
+            return False, "the store is not writable"
+        return True, f"{self.state.cycles} cycle(s) done"
+
+    def history(self, slo_id: str, since: datetime, limit: int) -> list[dict[str, Any]]:
+        assert self._store is not None
+        return self._store.history(slo_id, since, limit=limit)
+
+    def verdict_changes(self, slo_id: str, since: datetime) -> list[dict[str, Any]]:
+        assert self._store is not None
+        return self._store.verdict_changes(slo_id, since)
+
+    # --- lifecycle -------------------------------------------------------------------------------
+
+    def load_initial(self) -> bool:
+        loaded = load_paths(self.settings.slo_paths)
+        if not loaded.ok:
+            for problem in loaded.problems:
+                log.error("%s", problem)
+            return False
+        self.state.slos = loaded.slos
+        self._fingerprint = _fingerprint(self.settings.slo_paths)
+        return True
+
+    def reload(self, why: str) -> None:
+        self._fingerprint = _fingerprint(self.settings.slo_paths)
+        loaded = load_paths(self.settings.slo_paths)
+        if not loaded.ok:
+            self.state.problems = [str(p) for p in loaded.problems]
+            for problem in loaded.problems:
+                log.error("reload (%s) refused, keeping the last good SLOs: %s", why, problem)
+            return
+        self.state.problems = []
+        ids = {slo.id for slo in loaded.slos}
+        self.state.latest = {k: v for k, v in self.state.latest.items() if k in ids}
+        if self._store is not None:
+            for slo_id, ev in self._store.latest(
+                [s for s in loaded.slos if s.id not in self.state.latest]
+            ).items():
+                self.state.latest[slo_id] = ev
+        self.state.slos = loaded.slos
+        log.info("reloaded %d SLO(s) from %d file(s) (%s)", len(loaded.slos), len(loaded.files), why)
+
+    async def _watch_files(self) -> None:
+        if _fingerprint(self.settings.slo_paths) != self._fingerprint:
+            self.reload("files changed")
+
+    async def cycle(self) -> None:
+        self._cycle_task = asyncio.current_task()
+        if self.settings.jitter > timedelta(0):
+            await asyncio.sleep(random.uniform(0, self.settings.jitter.total_seconds()))
+        slos = list(self.state.slos)
+        at = datetime.now(tz=UTC)
+        started = time.monotonic()
+        evaluations = await self._engine.evaluate_all(slos, at)
+        duration = time.monotonic() - started
+        for ev in evaluations:
+            if ev.verdict is Verdict.ERROR:
+                self._exporter.count_source_error(ev.error_kind or "other")
+        try:
+            assert self._store is not None
+            self._store.record_cycle(evaluations)
+        except BudgetguardError:
+            log.exception("could not record the cycle; verdicts are kept in memory and exported")
+        ids = {slo.id for slo in self.state.slos}
+        for ev in evaluations:
+            if ev.slo.id in ids:
+                previous = self.state.latest.get(ev.slo.id)
+                if previous is not None and previous.verdict is not ev.verdict:
+                    log.info("%s: %s -> %s: %s", ev.slo.id, previous.verdict, ev.verdict, ev.reason)
+                self.state.latest[ev.slo.id] = ev
+        self.state.cycles += 1
+        self._exporter.observe_cycle(duration, len(slos))
+        log.debug("cycle %d: %d SLO(s) in %.3fs", self.state.cycles, len(slos), duration)
+
+    def _prune(self) -> None:
+        assert self._store is not None
+        report = self._store.prune(datetime.now(tz=UTC), self.settings.retention_raw, self.settings.retention)
+        log.info("retention: %s", report)
+
+    async def run(self) -> int:
+        if not self.load_initial():
+            log.error("not starting: fix the SLO files above (budgetguard check lists the problems)")
+            return 2
+        settings = self.settings
+        prom = settings.prometheus
+        try:
+            source = PrometheusSource(
+                PrometheusConfig(
+                    url=prom.url,
+                    timeout=prom.timeout,
+                    max_concurrency=prom.max_concurrency,
+                    tenant=prom.tenant,
+                    bearer_token=prom.bearer(),
+                    basic_auth=prom.basic_auth(),
+                    ca_file=prom.ca_file,
+                    verify_tls=prom.verify_tls,
+                    headers=prom.headers,
+                    partial_response=prom.partial_response,
+                )
+            )
+            self._store = Store(settings.db)
+            api_token = settings.api_token_value()
+        except BudgetguardError as exc:
+            log.error("not starting: %s", exc)
+            return 2
+        self._engine = Engine(source)
+        self._exporter = Exporter(self, version=__version__)
+        self.state.latest = self._store.latest(self.state.slos)
+        host, port = split_listen(settings.listen)
+        if host not in ("127.0.0.1", "localhost", "::1") and api_token is None:
+            log.warning(
+                "listening on %s without an api_token: anyone who reaches this port can read every "
+                "SLO's state; set BUDGETGUARD_API_TOKEN or api_token_file",
+                settings.listen,
+            )
+        server = HttpServer(create_app(self, self._exporter, api_token), host, port)
+        try:
+            await server.start()
+        except (OSError, SystemExit) as exc:
+            log.error("not starting: cannot listen on %s (%s)", settings.listen, exc)
+            self._store.close()
+            await source.aclose()
+            return 2
+
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self._stop.set)
+        loop.add_signal_handler(signal.SIGINT, self._stop.set)
+        loop.add_signal_handler(signal.SIGHUP, lambda: self.reload("SIGHUP"))
+
+        scheduler = AsyncIOScheduler(timezone=UTC)
+        scheduler.add_job(
+            self.cycle,
+            IntervalTrigger(seconds=settings.interval.total_seconds()),
+            id="evaluate",
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=max(1, int(settings.misfire_grace.total_seconds())),
+            next_run_time=datetime.now(tz=UTC),
+        )
+        scheduler.add_job(
+            self._watch_files,
+            IntervalTrigger(seconds=settings.reload_poll.total_seconds()),
+            id="watch",
+            max_instances=1,
+            coalesce=True,
+        )
+        scheduler.add_job(
+            self._prune,
+            IntervalTrigger(seconds=PRUNE_EVERY.total_seconds()),
+            id="prune",
+            max_instances=1,
+            coalesce=True,
+            next_run_time=datetime.now(tz=UTC),
+        )
+        scheduler.start()
+        log.info(
+            "budgetguard %s: %d SLO(s), every %s, source %s, listening on %s",
+            __version__,
+            len(self.state.slos),
+            settings.interval,
+            prom.url,
+            settings.listen,
+        )
+
+        await self._stop.wait()
+        log.info("stopping")
+        scheduler.shutdown(wait=False)
+        task = self._cycle_task
+        if task is not None and not task.done():
+            # let the running cycle finish if it can, so its verdicts are recorded
+            done, _ = await asyncio.wait({task}, timeout=STOP_DEADLINE.total_seconds() / 2)
+            if not done:
+                task.cancel()
+        await server.stop()
+        await source.aclose()
+        self._store.close()
+        log.info("stopped")
+        return 0

@@ -1,0 +1,718 @@
+"""The daemon's memory: every evaluation and every verdict change, in one SQLite file.
+
+Owns the schema, its numbered migrations, transactions and retention. The file must survive a crash
+at any instant and a restart must serve the verdicts and exported values it had before, so a cycle is
+written in one transaction and ``latest`` rebuilds evaluations with ``records.from_record``. It must not
+do HTTP or make policy decisions: it stores what the engine decided and answers questions about it.
+sqlite-utils (and ``sqlite3``) live here and nowhere else.
+
+Schema (version 1; ``PRAGMA user_version`` is the applied migration's number)::
+
+    evaluations       one row per SLO per cycle
+      id INTEGER PRIMARY KEY, at REAL (UTC unix seconds), slo_id TEXT ("service/name"), service TEXT,
+      slo TEXT, verdict TEXT, reason TEXT, budget_remaining REAL, error_ratio REAL, events REAL,
+      verdict_changed INTEGER (1 when the verdict differs from the SLO's previous row: retention keeps
+      it), record TEXT (``records.to_record`` as JSON: windows, burn rates, tiers, everything else)
+      index (slo_id, at): latest per SLO and the history of one SLO since T; index (at): retention
+    verdict_changes   one row per change, the first evaluation of an SLO included (from NULL)
+      id INTEGER PRIMARY KEY, at REAL, slo_id TEXT, from_verdict TEXT NULL, to_verdict TEXT, reason TEXT
+      index (slo_id, at) and (at)
+    retention_state   one row: downsampled_until REAL, where the last downsampling stopped, so each
+      prune reads only the rows that aged since the previous one
+
+Times are UTC unix seconds as REAL and nothing else; datetimes in and out are timezone-aware, and a
+naive one is a ``ValueError``. The file is opened in WAL mode (readers never block the cycle's writer)
+with ``synchronous=NORMAL`` (a power loss may lose the last cycles, never corrupt the file). A new file
+gets 16 KiB pages and ``auto_vacuum=INCREMENTAL`` before its first table, the only moment both can be
+set without rewriting the whole file.
+
+Later issues append a ``Migration`` to ``MIGRATIONS`` and write their own rows (incidents, an action
+outbox) in the cycle's transaction through ``record_cycle(evaluations, extra=...)``. A file whose schema
+is newer than this code is refused with a ``ConfigError`` and left untouched; so is a SQLite file that
+belongs to something else.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import sqlite_utils
+
+from budgetguard.errors import BudgetguardError, ConfigError
+from budgetguard.policy import Evaluation
+from budgetguard.records import format_time, from_record, to_record
+from budgetguard.spec import SLO
+
+log = logging.getLogger(__name__)
+
+# Positional (``?``) or named (``:name``) statement parameters.
+Parameters = Sequence[Any] | dict[str, Any]
+
+# Evaluations younger than this are kept at full (30 s) resolution: a day covers the incident being
+# investigated right now and the 1h/5m page tier's windows many times over.
+RAW_RETENTION = timedelta(days=1)
+# Everything is deleted after this: three 30-day SLO windows, a quarter's budget review, while a
+# thousand SLOs stay within a bounded file (see bench/store_growth.py for the figures).
+KEEP_RETENTION = timedelta(days=90)
+# Older evaluations keep one row per SLO per bucket, the bucket's last, plus every verdict change. Five
+# minutes is the shortest window the default tiers judge, so a bucket never hides a tier's decision.
+DOWNSAMPLE_BUCKET = timedelta(minutes=5)
+
+# Prune works in slices so the write lock is never held for long: evaluations of this much time per
+# transaction (about 0.3 s with a thousand SLOs), and this many free pages given back per step.
+_DOWNSAMPLE_SLICE = timedelta(minutes=15)
+_VACUUM_STEP_PAGES = 1024
+
+# How long a statement waits for another connection's write lock before failing with "locked".
+DEFAULT_BUSY_TIMEOUT = timedelta(seconds=5)
+# /readyz must answer quickly even when another process holds the write lock.
+_PROBE_BUSY_TIMEOUT = timedelta(milliseconds=200)
+# A stored evaluation is about 2 KiB: with SQLite's default 4 KiB pages only one fits per page and half
+# the file is slack. 16 KiB pages hold seven, at the price of larger WAL frames per touched page.
+_PAGE_SIZE_BYTES = 16384
+# The WAL is truncated back to this after a checkpoint, so one large prune does not leave a large file.
+_JOURNAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024
+
+
+class StoreError(BudgetguardError):
+    """The database could not be read or written (locked, disk full, closed, unreadable file)."""
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One step of the schema; ``version`` is what ``PRAGMA user_version`` says once it has run.
+
+    Migrations only ever append: a released one is never edited, because files in the field have
+    already run it.
+    """
+
+    version: int
+    description: str
+    statements: tuple[str, ...]
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "evaluations, verdict changes and the retention watermark",
+        (
+            """
+            CREATE TABLE evaluations (
+                id INTEGER PRIMARY KEY,
+                at REAL NOT NULL,
+                slo_id TEXT NOT NULL,
+                service TEXT NOT NULL,
+                slo TEXT NOT NULL,
+                verdict TEXT NOT NULL,
+                reason TEXT NOT NULL,
+                budget_remaining REAL,
+                error_ratio REAL,
+                events REAL,
+                verdict_changed INTEGER NOT NULL,
+                record TEXT NOT NULL
+            )
+            """,
+            "CREATE INDEX evaluations_by_slo_at ON evaluations (slo_id, at)",
+            "CREATE INDEX evaluations_by_at ON evaluations (at)",
+            """
+            CREATE TABLE verdict_changes (
+                id INTEGER PRIMARY KEY,
+                at REAL NOT NULL,
+                slo_id TEXT NOT NULL,
+                from_verdict TEXT,
+                to_verdict TEXT NOT NULL,
+                reason TEXT NOT NULL
+            )
+            """,
+            "CREATE INDEX verdict_changes_by_slo_at ON verdict_changes (slo_id, at)",
+            "CREATE INDEX verdict_changes_by_at ON verdict_changes (at)",
+            """
+            CREATE TABLE retention_state (
+                id INTEGER PRIMARY KEY CHECK (id = 1),
+                downsampled_until REAL NOT NULL
+            )
+            """,
+            "INSERT INTO retention_state (id, downsampled_until) VALUES (1, 0)",
+        ),
+    ),
+)
+
+SCHEMA_VERSION = MIGRATIONS[-1].version
+
+_EVALUATION_COLUMNS = (
+    "at",
+    "slo_id",
+    "service",
+    "slo",
+    "verdict",
+    "reason",
+    "budget_remaining",
+    "error_ratio",
+    "events",
+    "verdict_changed",
+    "record",
+)
+_INSERT_EVALUATION = (
+    f"INSERT INTO evaluations ({', '.join(_EVALUATION_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in _EVALUATION_COLUMNS)})"
+)
+_INSERT_CHANGE = (
+    "INSERT INTO verdict_changes (at, slo_id, from_verdict, to_verdict, reason) VALUES (?, ?, ?, ?, ?)"
+)
+# One index seek per SLO (evaluations_by_slo_at), whatever the history's length.
+_LATEST_PER_SLO = """
+    SELECT ids.value AS slo_id,
+           (SELECT {column} FROM evaluations AS e WHERE e.slo_id = ids.value
+            ORDER BY e.at DESC, e.id DESC LIMIT 1) AS {column}
+    FROM json_each(?) AS ids
+"""
+# Rows of [lo, hi) that are neither their (SLO, bucket)'s last nor a verdict change. CAST truncates
+# towards zero, which is floor for every time after 1970.
+_DOWNSAMPLE = """
+    DELETE FROM evaluations WHERE id IN (
+        SELECT id FROM (
+            SELECT id, verdict_changed,
+                   row_number() OVER (
+                       PARTITION BY slo_id, CAST(at / :bucket AS INTEGER) ORDER BY at DESC, id DESC
+                   ) AS newest_first
+            FROM evaluations WHERE at >= :lo AND at < :hi
+        ) WHERE newest_first > 1 AND verdict_changed = 0
+    )
+"""
+
+
+@dataclass(frozen=True)
+class PruneReport:
+    """What one ``prune`` did: rows removed by downsampling and by age, and file space given back."""
+
+    downsampled: int
+    deleted: int
+    verdict_changes_deleted: int
+    reclaimed_bytes: int
+
+
+def _unix(at: datetime, name: str) -> float:
+    if at.tzinfo is None or at.utcoffset() is None:
+        raise ValueError(f"{name} must be timezone-aware, got the naive {at.isoformat()}")
+    return at.timestamp()
+
+
+def _from_unix(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+@contextmanager
+def _translated(action: str) -> Iterator[None]:
+    try:
+        yield
+    except sqlite3.Error as exc:
+        raise StoreError(f"{action}: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class _Pending:
+    """An evaluation serialised outside the write lock; only ``verdict_changed`` waits for the database."""
+
+    at: float
+    slo_id: str
+    service: str
+    slo: str
+    verdict: str
+    reason: str
+    budget_remaining: float | None
+    error_ratio: float | None
+    events: float | None
+    record: str
+
+
+def _prepare(evaluations: Sequence[Evaluation]) -> list[_Pending]:
+    pending = []
+    for ev in evaluations:
+        at = _unix(ev.at, f"the evaluation time of {ev.slo.id}")
+        pending.append(
+            _Pending(
+                at=at,
+                slo_id=ev.slo.id,
+                service=ev.slo.service,
+                slo=ev.slo.name,
+                verdict=str(ev.verdict),
+                reason=ev.reason,
+                budget_remaining=ev.budget_remaining,
+                error_ratio=ev.error_ratio,
+                events=ev.events,
+                # Infinity is kept (json writes it, json reads it back) rather than failing a cycle.
+                record=json.dumps(to_record(ev), separators=(",", ":"), ensure_ascii=False),
+            )
+        )
+    return pending
+
+
+class Transaction:
+    """The open write transaction: whatever runs through it commits or rolls back as one.
+
+    Given to ``record_cycle``'s ``extra`` and by ``Store.transaction()``. Unusable once its block ends.
+    """
+
+    def __init__(self, db: sqlite_utils.Database) -> None:
+        self._db = db
+        self._open = True
+
+    def _conn(self) -> sqlite3.Connection:
+        if not self._open:
+            raise StoreError("this transaction has already ended")
+        return self._db.conn
+
+    def _finish(self) -> None:
+        self._open = False
+
+    def execute(self, sql: str, parameters: Parameters = ()) -> int:
+        """Run one statement; return the number of rows it changed."""
+        conn = self._conn()
+        with _translated("cannot write to the budgetguard database"):
+            return conn.execute(sql, parameters).rowcount
+
+    def executemany(self, sql: str, rows: Iterable[Parameters]) -> int:
+        conn = self._conn()
+        with _translated("cannot write to the budgetguard database"):
+            return conn.executemany(sql, rows).rowcount
+
+    def query(self, sql: str, parameters: Parameters = ()) -> list[dict[str, Any]]:
+        self._conn()
+        with _translated("cannot read the budgetguard database"):
+            return list(self._db.query(sql, parameters))
+
+    def _write_cycle(self, pending: Sequence[_Pending]) -> None:
+        if not pending:
+            return
+        slo_ids = list(dict.fromkeys(p.slo_id for p in pending))
+        previous: dict[str, str | None] = {
+            row["slo_id"]: row["verdict"]
+            for row in self.query(_LATEST_PER_SLO.format(column="verdict"), [json.dumps(slo_ids)])
+        }
+        evaluations = []
+        changes = []
+        for p in pending:
+            before = previous.get(p.slo_id)
+            changed = before != p.verdict
+            previous[p.slo_id] = p.verdict
+            evaluations.append(
+                (
+                    p.at,
+                    p.slo_id,
+                    p.service,
+                    p.slo,
+                    p.verdict,
+                    p.reason,
+                    p.budget_remaining,
+                    p.error_ratio,
+                    p.events,
+                    int(changed),
+                    p.record,
+                )
+            )
+            if changed:
+                changes.append((p.at, p.slo_id, before, p.verdict, p.reason))
+        # sqlite-utils' insert_all builds multi-row INSERTs in Python: 5x slower than executemany here.
+        self.executemany(_INSERT_EVALUATION, evaluations)
+        self.executemany(_INSERT_CHANGE, changes)
+        # A row older than the downsampling watermark (a clock stepping back) reopens its bucket.
+        oldest_bucket = _bucket_start(min(p.at for p in pending))
+        self.execute(
+            "UPDATE retention_state SET downsampled_until = ? WHERE downsampled_until > ?",
+            [oldest_bucket, oldest_bucket],
+        )
+
+
+def _bucket_start(seconds: float) -> float:
+    bucket = DOWNSAMPLE_BUCKET.total_seconds()
+    return math.floor(seconds / bucket) * bucket
+
+
+class Store:
+    """One SQLite file, opened once per process; its methods may be called from several threads.
+
+    A lock serialises them, so ``writable()`` from the HTTP thread waits for a cycle's transaction
+    rather than failing on it.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        busy_timeout: timedelta = DEFAULT_BUSY_TIMEOUT,
+        migrations: Sequence[Migration] = MIGRATIONS,
+    ) -> None:
+        if [m.version for m in migrations] != list(range(1, len(migrations) + 1)):
+            raise ValueError("migrations must be numbered 1, 2, 3, ... in order")
+        self.path = Path(path)
+        self._busy_timeout_ms = int(busy_timeout / timedelta(milliseconds=1))
+        self._lock = threading.RLock()
+        try:
+            # isolation_level=None: the driver opens no transaction of its own; every one is explicit.
+            conn = sqlite3.connect(
+                self.path,
+                timeout=busy_timeout.total_seconds(),
+                isolation_level=None,
+                check_same_thread=False,
+            )
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open the budgetguard database {self.path}: {exc}") from exc
+        self._closed = False
+        self._db = sqlite_utils.Database(conn, execute_plugins=False)
+        try:
+            self._open(migrations)
+        except BaseException:
+            conn.close()
+            self._closed = True
+            raise
+
+    # -- opening -----------------------------------------------------------------------------------
+
+    def _open(self, migrations: Sequence[Migration]) -> None:
+        conn = self._db.conn
+        known = len(migrations)
+        with _translated(f"cannot open the budgetguard database {self.path}"):
+            conn.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
+            # Read before anything is written: a file we must refuse is left exactly as it was.
+            found = self._user_version()
+            if found > known:
+                raise ConfigError(
+                    f"the database {self.path} has schema version {found}, written by a newer budgetguard; "
+                    f"this version knows schema versions up to {known}. Upgrade budgetguard or point it at "
+                    "another database file; the file was not changed"
+                )
+            if found == 0:
+                self._prepare_new_file()
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                log.warning(
+                    "the database %s cannot use WAL (journal mode %s): readers will block", self.path, mode
+                )
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute(f"PRAGMA journal_size_limit = {_JOURNAL_SIZE_LIMIT_BYTES}")
+        for migration in migrations[found:]:
+            self._migrate(migration)
+
+    def _user_version(self) -> int:
+        return int(self._db.conn.execute("PRAGMA user_version").fetchone()[0])
+
+    def _prepare_new_file(self) -> None:
+        tables = [name for name in self._db.table_names() if not name.startswith("sqlite_")]
+        if tables:
+            raise ConfigError(
+                f"the database {self.path} is not a budgetguard database: it has the tables "
+                f"{', '.join(sorted(tables))} but no budgetguard schema version. Point budgetguard at its "
+                "own database file (a new path is created); the file was not changed"
+            )
+        conn = self._db.conn
+        conn.execute(f"PRAGMA page_size = {_PAGE_SIZE_BYTES}")
+        conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+        if conn.execute("PRAGMA auto_vacuum").fetchone()[0] != 2:
+            # The file already has a header (a journal mode was set first): only VACUUM applies it now.
+            conn.execute("VACUUM")
+
+    def _migrate(self, migration: Migration) -> None:
+        with self.transaction() as tx:
+            # Another process may have migrated while we waited for the write lock.
+            if self._user_version() >= migration.version:
+                return
+            for statement in migration.statements:
+                tx.execute(statement)
+            tx.execute(f"PRAGMA user_version = {int(migration.version)}")
+        log.info("applied migration %s to %s: %s", migration.version, self.path, migration.description)
+
+    # -- transactions ------------------------------------------------------------------------------
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._closed:
+            raise StoreError(f"the budgetguard database {self.path} is closed")
+        return self._db.conn
+
+    @contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        """One write transaction: committed when the block ends, rolled back if it raises.
+
+        ``BEGIN IMMEDIATE`` takes the write lock up front, so a transaction that reads before it
+        writes waits for another writer instead of failing halfway. Transactions do not nest.
+        """
+        with self._lock:
+            conn = self._connection()
+            if conn.in_transaction:
+                raise RuntimeError("a Store transaction is already open; transactions do not nest")
+            with _translated(f"cannot start a write transaction on {self.path}"):
+                conn.execute("BEGIN IMMEDIATE")
+            tx = Transaction(self._db)
+            try:
+                yield tx
+            except BaseException:
+                tx._finish()
+                self._rollback()
+                raise
+            tx._finish()
+            try:
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._rollback()
+                raise StoreError(f"cannot commit to the budgetguard database {self.path}: {exc}") from exc
+
+    def _rollback(self) -> None:
+        conn = self._db.conn
+        if not conn.in_transaction:
+            return
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            # The original exception is the one worth raising; SQLite rolls back on close anyway.
+            log.warning("rollback failed on %s", self.path, exc_info=True)
+
+    # -- writing -----------------------------------------------------------------------------------
+
+    def record_cycle(
+        self,
+        evaluations: Sequence[Evaluation],
+        extra: Callable[[Transaction], object] | None = None,
+    ) -> None:
+        """Store one cycle in one transaction: a row per evaluation, a change row per new verdict.
+
+        A verdict is a change when it differs from the SLO's most recent stored one; an SLO's first
+        evaluation is a change from ``None``. ``extra`` runs inside the same transaction, after the
+        evaluations: if it raises, nothing of the cycle is stored. Records are serialised before the
+        write lock is taken, so the lock is held only for the inserts.
+        """
+        pending = _prepare(evaluations)
+        with self.transaction() as tx:
+            tx._write_cycle(pending)
+            if extra is not None:
+                extra(tx)
+
+    def prune(
+        self,
+        now: datetime,
+        raw_for: timedelta = RAW_RETENTION,
+        keep_for: timedelta = KEEP_RETENTION,
+    ) -> PruneReport:
+        """Keep the file bounded: downsample after ``raw_for``, delete after ``keep_for``, give space back.
+
+        Evaluations older than ``raw_for`` keep one row per SLO per 5-minute bucket (the bucket's last)
+        plus every row whose verdict changed; the boundary is rounded down to a whole bucket so a bucket
+        is never split. Evaluations and verdict changes older than ``keep_for`` are deleted. Each call
+        reads only the rows that aged past ``raw_for`` since the previous call. Freed pages are then
+        returned to the file system (``incremental_vacuum``) and the WAL is checkpointed and truncated.
+
+        The work runs in short transactions (a slice of simulated time, a few MiB of pages each) and
+        the lock is released between them, so a cycle recorded from another thread waits for one slice,
+        never for the whole prune (seconds with a thousand SLOs). Stopping halfway loses nothing: the
+        next prune carries on from where this one stopped.
+        """
+        now_s = _unix(now, "now")
+        if raw_for <= timedelta(0) or keep_for < raw_for:
+            raise ValueError(f"need 0 < raw_for <= keep_for, got raw_for={raw_for} and keep_for={keep_for}")
+        raw_cutoff = _bucket_start(now_s - raw_for.total_seconds())
+        keep_cutoff = now_s - keep_for.total_seconds()
+        pages_before = self._page_count()
+        with self.transaction() as tx:
+            deleted = tx.execute("DELETE FROM evaluations WHERE at < ?", [keep_cutoff])
+            changes_deleted = tx.execute("DELETE FROM verdict_changes WHERE at < ?", [keep_cutoff])
+        downsampled = self._downsample(max(keep_cutoff, 0.0), raw_cutoff)
+        reclaimed = (pages_before - self._reclaim()) * self._page_size()
+        report = PruneReport(downsampled, deleted, changes_deleted, max(reclaimed, 0))
+        log.debug("pruned %s: %s", self.path, report)
+        return report
+
+    def _downsample(self, keep_cutoff: float, raw_cutoff: float) -> int:
+        """Downsample [watermark, raw_cutoff) slice by slice, moving the watermark with each slice."""
+        slice_s = _DOWNSAMPLE_SLICE.total_seconds()
+        downsampled = 0
+        with self.transaction() as tx:
+            expected = self._watermark(tx)
+        lo = max(expected, keep_cutoff)
+        while lo < raw_cutoff:
+            with self.transaction() as tx:
+                if self._watermark(tx) < expected:
+                    # A cycle stored an evaluation behind the watermark (the clock stepped back) and
+                    # reopened older buckets: leave the watermark there for the next prune.
+                    break
+                first = tx.query("SELECT min(at) AS at FROM evaluations WHERE at >= ?", [lo])[0]["at"]
+                if first is None or first >= raw_cutoff:
+                    tx.execute("UPDATE retention_state SET downsampled_until = ?", [raw_cutoff])
+                    break
+                lo = max(lo, _bucket_start(first))  # skip empty stretches in one step
+                hi = min(raw_cutoff, _bucket_start(lo) + slice_s)
+                downsampled += tx.execute(
+                    _DOWNSAMPLE, {"bucket": DOWNSAMPLE_BUCKET.total_seconds(), "lo": lo, "hi": hi}
+                )
+                tx.execute("UPDATE retention_state SET downsampled_until = ?", [hi])
+            expected = lo = hi
+        return downsampled
+
+    @staticmethod
+    def _watermark(tx: Transaction) -> float:
+        return float(tx.query("SELECT downsampled_until FROM retention_state")[0]["downsampled_until"])
+
+    def _page_count(self) -> int:
+        with self._lock, _translated(f"cannot read the budgetguard database {self.path}"):
+            return int(self._connection().execute("PRAGMA page_count").fetchone()[0])
+
+    def _page_size(self) -> int:
+        with self._lock, _translated(f"cannot read the budgetguard database {self.path}"):
+            return int(self._connection().execute("PRAGMA page_size").fetchone()[0])
+
+    def _reclaim(self) -> int:
+        """Give free pages back in steps, truncate the WAL; return the page count after."""
+        while True:
+            with self._lock, _translated(f"cannot reclaim space in {self.path}"):
+                conn = self._connection()
+                free = int(conn.execute("PRAGMA freelist_count").fetchone()[0])
+                if free == 0:
+                    break
+                # executescript steps the pragma to completion; execute() frees a single page and stops.
+                conn.executescript(f"PRAGMA incremental_vacuum({min(free, _VACUUM_STEP_PAGES)});")
+        with self._lock, _translated(f"cannot checkpoint {self.path}"):
+            self._connection().execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        return self._page_count()
+
+    # -- reading -----------------------------------------------------------------------------------
+
+    def _query(self, sql: str, parameters: Parameters) -> list[dict[str, Any]]:
+        with self._lock:
+            self._connection()
+            with _translated(f"cannot read the budgetguard database {self.path}"):
+                return list(self._db.query(sql, parameters))
+
+    def latest(self, slos: Sequence[SLO]) -> dict[str, Evaluation]:
+        """The last stored evaluation of each SLO, by ``slo.id``, rebuilt against the SLO as declared now.
+
+        SLOs with no history are absent, and so is a renamed SLO under its new id. A record that cannot
+        be rebuilt is logged and left out: the SLO then starts afresh instead of stopping the restart.
+        """
+        by_id = {slo.id: slo for slo in slos}
+        rows = self._query(_LATEST_PER_SLO.format(column="record"), [json.dumps(list(by_id))])
+        latest: dict[str, Evaluation] = {}
+        for row in rows:
+            if row["record"] is None:
+                continue
+            slo_id = row["slo_id"]
+            try:
+                latest[slo_id] = from_record(json.loads(row["record"]), by_id[slo_id])
+            except (ValueError, KeyError, TypeError):
+                log.warning(
+                    "the stored evaluation of %s cannot be read; it is ignored", slo_id, exc_info=True
+                )
+        return latest
+
+    def history(
+        self,
+        slo_id: str,
+        since: datetime,
+        until: datetime | None = None,
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Records of one SLO at or after ``since`` and before ``until``, oldest first, as stored.
+
+        ``limit`` keeps the oldest ``limit`` records, so a caller pages forward from the last ``at``.
+        """
+        if limit is not None and limit < 0:
+            raise ValueError(f"limit must be at least 0, got {limit}")
+        sql = "SELECT record FROM evaluations WHERE slo_id = ? AND at >= ?"
+        parameters: list[Any] = [slo_id, _unix(since, "since")]
+        if until is not None:
+            sql += " AND at < ?"
+            parameters.append(_unix(until, "until"))
+        sql += " ORDER BY at, id"
+        if limit is not None:
+            sql += " LIMIT ?"
+            parameters.append(limit)
+        rows = self._query(sql, parameters)
+        try:
+            return [json.loads(row["record"]) for row in rows]
+        except ValueError as exc:
+            raise StoreError(f"a stored record of {slo_id} is not valid JSON: {exc}") from exc
+
+    def verdict_changes(self, slo_id: str | None, since: datetime) -> list[dict[str, Any]]:
+        """Verdict changes at or after ``since``, oldest first, of one SLO or (``None``) of all.
+
+        Each is ``{"at", "slo_id", "from", "to", "reason"}``; ``at`` is written as in records (UTC,
+        ISO 8601, ``Z``) and ``from`` is ``None`` for an SLO's first evaluation.
+        """
+        sql = "SELECT at, slo_id, from_verdict, to_verdict, reason FROM verdict_changes WHERE at >= ?"
+        parameters: list[Any] = [_unix(since, "since")]
+        if slo_id is not None:
+            sql += " AND slo_id = ?"
+            parameters.append(slo_id)
+        rows = self._query(sql + " ORDER BY at, id", parameters)
+        return [
+            {
+                "at": format_time(_from_unix(row["at"])),
+                "slo_id": row["slo_id"],
+                "from": row["from_verdict"],
+                "to": row["to_verdict"],
+                "reason": row["reason"],
+            }
+            for row in rows
+        ]
+
+    # -- health and lifecycle ----------------------------------------------------------------------
+
+    def writable(self) -> bool:
+        """Whether a write could start now: takes and releases the write lock (for /readyz).
+
+        Detects a closed store, a file that became read-only and another process holding the lock;
+        a full disk shows only when a real write fails.
+        """
+        with self._lock:
+            if self._closed:
+                return False
+            conn = self._db.conn
+            if conn.in_transaction:  # this thread is inside a transaction: it holds the lock
+                return True
+            probe_ms = int(_PROBE_BUSY_TIMEOUT / timedelta(milliseconds=1))
+            try:
+                conn.execute(f"PRAGMA busy_timeout = {min(probe_ms, self._busy_timeout_ms)}")
+                conn.execute("BEGIN IMMEDIATE")
+                conn.execute("ROLLBACK")
+            except sqlite3.Error as exc:
+                log.warning("the database %s is not writable: %s", self.path, exc)
+                self._rollback()
+                return False
+            finally:
+                try:
+                    conn.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
+                except sqlite3.Error:
+                    log.warning("cannot restore the busy timeout on %s", self.path, exc_info=True)
+            return True
+
+    def close(self) -> None:
+        """Checkpoint the WAL into the file and close; closing twice is harmless."""
+        with self._lock:
+            if self._closed:
+                return
+            conn = self._db.conn
+            self._rollback()
+            try:
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            except sqlite3.Error:
+                log.warning("cannot checkpoint %s before closing", self.path, exc_info=True)
+            self._closed = True
+            conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
