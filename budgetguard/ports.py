@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Protocol
 
 
@@ -47,5 +48,67 @@ class MetricsSource(Protocol):
     """
 
     async def query(self, expr: str, at: datetime) -> QueryResult: ...
+
+    async def aclose(self) -> None: ...
+
+
+# --- actions: what the engine asks deployment tools and notifiers to do --------------------------
+
+
+class EventKind(StrEnum):
+    TRIGGER = "trigger"  # an incident opened: halt, page, notify
+    RESOLVE = "resolve"  # the incident resolved: tell the targets that understand it (PagerDuty, Alertmanager)
+
+
+@dataclass(frozen=True)
+class ActionRequest:
+    """One delivery of one incident's event to one action, exactly as the outbox stored it.
+
+    ``idempotency_key`` is stable for (incident, action, event): a retry, or a redelivery after a
+    crash, carries the same key, so targets that deduplicate (Standard Webhooks ``webhook-id``,
+    PagerDuty ``dedup_key``) see one event. ``context`` holds what names are templated from: the
+    SLO's labels plus ``service``, ``slo``, ``canary_label``, ``canary``, ``baseline``.
+    """
+
+    event: EventKind
+    idempotency_key: str
+    incident_id: str
+    service: str
+    slo: str
+    reason: str
+    at: datetime
+    canary_label: str | None = None
+    canary_value: str | None = None
+    baseline: str | None = None
+    burn_rates: Mapping[str, float | None] = field(default_factory=dict)
+    events: float | None = None
+    context: Mapping[str, str] = field(default_factory=dict)
+
+
+class ActionOutcome(StrEnum):
+    DELIVERED = "delivered"  # the target accepted it
+    ALREADY_DONE = "already_done"  # the target was already where we wanted it (aborted, promoted, off)
+    RETRY = "retry"  # transient: network, timeout, 5xx, 408/409/425/429 (honour retry_after)
+    FAILED = "failed"  # permanent: other 4xx, a missing object, bad credentials; never retried
+
+
+@dataclass(frozen=True)
+class ActionResult:
+    outcome: ActionOutcome
+    detail: str  # what the target said, for the incident's log; never contains secrets
+    status: int | None = None
+    retry_after: timedelta | None = None
+
+
+class Action(Protocol):
+    """A push target: a deployment tool to halt, a flag to kill, a pager or chat to notify.
+
+    ``deliver`` never raises for the target's answers or network faults: it classifies them into an
+    ``ActionResult`` so the outbox can decide to retry, give up or record success.
+    """
+
+    name: str
+
+    async def deliver(self, request: ActionRequest) -> ActionResult: ...
 
     async def aclose(self) -> None: ...

@@ -1,0 +1,70 @@
+"""What every HTTP action shares: classifying a target's answer, and templated names.
+
+Retry policy (issue #4, reference integrations.md §8.3): network errors, timeouts and 5xx are
+transient; of the 4xx only 408 (timeout), 409 (conflict, e.g. a concurrent idempotent request), 425
+(too early) and 429 (rate limited) are retried; every other 4xx is permanent. ``Retry-After`` is
+honoured in both of its forms (seconds, or an HTTP date).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+
+import httpx
+
+from budgetguard.ports import ActionOutcome, ActionResult
+
+RETRYABLE_4XX = frozenset({408, 409, 425, 429})
+DETAIL_LIMIT = 300
+_PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def retry_after(response: httpx.Response, now: datetime | None = None) -> timedelta | None:
+    value = response.headers.get("retry-after")
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return timedelta(seconds=int(value))
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(when - (now or datetime.now(tz=UTC)), timedelta(0))
+
+
+def short(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= DETAIL_LIMIT else text[: DETAIL_LIMIT - 3] + "..."
+
+
+def classify(response: httpx.Response, what: str) -> ActionResult:
+    """A generic reading of an HTTP answer: 2xx delivered, retryable codes retried, the rest failed."""
+    status = response.status_code
+    detail = f"{what}: HTTP {status} {short(response.text)}".rstrip()
+    if 200 <= status < 300:
+        return ActionResult(ActionOutcome.DELIVERED, detail, status)
+    if status >= 500 or status in RETRYABLE_4XX:
+        return ActionResult(ActionOutcome.RETRY, detail, status, retry_after(response))
+    return ActionResult(ActionOutcome.FAILED, detail, status)
+
+
+def transport_failure(exc: httpx.HTTPError, what: str) -> ActionResult:
+    """Network faults and timeouts are transient: the outbox retries them."""
+    kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "could not connect"
+    return ActionResult(ActionOutcome.RETRY, f"{what}: {kind} ({type(exc).__name__})")
+
+
+def placeholders(template: str) -> set[str]:
+    """The names a template uses: ``rollout-${canary}`` uses {"canary"}."""
+    return set(_PLACEHOLDER.findall(template))
+
+
+def render(template: str, context: Mapping[str, str]) -> str:
+    """Fill ``${name}`` placeholders; a name missing from the context is a KeyError (checked at load)."""
+    return _PLACEHOLDER.sub(lambda m: context[m.group(1)], template)
