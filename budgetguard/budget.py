@@ -17,7 +17,6 @@ import math
 from datetime import timedelta
 from fractions import Fraction
 
-
 NEVER_PERIODS = 1000
 
 

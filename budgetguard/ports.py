@@ -57,7 +57,9 @@ class MetricsSource(Protocol):
 
 class EventKind(StrEnum):
     TRIGGER = "trigger"  # an incident opened: halt, page, notify
-    RESOLVE = "resolve"  # the incident resolved: tell the targets that understand it (PagerDuty, Alertmanager)
+    RESOLVE = (
+        "resolve"  # the incident resolved: tell the targets that understand it (PagerDuty, Alertmanager)
+    )
 
 
 @dataclass(frozen=True)

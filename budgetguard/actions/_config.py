@@ -43,7 +43,9 @@ class SecretRef(BaseModel):
         if self.env is not None:
             found = os.environ.get(self.env)
             if not found:
-                raise ConfigError(f"{what}: environment variable {self.env} is not set; export it or use file:")
+                raise ConfigError(
+                    f"{what}: environment variable {self.env} is not set; export it or use file:"
+                )
             return found
         assert self.file is not None
         try:
@@ -60,4 +62,5 @@ class ActionBase(BaseModel):
     dry_run: bool = Field(default=False, description="Record decisions and the outbox, call nothing.")
     timeout: Duration = Field(
         default=timedelta(seconds=10),
-        description="Per request. A halt that takes longer than this is better retried than waited for.")
+        description="Per request. A halt that takes longer than this is better retried than waited for.",
+    )
