@@ -12,14 +12,38 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from budgetguard.durations import format_duration, parse_duration
 from budgetguard.errors import ConfigError
 from budgetguard.spec import Duration
+
+
+def _zero_or_more(value: Any) -> timedelta:
+    if isinstance(value, timedelta):
+        return value
+    if not isinstance(value, str):
+        raise ValueError(f"{value!r} is not a duration; write it as a string such as '0s' or '2s'")
+    return parse_duration(value, allow_zero=True)
+
+
+# A duration that may be zero (a jitter); windows and intervals use spec.Duration, which may not.
+ZeroOrMoreDuration = Annotated[
+    timedelta, BeforeValidator(_zero_or_more), PlainSerializer(format_duration, return_type=str)
+]
 
 # Outside 9100-9999, the range Prometheus allocated to exporters (now fully taken), so budgetguard
 # does not fight an exporter for its port on the same host. Loopback: the API can halt rollouts.
@@ -59,9 +83,13 @@ class PrometheusSettings(BaseModel):
         default=None,
         description="File holding the bearer token, e.g. a mounted Kubernetes secret; re-read only at start.",
     )
-    basic_auth_username: str | None = None
-    basic_auth_password: SecretStr | None = None
-    basic_auth_password_file: Path | None = None
+    basic_auth_username: str | None = Field(
+        default=None,
+        description="Basic auth, for a Prometheus behind "
+        "a reverse proxy; off by default as Prometheus has none.",
+    )
+    basic_auth_password: SecretStr | None = Field(default=None, description="Prefer the _file variant.")
+    basic_auth_password_file: Path | None = Field(default=None, description="File holding the password.")
     ca_file: str | None = Field(
         default=None, description="CA bundle for a private PKI; system CAs otherwise."
     )
@@ -106,7 +134,9 @@ class Settings(BaseSettings):
         env_prefix="BUDGETGUARD_", env_nested_delimiter="__", extra="forbid", frozen=True
     )
 
-    prometheus: PrometheusSettings = Field(default_factory=PrometheusSettings)
+    prometheus: PrometheusSettings = Field(
+        default_factory=PrometheusSettings, description="Where the SLIs are read; see PrometheusSettings."
+    )
     slo_paths: list[Path] = Field(
         default_factory=lambda: [Path("slos")],
         description="SLO files or directories; the repository layout by default.",
@@ -116,7 +146,7 @@ class Settings(BaseSettings):
         description="How often every SLO is evaluated. 30s is twice the usual 15s scrape interval: faster "
         "only re-reads the same samples.",
     )
-    jitter: Duration = Field(
+    jitter: ZeroOrMoreDuration = Field(
         default=timedelta(seconds=0),
         description="Random delay added to each cycle, to spread replicas that start together; none for "
         "a single daemon, whose cycles should stay evenly spaced.",
@@ -143,18 +173,20 @@ class Settings(BaseSettings):
         default=timedelta(seconds=5),
         description="How often SLO files are checked for changes (SIGHUP reloads at once).",
     )
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="INFO logs verdict changes and reloads, not every cycle."
+    )
     log_json: bool = Field(default=False, description="One JSON object per line, for log shippers.")
     api_token: SecretStr | None = Field(
         default=None, description="Bearer token the API requires; prefer api_token_file."
     )
-    api_token_file: Path | None = None
+    api_token_file: Path | None = Field(default=None, description="File holding the API token.")
 
-    @field_validator("listen")
+    @field_validator("listen", mode="before")
     @classmethod
-    def _listen(cls, value: str) -> str:
-        split_listen(value)
-        return value
+    def _listen(cls, value: Any) -> str:
+        split_listen(str(value))
+        return str(value)
 
     @field_validator("interval")
     @classmethod

@@ -81,6 +81,19 @@ def _fingerprint(paths: Sequence[Path]) -> tuple[tuple[str, int, int], ...]:
     return tuple(out)
 
 
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def exposure_warning(host: str, has_token: bool) -> str | None:
+    """A warning when the API is reachable beyond this host without a token, else None."""
+    if host in LOOPBACK or host.startswith("127.") or has_token:
+        return None
+    return (
+        "the API is reachable beyond this host without an api_token: anyone who reaches the port can "
+        "read every SLO's state; set BUDGETGUARD_API_TOKEN or api_token_file"
+    )
+
+
 @dataclass
 class State:
     """What the scheduler writes and the server and exporter read, all in one event loop."""
@@ -224,12 +237,9 @@ class Daemon:
         self._exporter = Exporter(self, version=__version__)
         self.state.latest = self._store.latest(self.state.slos)
         host, port = split_listen(settings.listen)
-        if host not in ("127.0.0.1", "localhost", "::1") and api_token is None:
-            log.warning(
-                "listening on %s without an api_token: anyone who reaches this port can read every "
-                "SLO's state; set BUDGETGUARD_API_TOKEN or api_token_file",
-                settings.listen,
-            )
+        warning = exposure_warning(host, api_token is not None)
+        if warning:
+            log.warning("%s (listening on %s)", warning, settings.listen)
         server = HttpServer(create_app(self, self._exporter, api_token), host, port)
         try:
             await server.start()

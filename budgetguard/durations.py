@@ -25,15 +25,18 @@ _DURATION = re.compile(r"^(?:(\d+)y)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)
 _ORDER = ("y", "w", "d", "h", "m", "s", "ms")
 
 
-def parse_duration(text: str) -> timedelta:
-    """Parse a Prometheus duration such as ``5m``, ``1h30m`` or ``30d``; raise ValueError otherwise."""
+def parse_duration(text: str, *, allow_zero: bool = False) -> timedelta:
+    """Parse a Prometheus duration such as ``5m``, ``1h30m`` or ``30d``; raise ValueError otherwise.
+
+    Windows must be longer than zero; settings such as a jitter may be ``0s`` with ``allow_zero``.
+    """
     match = _DURATION.match(text.strip()) if isinstance(text, str) else None
     if not match or not any(match.groups()):
         raise ValueError(f"{text!r} is not a Prometheus duration (use a number and a unit: 5m, 1h, 30d)")
     total_ms = sum(
         int(value) * _UNITS_MS[unit] for unit, value in zip(_ORDER, match.groups(), strict=True) if value
     )
-    if total_ms <= 0:
+    if total_ms <= 0 and not allow_zero:
         raise ValueError(f"{text!r} must be longer than zero")
     return timedelta(milliseconds=total_ms)
 
@@ -41,8 +44,10 @@ def parse_duration(text: str) -> timedelta:
 def format_duration(value: timedelta) -> str:
     """Write a duration canonically: ``timedelta(days=30)`` -> ``30d``, 90 minutes -> ``1h30m``."""
     remaining = round(value.total_seconds() * 1000)
-    if remaining <= 0:
-        raise ValueError("a window must be longer than zero")
+    if remaining == 0:
+        return "0s"
+    if remaining < 0:
+        raise ValueError("a duration cannot be negative")
     out = []
     for unit in ("d", "h", "m", "s", "ms"):
         size = _UNITS_MS[unit]

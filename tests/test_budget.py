@@ -175,4 +175,6 @@ def test_exhausted_budget_has_no_time_left_and_no_burn_never_runs_out() -> None:
 
 def test_a_vanishing_burn_rate_never_exhausts_the_budget_instead_of_overflowing() -> None:
     assert budget.time_to_exhaustion(0.5, 1e-308, timedelta(days=30)) is None
-    assert budget.time_to_exhaustion(1.0, 1 / 999, timedelta(days=1)) == pytest.approx(timedelta(days=999))
+    assert budget.time_to_exhaustion(1.0, 1 / 999, timedelta(days=1)) == pytest.approx(
+        timedelta(days=999), abs=timedelta(milliseconds=1)
+    )

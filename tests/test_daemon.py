@@ -383,3 +383,33 @@ def test_a_restart_serves_the_same_history_and_values_and_sigterm_is_quick(
         assert time.monotonic() - started < 10
     finally:
         hanging.close()
+
+
+def test_secrets_stay_out_of_logs_store_and_api(
+    slo_dir: Path, live_prometheus: PrometheusLab, tmp_path: Path, daemons: list[DaemonProcess]
+) -> None:
+    db = tmp_path / "bg.db"
+    daemon = DaemonProcess(
+        slo_dir,
+        live_prometheus.url,
+        db,
+        {
+            "BUDGETGUARD_PROMETHEUS__BEARER_TOKEN": "s3cr3t-bearer-token",
+            "BUDGETGUARD_API_TOKEN": "s3cr3t-api-token",
+            "BUDGETGUARD_LOG_LEVEL": "DEBUG",
+        },
+    )
+    daemons.append(daemon)
+    daemon.wait_ready()
+    assert daemon.get("/api/v1/slos").status_code == 401
+    authorised = {"Authorization": "Bearer s3cr3t-api-token"}
+    listing = daemon.client.get("/api/v1/slos", headers=authorised)
+    one_slo = daemon.client.get("/api/v1/slos/checkout/availability", headers=authorised)
+    assert listing.status_code == 200 and one_slo.status_code == 200
+    metrics = daemon.get("/metrics").text
+    assert daemon.stop() == 0
+    stored = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("bg.db"))
+    for secret in ("s3cr3t-bearer-token", "s3cr3t-api-token"):
+        assert secret not in daemon.logs()
+        assert secret.encode() not in stored
+        assert secret not in listing.text + one_slo.text + metrics

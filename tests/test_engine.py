@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs
 
 import pytest
 
 from budgetguard.engine import Engine
 from budgetguard.errors import QueryError, SourceUnavailable
-from budgetguard.policy import Verdict
+from budgetguard.policy import Evaluation, Verdict
 from budgetguard.ports import QueryResult, Sample
 from budgetguard.queries import PART_LABEL, combine, plan
+from budgetguard.sources.prometheus import PrometheusConfig, PrometheusSource
 from budgetguard.spec import SLO
 from tests.helpers import AVAILABILITY, slo_from
 
@@ -154,3 +159,55 @@ def test_a_latency_threshold_off_the_bucket_boundaries_is_explained() -> None:
     [ev] = run(Engine(source), [slo])
     assert ev.verdict is Verdict.ERROR
     assert "must be one of the histogram's bucket boundaries" in ev.reason
+
+
+class SlowForSomeQueries(BaseHTTPRequestHandler):
+    """A Prometheus that answers at once, except for queries naming job="slow", which hang for 5 s."""
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length", "0"))
+        form = parse_qs(self.rfile.read(length).decode())
+        if 'job="slow"' in form["query"][0]:
+            time.sleep(5)
+        body = b'{"status":"success","data":{"resultType":"vector","result":[]}}'
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        except OSError:  # the client gave up on the slow query
+            pass
+
+    def log_message(self, format: str, *args: object) -> None:
+        return
+
+
+def test_a_slow_slo_delays_no_other_beyond_its_own_timeout() -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), SlowForSomeQueries)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    slow = slo_from(AVAILABILITY.replace('job="checkout"', 'job="slow"').replace("checkout", "slow"))
+    fast = [slo_from(AVAILABILITY.replace("service: checkout", f"service: fast{i}")) for i in range(5)]
+    config = PrometheusConfig(
+        url=f"http://127.0.0.1:{server.server_address[1]}",
+        timeout=timedelta(milliseconds=500),
+        max_concurrency=4,
+    )
+
+    async def cycle() -> list[Evaluation]:
+        async with PrometheusSource(config) as source:
+            return await Engine(source).evaluate_all([slow, *fast], AT)
+
+    try:
+        started = time.monotonic()
+        evaluations = asyncio.run(cycle())
+        elapsed = time.monotonic() - started
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+    assert evaluations[0].verdict is Verdict.ERROR and evaluations[0].error_kind == "timeout"
+    assert all(ev.verdict is Verdict.INCONCLUSIVE for ev in evaluations[1:])  # no series: answered at once
+    assert elapsed < 2.0  # the slow SLO's 0.5 s timeout, not its 5 s hang

@@ -131,7 +131,7 @@ def test_budget_remaining_and_time_to_exhaustion() -> None:
     assert ev.budget_remaining == pytest.approx(0.6)
     assert ev.error_ratio == pytest.approx(0.4 * B)
     # 60% of the budget left at 2x the sustainable rate lasts 0.6 * 30d / 2 = 9 days
-    assert ev.time_to_exhaustion == pytest.approx(timedelta(days=9))
+    assert ev.time_to_exhaustion == pytest.approx(timedelta(days=9), abs=timedelta(milliseconds=1))
 
 
 def test_overspent_budget_is_negative_not_clamped() -> None:
