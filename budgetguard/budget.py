@@ -36,14 +36,14 @@ def error_ratio(errors: float | None, total: float | None) -> float | None:
     return max(bad, 0.0) / total
 
 
-def burn_rate(ratio: float, budget: Fraction) -> float:
+def burn_rate(ratio: float, budget: Fraction | float) -> float:
     """How many times faster than sustainable the budget is being spent (1.0 = exactly on budget)."""
     if budget <= 0:
         raise ValueError("the error budget must be positive (objective below 100%)")
     return ratio / float(budget)
 
 
-def budget_remaining(period_error_ratio: float, budget: Fraction) -> float:
+def budget_remaining(period_error_ratio: float, budget: Fraction | float) -> float:
     """Share of the SLO window's budget left: 1 untouched, 0 spent, negative overspent."""
     return 1.0 - burn_rate(period_error_ratio, budget)
 

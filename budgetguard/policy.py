@@ -96,7 +96,7 @@ def _window_stats(slo: SLO, observations: Mapping[timedelta, Observation]) -> tu
     stats = []
     for window in slo.windows():
         obs = observations.get(window) or Observation(window, None, None, "not measured")
-        burn = None if obs.error_ratio is None else budget.burn_rate(obs.error_ratio, slo.error_budget)
+        burn = None if obs.error_ratio is None else budget.burn_rate(obs.error_ratio, slo.error_budget_float)
         stats.append(WindowStat(window, obs.error_ratio, burn, obs.events, obs.missing))
     return tuple(stats)
 
@@ -171,7 +171,7 @@ def evaluate(
                 error_kind="query_shape",
             )
     stats = tuple(
-        WindowStat(s.window, 1.0, budget.burn_rate(1.0, slo.error_budget), s.events, s.missing)
+        WindowStat(s.window, 1.0, budget.burn_rate(1.0, slo.error_budget_float), s.events, s.missing)
         if s.error_ratio is not None and s.error_ratio > 1.0
         else s
         for s in stats
@@ -180,9 +180,9 @@ def evaluate(
     tiers = tuple(_tier_state(tier, by_window, slo.min_events) for tier in slo.tiers)
 
     period = by_window[slo.window]
-    remaining = (
-        None if period.error_ratio is None else budget.budget_remaining(period.error_ratio, slo.error_budget)
-    )
+    remaining = None
+    if period.error_ratio is not None:
+        remaining = budget.budget_remaining(period.error_ratio, slo.error_budget_float)
     current = _current_burn(tiers)
     exhaustion = None
     if remaining is not None and current is not None:

@@ -16,6 +16,7 @@ from datetime import timedelta
 from decimal import Decimal
 from enum import StrEnum
 from fractions import Fraction
+from functools import cached_property
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -362,17 +363,27 @@ class SLO(BaseModel):
     def id(self) -> str:
         return f"{self.service}/{self.name}"
 
-    @property
+    # Cached: the engine asks for these for every window of every SLO in every cycle, and Fraction
+    # arithmetic is slow. The model is frozen, so they cannot go stale.
+    @cached_property
     def objective_ratio(self) -> Fraction:
         return Fraction(self.objective) / 100
 
-    @property
+    @cached_property
     def error_budget(self) -> Fraction:
         """1 - objective, exact: 99.9 gives Fraction(1, 1000)."""
         return 1 - self.objective_ratio
 
+    @cached_property
+    def error_budget_float(self) -> float:
+        return float(self.error_budget)
+
     def windows(self) -> tuple[timedelta, ...]:
         """Every window the engine needs, shortest first: each tier's pair and the SLO window."""
+        return self._windows
+
+    @cached_property
+    def _windows(self) -> tuple[timedelta, ...]:
         found = {self.window}
         for tier in self.tiers:
             found.update((tier.long_window, tier.short_window))
