@@ -1,0 +1,48 @@
+"""Push actions: one module per target, all behind the ``Action`` port.
+
+``ActionConfig`` is the discriminated union of every target's settings (by ``type``), and
+``build_action`` turns one into an ``Action`` through a dict literal, never a class name in a string.
+Actions classify the target's answers (``ActionResult``); retries, dry runs and "exactly once" belong
+to the outbox that calls them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from pydantic import Field
+
+from budgetguard.actions import alertmanager, argo_rollouts, argocd, flags, pagerduty, slack, webhook
+from budgetguard.ports import Action
+
+ActionConfig = Annotated[
+    webhook.WebhookConfig
+    | slack.SlackConfig
+    | pagerduty.PagerDutyConfig
+    | alertmanager.AlertmanagerConfig
+    | argo_rollouts.ArgoRolloutsConfig
+    | argocd.ArgoCDConfig
+    | flags.UnleashConfig
+    | flags.LaunchDarklyConfig,
+    Field(discriminator="type"),
+]
+
+_BUILDERS: dict[str, Callable[..., Action]] = {
+    "webhook": webhook.build,
+    "slack": slack.build,
+    "pagerduty": pagerduty.build,
+    "alertmanager": alertmanager.build,
+    "argo-rollouts": argo_rollouts.build,
+    "argocd": argocd.build,
+    "unleash": flags.build_unleash,
+    "launchdarkly": flags.build_launchdarkly,
+}
+
+
+def build_action(name: str, config: Any) -> Action:
+    """Build the action a validated ``ActionConfig`` describes (secrets are resolved here, once)."""
+    return _BUILDERS[config.type](name, config)
+
+
+__all__ = ["ActionConfig", "build_action"]

@@ -1,0 +1,387 @@
+"""The Argo Rollouts action: abort a canary through the Kubernetes API, like ``kubectl argo rollouts abort``.
+
+It owns reading the Rollout first and deciding from its state (reference integrations.md §1.1, §9.2):
+an already aborted rollout, or one already fully promoted (``status.stableRS == status.currentPodHash``,
+where the controller would clear an abort at once), is reported as already done without writing. Only
+then does it send the abort: a JSON merge patch ``{"status":{"abort":true}}`` to the ``/status``
+subresource (a main-resource patch carrying ``status`` returns 200 and is silently ignored), falling
+back to the main resource only when ``/status`` is 404, as the kubectl plugin does for CRDs older than
+Argo Rollouts v0.10. It also owns the in-cluster defaults: the API at ``https://kubernetes.default.svc``,
+the pod's service-account CA, and the service-account token, re-read before every delivery because the
+kubelet rotates projected tokens.
+
+It must not un-abort (a resolved incident leaves the rollout to a human or the next revision), pause,
+undo, retry, sleep or decide about dry runs (the outbox owns those), follow redirects, or put a token
+into results, reprs or logs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import ssl
+from dataclasses import replace
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal, Self
+from urllib.parse import quote
+
+import httpx
+from pydantic import Field, field_validator, model_validator
+
+from budgetguard.actions._config import ActionBase, SecretRef
+from budgetguard.actions._http import classify, render, short, transport_failure
+from budgetguard.errors import ConfigError
+from budgetguard.ports import ActionOutcome, ActionRequest, ActionResult, EventKind
+
+__all__ = [
+    "IN_CLUSTER_URL",
+    "SERVICE_ACCOUNT_DIR",
+    "ArgoRolloutsAction",
+    "ArgoRolloutsConfig",
+    "build",
+]
+
+logger = logging.getLogger(__name__)
+
+IN_CLUSTER_URL = "https://kubernetes.default.svc"
+SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+_ROLLOUT_PATH = "/apis/argoproj.io/v1alpha1/namespaces/{namespace}/rollouts/{name}"
+# pkg/kubectl-argo-rollouts/cmd/abort/abort.go, abortPatch.
+_ABORT_PATCH = b'{"status":{"abort":true}}'
+_MERGE_PATCH = "application/merge-patch+json"
+# Kubernetes names: a Rollout's is a DNS-1123 subdomain, a namespace's a DNS-1123 label.
+_DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+_DNS1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+_MAX_SUBDOMAIN = 253
+_REDACTED = "[redacted]"
+_MIN_REDACTED_CHARS = 6
+
+
+class ArgoRolloutsConfig(ActionBase):
+    """One Rollout to abort when an incident opens; names are templates over the incident's context."""
+
+    type: Literal["argo-rollouts"] = "argo-rollouts"
+    rollout: str = Field(
+        description="The Rollout's name, e.g. `${service}` or `checkout-${canary}`; `${name}` placeholders "
+        "are filled from the incident's context (service, slo, canary_label, canary, baseline, SLO labels)."
+    )
+    namespace: str = Field(description="The Rollout's namespace; a template like `rollout`.")
+    api_url: str | None = Field(
+        default=None,
+        description=f"The Kubernetes API. Unset: in-cluster, {IN_CLUSTER_URL} with the pod's service "
+        "account.",
+    )
+    token: SecretRef | None = Field(
+        default=None,
+        description="A bearer token. Unset: `token_file` is read before every request, because the kubelet "
+        "rotates projected service-account tokens and a copy read at start-up expires.",
+    )
+    token_file: Path = Field(
+        default=SERVICE_ACCOUNT_DIR / "token",
+        description="The service-account token used when `token` is unset.",
+    )
+    ca_file: Path | None = Field(
+        default=None,
+        description="CA bundle for the API's certificate. Unset: the service account's ca.crt in-cluster "
+        "(api_url unset), the system trust store with an explicit api_url.",
+    )
+    verify_tls: bool = Field(default=True, description="Never turn this off outside a throwaway lab.")
+
+    @field_validator("rollout", "namespace")
+    @classmethod
+    def _not_blank(cls, template: str) -> str:
+        if not template.strip():
+            raise ValueError("must not be empty")
+        return template
+
+    @field_validator("api_url")
+    @classmethod
+    def _absolute_http_url(cls, url: str | None) -> str | None:
+        if url is None:
+            return None
+        try:
+            parsed = httpx.URL(url)
+        except httpx.InvalidURL as exc:
+            raise ValueError(f"not a valid URL: {exc}") from exc
+        if parsed.scheme not in ("http", "https") or not parsed.host:
+            raise ValueError("must be an absolute http(s) URL such as https://10.0.0.1:6443")
+        if parsed.userinfo or parsed.query:
+            raise ValueError("must not carry credentials or a query string; use `token`")
+        return url
+
+    @model_validator(mode="after")
+    def _tls_consistent(self) -> ArgoRolloutsConfig:
+        if self.ca_file is not None and not self.verify_tls:
+            raise ValueError("ca_file has no effect with verify_tls: false; drop one of them")
+        return self
+
+
+class ArgoRolloutsAction:
+    """Aborts one templated Rollout per incident; see the module docstring for the protocol.
+
+    Owns one connection pool: use it as an async context manager or call ``aclose``.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        config: ArgoRolloutsConfig,
+        *,
+        token: str | None,
+        verify: ssl.SSLContext | bool,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.name = name
+        self._config = config
+        self._token = token
+        self._what = f"argo-rollouts {name}"
+        self._timeout_seconds = config.timeout.total_seconds()
+        self._client = httpx.AsyncClient(
+            base_url=config.api_url or IN_CLUSTER_URL,
+            headers={"User-Agent": "budgetguard", "Accept": "application/json"},
+            timeout=httpx.Timeout(self._timeout_seconds),
+            verify=verify,
+            transport=transport,
+            follow_redirects=False,
+        )
+
+    def __repr__(self) -> str:
+        return f"ArgoRolloutsAction(name={self.name!r}, api_url={self._config.api_url or IN_CLUSTER_URL!r})"
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def deliver(self, request: ActionRequest) -> ActionResult:
+        if request.event is EventKind.RESOLVE:
+            return ActionResult(
+                ActionOutcome.ALREADY_DONE,
+                f"{self._what}: nothing to do on resolve: an aborted rollout is resumed by a human "
+                "(kubectl argo rollouts retry) or by the next revision, never automatically",
+            )
+        token = self._bearer_token()
+        if isinstance(token, ActionResult):
+            return token
+        result = await self._abort(request, token)
+        if len(token) >= _MIN_REDACTED_CHARS and token in result.detail:
+            result = replace(result, detail=result.detail.replace(token, _REDACTED))
+        logger.debug("%s: %s %s -> %s", self._what, request.event, request.incident_id, result.outcome)
+        return result
+
+    async def _abort(self, request: ActionRequest, token: str) -> ActionResult:
+        names = self._names(request)
+        if isinstance(names, ActionResult):
+            return names
+        namespace, rollout = names
+        target = f"rollout {namespace}/{rollout}"
+        path = _ROLLOUT_PATH.format(namespace=quote(namespace, safe=""), name=quote(rollout, safe=""))
+
+        got = await self._send("GET", path, token)
+        if isinstance(got, ActionResult):
+            return got
+        if got.status_code == 404:
+            return ActionResult(
+                ActionOutcome.FAILED,
+                f"{self._what}: no such rollout {namespace}/{rollout} (HTTP 404: {_message(got)})",
+                404,
+            )
+        if not got.is_success:
+            return self._refused(got, "get", "rollouts", namespace, target)
+        status = _status_of(got)
+        if status is None:
+            return ActionResult(
+                ActionOutcome.FAILED,
+                f"{self._what}: GET {target} did not answer a Rollout object: {short(got.text)}",
+                got.status_code,
+            )
+        if status.get("abort") is True:
+            since = status.get("abortedAt")
+            return ActionResult(
+                ActionOutcome.ALREADY_DONE,
+                f"{self._what}: {target} already aborted" + (f" (since {since})" if since else ""),
+                got.status_code,
+            )
+        stable, current = status.get("stableRS"), status.get("currentPodHash")
+        if stable and stable == current:
+            # rollout/controller.go:596: the controller removes an abort from a fully promoted rollout.
+            return ActionResult(
+                ActionOutcome.ALREADY_DONE,
+                f"{self._what}: {target} already fully promoted: abort would be undone "
+                f"(stableRS == currentPodHash == {stable}); roll back with an undo or a Git revert instead",
+                got.status_code,
+            )
+
+        patched = await self._send("PATCH", f"{path}/status", token, content=_ABORT_PATCH)
+        if isinstance(patched, ActionResult):
+            return patched
+        if patched.status_code == 404:
+            # A CRD without the status subresource (Argo Rollouts < v0.10): kubectl's fallback.
+            patched = await self._send("PATCH", path, token, content=_ABORT_PATCH)
+            if isinstance(patched, ActionResult):
+                return patched
+            if patched.status_code == 404:
+                return ActionResult(
+                    ActionOutcome.FAILED,
+                    f"{self._what}: no such rollout {namespace}/{rollout} (gone before the abort; "
+                    f"HTTP 404: {_message(patched)})",
+                    404,
+                )
+        if not patched.is_success:
+            return self._refused(patched, "patch", "rollouts/status", namespace, target)
+        version = (_json(patched) or {}).get("metadata", {}).get("resourceVersion")
+        return ActionResult(
+            ActionOutcome.DELIVERED,
+            f"{self._what}: aborted {target}" + (f" (resourceVersion {version})" if version else ""),
+            patched.status_code,
+        )
+
+    def _names(self, request: ActionRequest) -> tuple[str, str] | ActionResult:
+        try:
+            namespace = render(self._config.namespace, request.context)
+            rollout = render(self._config.rollout, request.context)
+        except KeyError as exc:
+            return ActionResult(
+                ActionOutcome.FAILED,
+                f"{self._what}: the rollout's name uses ${{{exc.args[0]}}}, "
+                "which this incident's context lacks",
+            )
+        if not _DNS1123_LABEL.fullmatch(namespace):
+            return ActionResult(
+                ActionOutcome.FAILED,
+                f"{self._what}: {namespace!r} (from {self._config.namespace!r}) "
+                "is not a Kubernetes namespace name",
+            )
+        if len(rollout) > _MAX_SUBDOMAIN or not _DNS1123_SUBDOMAIN.fullmatch(rollout):
+            return ActionResult(
+                ActionOutcome.FAILED,
+                f"{self._what}: {rollout!r} (from {self._config.rollout!r}) is not a Kubernetes object name",
+            )
+        return namespace, rollout
+
+    def _bearer_token(self) -> str | ActionResult:
+        if self._token is not None:
+            return self._token
+        path = self._config.token_file
+        try:
+            token = path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            return ActionResult(
+                ActionOutcome.FAILED,
+                f"{self._what}: no credentials: cannot read the service-account token {path} "
+                f"({exc.strerror}); run in a pod with a mounted service account, or set `token`",
+            )
+        if not token:
+            return ActionResult(
+                ActionOutcome.FAILED,
+                f"{self._what}: no credentials: the service-account token {path} is empty",
+            )
+        return token
+
+    async def _send(
+        self, method: str, path: str, token: str, *, content: bytes | None = None
+    ) -> httpx.Response | ActionResult:
+        what = f"{self._what}: {method} {path}"
+        headers = {"Authorization": f"Bearer {token}"}
+        if content is not None:
+            headers["Content-Type"] = _MERGE_PATCH
+        try:
+            async with asyncio.timeout(self._timeout_seconds):
+                return await self._client.request(method, path, content=content, headers=headers)
+        except TimeoutError:
+            return ActionResult(ActionOutcome.RETRY, f"{what}: no answer within {self._timeout_seconds:g}s")
+        except httpx.HTTPError as exc:
+            return _connection_failure(exc, what)
+
+    def _refused(
+        self, response: httpx.Response, verb: str, resource: str, namespace: str, target: str
+    ) -> ActionResult:
+        status = response.status_code
+        if status == 401:
+            return ActionResult(
+                ActionOutcome.FAILED,
+                f"{self._what}: the Kubernetes API rejected our credentials (HTTP 401) to {verb} {target}: "
+                "check `token`, or the service-account token file",
+                status,
+            )
+        if status == 403:
+            return ActionResult(
+                ActionOutcome.FAILED,
+                f"{self._what}: RBAC forbids {verb} on {resource}.argoproj.io in namespace {namespace} "
+                f"(HTTP 403: {_message(response)}); grant get on rollouts and patch on rollouts/status",
+                status,
+            )
+        result = classify(response, self._what)
+        return replace(
+            result, detail=f"{self._what}: {verb} {target}: HTTP {status} {_message(response)}".strip()
+        )
+
+
+def _json(response: httpx.Response) -> dict[str, Any] | None:
+    try:
+        parsed = json.loads(response.content)
+    except ValueError:
+        return None
+    return parsed if isinstance(parsed, dict) else None
+
+
+def _status_of(response: httpx.Response) -> dict[str, Any] | None:
+    obj = _json(response)
+    if obj is None or obj.get("kind", "Rollout") != "Rollout":
+        return None
+    status = obj.get("status")
+    return status if isinstance(status, dict) else {}
+
+
+def _message(response: httpx.Response) -> str:
+    """The API server's own words: a ``Status`` object's ``message``, else the body."""
+    obj = _json(response)
+    if obj is not None and isinstance(obj.get("message"), str):
+        return short(obj["message"])
+    return short(response.text) or (response.reason_phrase or "")
+
+
+def _connection_failure(exc: httpx.HTTPError, what: str) -> ActionResult:
+    if isinstance(exc, httpx.ConnectError) and "CERTIFICATE_VERIFY_FAILED" in str(exc):
+        # Retrying cannot fix trust: name the setting that does.
+        return ActionResult(
+            ActionOutcome.FAILED, f"{what}: TLS: the API server's certificate is not trusted; set `ca_file`"
+        )
+    return transport_failure(exc, what)
+
+
+def _verification(name: str, config: ArgoRolloutsConfig) -> ssl.SSLContext | bool:
+    if not config.verify_tls:
+        return False
+    ca_file = config.ca_file
+    if ca_file is None and config.api_url is None:
+        ca_file = SERVICE_ACCOUNT_DIR / "ca.crt"
+    if ca_file is None:
+        return True
+    try:
+        return ssl.create_default_context(cafile=str(ca_file))
+    except (OSError, ssl.SSLError) as exc:
+        where = "" if config.api_url else " (in-cluster default: is this running in a pod? else set api_url)"
+        raise ConfigError(f"argo-rollouts {name}: cannot load the CA bundle {ca_file}{where}: {exc}") from exc
+
+
+def build(
+    name: str, config: ArgoRolloutsConfig, *, transport: httpx.AsyncBaseTransport | None = None
+) -> ArgoRolloutsAction:
+    """Resolve an explicit token and load the CA (once); raises ``ConfigError`` when either is unusable.
+
+    The service-account token file is not read here but before each delivery (it rotates).
+    """
+    token = config.token.resolve(f"argo-rollouts {name} token") if config.token is not None else None
+    return ArgoRolloutsAction(
+        name, config, token=token, verify=_verification(name, config), transport=transport
+    )
