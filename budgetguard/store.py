@@ -12,7 +12,8 @@ Schema (version 1; ``PRAGMA user_version`` is the applied migration's number)::
       id INTEGER PRIMARY KEY, at REAL (UTC unix seconds), slo_id TEXT ("service/name"), service TEXT,
       slo TEXT, verdict TEXT, reason TEXT, budget_remaining REAL, error_ratio REAL, events REAL,
       verdict_changed INTEGER (1 when the verdict differs from the SLO's previous row: retention keeps
-      it), record TEXT (``records.to_record`` as JSON: windows, burn rates, tiers, everything else)
+      it), record BLOB (``records.to_record`` as JSON deflated against a preset dictionary, see
+      ``encode_record``; plain JSON TEXT in rows written before compression)
       index (slo_id, at): latest per SLO and the history of one SLO since T; index (at): retention
     verdict_changes   one row per change, the first evaluation of an SLO included (from NULL)
       id INTEGER PRIMARY KEY, at REAL, slo_id TEXT, from_verdict TEXT NULL, to_verdict TEXT, reason TEXT
@@ -39,6 +40,7 @@ import logging
 import math
 import sqlite3
 import threading
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -233,7 +235,62 @@ class _Pending:
     budget_remaining: float | None
     error_ratio: float | None
     events: float | None
-    record: str
+    record: bytes
+
+
+# Records are compressed with a preset dictionary of what every record repeats (its keys, the default
+# windows and tiers, the usual reason phrases): a 1.6 KB record becomes a few hundred bytes, which is
+# most of the file. The dictionary is part of the format, so it is versioned by the blob's prefix;
+# rows written as plain JSON text (before compression) still read. Measured in bench/daemon_bench.py.
+_RECORD_PREFIX = b"Z1"
+_RECORD_DICTIONARY = (
+    b'"missing":{},"labels":{},"warnings":[],"error_kind":null,"source":"slos/'
+    b'"time_to_exhaustion_seconds":null,"events":null,"note":"","firing":null,"firing":false,"firing":true,'
+    b'"reason":"cannot judge the page tier 1h/5m: no traffic (0 events) in 5m","reason":"no tier firing; '
+    b"closest is the ticket tier 3d/6h at 0.1x over 3d (fires above 1x)"
+    b'","reason":"source error (unavailable): ","reason":"page tier 1h/5m firing: burn 20x over 1h and '
+    b'20x over 5m, above 14.4x (2% of the 30d budget in 1h)","verdict":"inconclusive","verdict":"warning",'
+    b'"verdict":"burning","verdict":"error","verdict":"healthy",'
+    b'{"severity":"ticket","long_window":"3d","short_window":"6h","burn_rate_threshold":1.0,'
+    b'"budget_fraction":0.1,"long_burn_rate":0.0,"short_burn_rate":0.0,"firing":false,"note":""}]'
+    b'{"severity":"ticket","long_window":"1d","short_window":"2h","burn_rate_threshold":3.0,'
+    b'"budget_fraction":0.1,"long_burn_rate":0.0,"short_burn_rate":0.0,"firing":false,"note":""},'
+    b'"tiers":[{"severity":"page","long_window":"1h","short_window":"5m","burn_rate_threshold":14.4,'
+    b'"budget_fraction":0.02,"long_burn_rate":0.0,"short_burn_rate":0.0,"firing":false,"note":""},'
+    b'{"severity":"page","long_window":"6h","short_window":"30m","burn_rate_threshold":6.0,'
+    b'"budget_fraction":0.05,"long_burn_rate":0.0,"short_burn_rate":0.0,"firing":false,"note":""},'
+    b'"burn_rates":{"5m":0.0,"30m":0.0,"1h":0.0,"2h":0.0,"6h":0.0,"1d":0.0,"3d":0.0,"30d":0.0},'
+    b'"error_ratios":{"5m":0.0,"30m":0.0,"1h":0.0,"2h":0.0,"6h":0.0,"1d":0.0,"3d":0.0,"30d":0.0},'
+    b'"events_by_window":{"5m":0.0,"30m":0.0,"1h":0.0,"2h":0.0,"6h":0.0,"1d":0.0,"3d":0.0,"30d":0.0},'
+    b'{"service":"","slo":"","objective":99.9,"window":"30d","at":"2026-01-01T00:00:00Z","verdict":"healthy",'
+    b'"budget_remaining":0.0,"error_ratio":0.0,"events":0.0,"time_to_exhaustion_seconds":0.0,'
+)
+
+
+def encode_record(record: dict[str, Any]) -> bytes:
+    """A record as stored: compact JSON, deflated against the preset dictionary."""
+    text = json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode()
+    packer = zlib.compressobj(
+        6, zlib.DEFLATED, zlib.MAX_WBITS, 9, zlib.Z_DEFAULT_STRATEGY, _RECORD_DICTIONARY
+    )
+    return _RECORD_PREFIX + packer.compress(text) + packer.flush()
+
+
+def decode_record(stored: bytes | str) -> dict[str, Any]:
+    # Infinity is kept (json writes it, json reads it back) rather than failing a cycle.
+    if isinstance(stored, bytes) and stored.startswith(_RECORD_PREFIX):
+        unpacker = zlib.decompressobj(zlib.MAX_WBITS, _RECORD_DICTIONARY)
+        try:
+            stored = unpacker.decompress(stored[len(_RECORD_PREFIX) :]) + unpacker.flush()
+        except zlib.error as exc:
+            raise StoreError(f"a stored record cannot be decompressed: {exc}") from exc
+    try:
+        record = json.loads(stored)
+    except ValueError as exc:
+        raise StoreError(f"a stored record is not valid JSON: {exc}") from exc
+    if not isinstance(record, dict):
+        raise StoreError("a stored record is not a JSON object")
+    return record
 
 
 def _prepare(evaluations: Sequence[Evaluation]) -> list[_Pending]:
@@ -252,7 +309,7 @@ def _prepare(evaluations: Sequence[Evaluation]) -> list[_Pending]:
                 error_ratio=ev.error_ratio,
                 events=ev.events,
                 # Infinity is kept (json writes it, json reads it back) rather than failing a cycle.
-                record=json.dumps(to_record(ev), separators=(",", ":"), ensure_ascii=False),
+                record=encode_record(to_record(ev)),
             )
         )
     return pending
@@ -604,8 +661,8 @@ class Store:
                 continue
             slo_id = row["slo_id"]
             try:
-                latest[slo_id] = from_record(json.loads(row["record"]), by_id[slo_id])
-            except (ValueError, KeyError, TypeError):
+                latest[slo_id] = from_record(decode_record(row["record"]), by_id[slo_id])
+            except (StoreError, ValueError, KeyError, TypeError):
                 log.warning(
                     "the stored evaluation of %s cannot be read; it is ignored", slo_id, exc_info=True
                 )
@@ -635,7 +692,7 @@ class Store:
             parameters.append(limit)
         rows = self._query(sql, parameters)
         try:
-            return [json.loads(row["record"]) for row in rows]
+            return [decode_record(row["record"]) for row in rows]
         except ValueError as exc:
             raise StoreError(f"a stored record of {slo_id} is not valid JSON: {exc}") from exc
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import logging
 import math
 import os
@@ -32,6 +33,8 @@ from budgetguard.store import (
     Store,
     StoreError,
     Transaction,
+    decode_record,
+    encode_record,
 )
 from tests.helpers import slo_from, slos_from
 
@@ -788,16 +791,17 @@ def test_prune_keeps_exactly_what_the_retention_rule_says(
 
 
 def test_prune_gives_the_freed_space_back_to_the_file_system(path: Path) -> None:
+    # Enough cycles that the rows, compressed as they are, outweigh the file's fixed pages.
     slos = slos_from(THREE)
     with Store(path) as store:
-        for i in range(240):
+        for i in range(2400):
             store.record_cycle([at_time(slo, HEALTHY, T0 + i * 30 * S) for slo in slos])
     before = file_bytes(path)
     with Store(path) as store:
-        report = store.prune(T0 + 2 * H, raw_for=10 * M, keep_for=20 * M)
+        report = store.prune(T0 + 20 * H, raw_for=10 * M, keep_for=20 * M)
         after = file_bytes(path)
 
-    assert report.deleted == 3 * 200
+    assert report.deleted == 3 * 2360
     assert after < before / 3
     assert report.reclaimed_bytes >= (before - after) * 0.9
 
@@ -830,3 +834,38 @@ def test_the_file_stops_growing_under_a_steady_workload_once_pruned(path: Path) 
     steady = sizes[4:]
     assert max(steady) <= min(steady) * 1.1, sizes
     assert sizes[-1] < 2 * sizes[0], "8 hours kept raw would be about 8 times the first hour"
+
+
+def test_records_are_stored_compressed_and_plain_json_rows_still_read(path: Path) -> None:
+    slo = slo_from()
+    ev = evaluate(
+        slo,
+        {w: Observation(w, 0.000123456789 * (i + 1), 98765.4321) for i, w in enumerate(slo.windows())},
+        T0,
+    )
+    record = to_record(ev)
+    encoded = encode_record(record)
+    assert decode_record(encoded) == record
+    plain = json.dumps(record, separators=(",", ":")).encode()
+    assert len(encoded) < len(plain) / 2, (len(encoded), len(plain))
+    assert decode_record(plain.decode()) == record  # rows written before compression
+
+    with Store(path) as store:
+        store.record_cycle([ev])
+    with closing(sqlite3.connect(path)) as conn:  # a row as an older budgetguard wrote it
+        conn.execute("UPDATE evaluations SET record = ?", (plain.decode(),))
+        conn.commit()
+    with Store(path) as store:
+        assert store.latest([slo]) == {slo.id: ev}
+        assert store.history(slo.id, T0) == [record]
+
+
+def test_a_corrupted_record_is_skipped_not_fatal(path: Path) -> None:
+    slo = slo_from()
+    with Store(path) as store:
+        store.record_cycle([evaluate(slo, {w: Observation(w, 0.0, 10.0) for w in slo.windows()}, T0)])
+    with closing(sqlite3.connect(path)) as conn:
+        conn.execute("UPDATE evaluations SET record = ?", (b"Z1not-deflate",))
+        conn.commit()
+    with Store(path) as store:
+        assert store.latest([slo]) == {}
