@@ -240,6 +240,11 @@ class Daemon:
         warning = exposure_warning(host, api_token is not None)
         if warning:
             log.warning("%s (listening on %s)", warning, settings.listen)
+        # Signals are ours from before the server starts: a SIGTERM at any moment stops cleanly.
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self._stop.set)
+        loop.add_signal_handler(signal.SIGINT, self._stop.set)
+        loop.add_signal_handler(signal.SIGHUP, lambda: self.reload("SIGHUP"))
         server = HttpServer(create_app(self, self._exporter, api_token), host, port)
         try:
             await server.start()
@@ -248,11 +253,6 @@ class Daemon:
             self._store.close()
             await source.aclose()
             return 2
-
-        loop = asyncio.get_running_loop()
-        loop.add_signal_handler(signal.SIGTERM, self._stop.set)
-        loop.add_signal_handler(signal.SIGINT, self._stop.set)
-        loop.add_signal_handler(signal.SIGHUP, lambda: self.reload("SIGHUP"))
 
         scheduler = AsyncIOScheduler(timezone=UTC)
         scheduler.add_job(

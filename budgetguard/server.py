@@ -18,9 +18,10 @@ With an API token configured, /api/ requires ``Authorization: Bearer <token>``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -129,6 +130,19 @@ def create_app(view: ApiView, metrics: MetricsRenderer, api_token: str | None = 
     return Starlette(routes=routes)
 
 
+class _EmbeddedServer(uvicorn.Server):
+    """uvicorn without its own signal handling: the daemon owns SIGTERM, SIGINT and SIGHUP.
+
+    Left to itself, uvicorn swaps in its handlers while it serves and, on the way out, restores the
+    previous ones and raises again any signal it caught; a SIGTERM arriving while uvicorn's handler is
+    in place would kill the process instead of stopping it cleanly.
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
 class HttpServer:
     """uvicorn in the caller's event loop, started and stopped by the daemon."""
 
@@ -142,7 +156,7 @@ class HttpServer:
             lifespan="off",
             timeout_graceful_shutdown=3,
         )
-        self._server = uvicorn.Server(config)
+        self._server = _EmbeddedServer(config)
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:

@@ -413,3 +413,18 @@ def test_secrets_stay_out_of_logs_store_and_api(
         assert secret not in daemon.logs()
         assert secret.encode() not in stored
         assert secret not in listing.text + one_slo.text + metrics
+
+
+def test_sigterm_the_moment_the_port_answers_still_stops_cleanly(
+    slo_dir: Path, live_prometheus: PrometheusLab, tmp_path: Path, daemons: list[DaemonProcess]
+) -> None:
+    # uvicorn used to own the signals for a moment after binding; a SIGTERM then killed the process.
+    for attempt in range(3):
+        daemon = DaemonProcess(slo_dir, live_prometheus.url, tmp_path / f"bg{attempt}.db")
+        daemons.append(daemon)
+        wait_for(lambda d=daemon: d.get("/healthz").status_code == 200, 20, "the port")
+        assert daemon.stop(signal.SIGTERM, timeout=10) == 0
+    sigint = DaemonProcess(slo_dir, live_prometheus.url, tmp_path / "bg-int.db")
+    daemons.append(sigint)
+    sigint.wait_ready()
+    assert sigint.stop(signal.SIGINT, timeout=10) == 0
