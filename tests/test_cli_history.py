@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from budgetguard.cli import main
-from budgetguard.daemon import exposure_warning
+from budgetguard.daemon import configure_logging, exposure_warning
 from budgetguard.policy import Observation, evaluate
 from budgetguard.store import Store
 from tests.helpers import slo_from
@@ -69,3 +70,21 @@ def test_history_without_a_store_says_so(tmp_path: Path) -> None:
 )
 def test_binding_beyond_loopback_without_a_token_warns(host: str, token: bool, warns: bool) -> None:
     assert (exposure_warning(host, token) is not None) is warns
+
+
+def test_json_logs_are_one_object_per_line(capsys: pytest.CaptureFixture[str]) -> None:
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        configure_logging("INFO", as_json=True)
+        logging.getLogger("budgetguard").info("reloaded %d SLO(s)", 3)
+        logging.getLogger("budgetguard").debug("not shown at INFO")
+    finally:
+        root.handlers[:], level = saved
+        root.setLevel(level)
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1
+    entry = json.loads(lines[0])
+    assert entry["message"] == "reloaded 3 SLO(s)"
+    assert entry["level"] == "info" and entry["logger"] == "budgetguard"
+    assert entry["time"].endswith("+00:00")
