@@ -14,7 +14,12 @@ Schema (version 1; ``PRAGMA user_version`` is the applied migration's number)::
       verdict_changed INTEGER (1 when the verdict differs from the SLO's previous row: retention keeps
       it), record BLOB (``records.to_record`` as JSON deflated against a preset dictionary, see
       ``encode_record``; plain JSON TEXT in rows written before compression)
-      index (slo_id, at): latest per SLO and the history of one SLO since T; index (at): retention
+      index (ten-minute slot of at, slo_id, at): the history of one SLO since T (one seek per slot)
+      and retention. Time comes first so that a cycle's thousand inserts land in the few index pages
+      of the current slot; an (slo_id, at) index puts each SLO's newest entry on its own page and a
+      cycle rewrites a thousand pages (measured: 200 ms instead of 33 ms per cycle on a 3 GB file)
+    slo_latest        one row per SLO: its newest evaluation's id, time and verdict, kept by a trigger
+      on insert; the previous verdict of a cycle and ``latest`` are primary-key lookups here
     verdict_changes   one row per change, the first evaluation of an SLO included (from NULL)
       id INTEGER PRIMARY KEY, at REAL, slo_id TEXT, from_verdict TEXT NULL, to_verdict TEXT, reason TEXT
       index (slo_id, at) and (at)
@@ -80,8 +85,8 @@ _VACUUM_STEP_PAGES = 1024
 DEFAULT_BUSY_TIMEOUT = timedelta(seconds=5)
 # /readyz must answer quickly even when another process holds the write lock.
 _PROBE_BUSY_TIMEOUT = timedelta(milliseconds=200)
-# A stored evaluation is about 2 KiB: with SQLite's default 4 KiB pages only one fits per page and half
-# the file is slack. 16 KiB pages hold seven, at the price of larger WAL frames per touched page.
+# A stored row is 0.5-1 KiB compressed (2 KiB as plain JSON): 16 KiB pages leave little slack at the end
+# of each page, where SQLite's default 4 KiB pages held a single 2 KiB row and wasted half the file.
 _PAGE_SIZE_BYTES = 16384
 # The WAL is truncated back to this after a checkpoint, so one large prune does not leave a large file.
 _JOURNAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024
@@ -107,7 +112,7 @@ class Migration:
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
-        "evaluations, verdict changes and the retention watermark",
+        "evaluations, the latest evaluation of each SLO, verdict changes and the retention watermark",
         (
             """
             CREATE TABLE evaluations (
@@ -122,11 +127,28 @@ MIGRATIONS: tuple[Migration, ...] = (
                 error_ratio REAL,
                 events REAL,
                 verdict_changed INTEGER NOT NULL,
-                record TEXT NOT NULL
+                record BLOB NOT NULL
             )
             """,
-            "CREATE INDEX evaluations_by_slo_at ON evaluations (slo_id, at)",
-            "CREATE INDEX evaluations_by_at ON evaluations (at)",
+            # Queries must spell the slot as _SLOT does, or SQLite cannot use this index.
+            "CREATE INDEX evaluations_by_slot ON evaluations (CAST(at / 600 AS INTEGER), slo_id, at)",
+            """
+            CREATE TABLE slo_latest (
+                slo_id TEXT PRIMARY KEY,
+                evaluation_id INTEGER NOT NULL,
+                at REAL NOT NULL,
+                verdict TEXT NOT NULL
+            ) WITHOUT ROWID
+            """,
+            """
+            CREATE TRIGGER evaluations_keep_slo_latest AFTER INSERT ON evaluations BEGIN
+                INSERT INTO slo_latest (slo_id, evaluation_id, at, verdict)
+                VALUES (NEW.slo_id, NEW.id, NEW.at, NEW.verdict)
+                ON CONFLICT (slo_id) DO UPDATE
+                SET evaluation_id = excluded.evaluation_id, at = excluded.at, verdict = excluded.verdict
+                WHERE excluded.at >= slo_latest.at;
+            END
+            """,
             """
             CREATE TABLE verdict_changes (
                 id INTEGER PRIMARY KEY,
@@ -172,23 +194,43 @@ _INSERT_EVALUATION = (
 _INSERT_CHANGE = (
     "INSERT INTO verdict_changes (at, slo_id, from_verdict, to_verdict, reason) VALUES (?, ?, ?, ?, ?)"
 )
-# One index seek per SLO (evaluations_by_slo_at), whatever the history's length.
-_LATEST_PER_SLO = """
-    SELECT ids.value AS slo_id,
-           (SELECT {column} FROM evaluations AS e WHERE e.slo_id = ids.value
-            ORDER BY e.at DESC, e.id DESC LIMIT 1) AS {column}
-    FROM json_each(?) AS ids
-"""
-# Rows of [lo, hi) that are neither their (SLO, bucket)'s last nor a verdict change. CAST truncates
+# The ten-minute slot of a time, exactly as the evaluations_by_slot index spells it. CAST truncates
 # towards zero, which is floor for every time after 1970.
-_DOWNSAMPLE = """
+_SLOT_SECONDS = 600
+_SLOT = "CAST(at / 600 AS INTEGER)"
+_PREVIOUS_VERDICTS = """
+    SELECT ids.value AS slo_id, l.verdict
+    FROM json_each(?) AS ids JOIN slo_latest AS l ON l.slo_id = ids.value
+"""
+_LATEST_RECORDS = """
+    SELECT ids.value AS slo_id, e.record
+    FROM json_each(?) AS ids
+    JOIN slo_latest AS l ON l.slo_id = ids.value
+    JOIN evaluations AS e ON e.id = l.evaluation_id
+"""
+# One index seek per slot of [since, until), ids sorted and limited before any record is read.
+_HISTORY = """
+    WITH RECURSIVE slots(slot) AS (
+        SELECT :first_slot UNION ALL SELECT slot + 1 FROM slots WHERE slot < :last_slot
+    )
+    SELECT record FROM evaluations WHERE id IN (
+        SELECT e.id FROM slots CROSS JOIN evaluations AS e
+        WHERE CAST(e.at / 600 AS INTEGER) = slots.slot AND e.slo_id = :slo_id
+          AND e.at >= :since AND e.at < :until
+        ORDER BY e.at, e.id LIMIT :limit
+    )
+    ORDER BY at, id
+"""
+# Rows of [lo, hi) that are neither their (SLO, bucket)'s last nor a verdict change.
+_DOWNSAMPLE = f"""
     DELETE FROM evaluations WHERE id IN (
         SELECT id FROM (
             SELECT id, verdict_changed,
                    row_number() OVER (
                        PARTITION BY slo_id, CAST(at / :bucket AS INTEGER) ORDER BY at DESC, id DESC
                    ) AS newest_first
-            FROM evaluations WHERE at >= :lo AND at < :hi
+            FROM evaluations
+            WHERE {_SLOT} BETWEEN :lo_slot AND :hi_slot AND at >= :lo AND at < :hi
         ) WHERE newest_first > 1 AND verdict_changed = 0
     )
 """
@@ -354,8 +396,7 @@ class Transaction:
             return
         slo_ids = list(dict.fromkeys(p.slo_id for p in pending))
         previous: dict[str, str | None] = {
-            row["slo_id"]: row["verdict"]
-            for row in self.query(_LATEST_PER_SLO.format(column="verdict"), [json.dumps(slo_ids)])
+            row["slo_id"]: row["verdict"] for row in self.query(_PREVIOUS_VERDICTS, [json.dumps(slo_ids)])
         }
         evaluations = []
         changes = []
@@ -389,6 +430,10 @@ class Transaction:
             "UPDATE retention_state SET downsampled_until = ? WHERE downsampled_until > ?",
             [oldest_bucket, oldest_bucket],
         )
+
+
+def _slot(seconds: float) -> int:
+    return math.floor(seconds / _SLOT_SECONDS)
 
 
 def _bucket_start(seconds: float) -> float:
@@ -579,7 +624,12 @@ class Store:
         keep_cutoff = now_s - keep_for.total_seconds()
         pages_before = self._page_count()
         with self.transaction() as tx:
-            deleted = tx.execute("DELETE FROM evaluations WHERE at < ?", [keep_cutoff])
+            deleted = tx.execute(
+                f"DELETE FROM evaluations WHERE {_SLOT} <= :slot AND at < :cutoff",
+                {"slot": _slot(keep_cutoff), "cutoff": keep_cutoff},
+            )
+            # An SLO whose newest evaluation is gone has no evaluation left at all.
+            tx.execute("DELETE FROM slo_latest WHERE at < ?", [keep_cutoff])
             changes_deleted = tx.execute("DELETE FROM verdict_changes WHERE at < ?", [keep_cutoff])
         downsampled = self._downsample(max(keep_cutoff, 0.0), raw_cutoff)
         reclaimed = (pages_before - self._reclaim()) * self._page_size()
@@ -600,14 +650,24 @@ class Store:
                     # A cycle stored an evaluation behind the watermark (the clock stepped back) and
                     # reopened older buckets: leave the watermark there for the next prune.
                     break
-                first = tx.query("SELECT min(at) AS at FROM evaluations WHERE at >= ?", [lo])[0]["at"]
-                if first is None or first >= raw_cutoff:
+                first = tx.query(
+                    f"SELECT min({_SLOT}) AS slot FROM evaluations WHERE {_SLOT} >= ?", [_slot(lo)]
+                )
+                first_slot = first[0]["slot"]
+                if first_slot is None or first_slot * _SLOT_SECONDS >= raw_cutoff:
                     tx.execute("UPDATE retention_state SET downsampled_until = ?", [raw_cutoff])
                     break
-                lo = max(lo, _bucket_start(first))  # skip empty stretches in one step
+                lo = max(lo, float(first_slot * _SLOT_SECONDS))  # skip empty stretches in one step
                 hi = min(raw_cutoff, _bucket_start(lo) + slice_s)
                 downsampled += tx.execute(
-                    _DOWNSAMPLE, {"bucket": DOWNSAMPLE_BUCKET.total_seconds(), "lo": lo, "hi": hi}
+                    _DOWNSAMPLE,
+                    {
+                        "bucket": DOWNSAMPLE_BUCKET.total_seconds(),
+                        "lo": lo,
+                        "hi": hi,
+                        "lo_slot": _slot(lo),
+                        "hi_slot": _slot(hi),
+                    },
                 )
                 tx.execute("UPDATE retention_state SET downsampled_until = ?", [hi])
             expected = lo = hi
@@ -654,7 +714,7 @@ class Store:
         be rebuilt is logged and left out: the SLO then starts afresh instead of stopping the restart.
         """
         by_id = {slo.id: slo for slo in slos}
-        rows = self._query(_LATEST_PER_SLO.format(column="record"), [json.dumps(list(by_id))])
+        rows = self._query(_LATEST_RECORDS, [json.dumps(list(by_id))])
         latest: dict[str, Evaluation] = {}
         for row in rows:
             if row["record"] is None:
@@ -681,20 +741,27 @@ class Store:
         """
         if limit is not None and limit < 0:
             raise ValueError(f"limit must be at least 0, got {limit}")
-        sql = "SELECT record FROM evaluations WHERE slo_id = ? AND at >= ?"
-        parameters: list[Any] = [slo_id, _unix(since, "since")]
-        if until is not None:
-            sql += " AND at < ?"
-            parameters.append(_unix(until, "until"))
-        sql += " ORDER BY at, id"
-        if limit is not None:
-            sql += " LIMIT ?"
-            parameters.append(limit)
-        rows = self._query(sql, parameters)
-        try:
-            return [decode_record(row["record"]) for row in rows]
-        except ValueError as exc:
-            raise StoreError(f"a stored record of {slo_id} is not valid JSON: {exc}") from exc
+        since_s = _unix(since, "since")
+        until_s = math.inf if until is None else _unix(until, "until")
+        # Seek only the slots between the file's oldest evaluation and this SLO's newest.
+        bounds = self._query(
+            f"SELECT (SELECT min({_SLOT}) FROM evaluations) AS oldest,"
+            " (SELECT at FROM slo_latest WHERE slo_id = ?) AS newest",
+            [slo_id],
+        )[0]
+        if bounds["newest"] is None or limit == 0 or since_s >= until_s:
+            return []
+        first_slot = max(_slot(since_s), int(bounds["oldest"]))
+        last_slot = _slot(min(until_s, float(bounds["newest"])))
+        parameters = {
+            "first_slot": first_slot,
+            "last_slot": last_slot,
+            "slo_id": slo_id,
+            "since": since_s,
+            "until": until_s,
+            "limit": -1 if limit is None else limit,
+        }
+        return [decode_record(row["record"]) for row in self._query(_HISTORY, parameters)]
 
     def verdict_changes(self, slo_id: str | None, since: datetime) -> list[dict[str, Any]]:
         """Verdict changes at or after ``since``, oldest first, of one SLO or (``None``) of all.

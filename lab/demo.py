@@ -48,12 +48,13 @@ def run(argv: Sequence[str] | None = None) -> int:
             )
             print(f"  ready in {time.monotonic() - started:.1f}s\n\nWhat happened this month:")
             for event in demo_timeline(end):
-                until = (
-                    f"{event.end:%H:%M}"
-                    if event.end.date() == event.start.date()
-                    else f"{event.end:%b %d %H:%M}"
-                )
-                print(f"  {event.start:%b %d %H:%M}-{until}Z  {event.job:<8}  {event.summary}")
+                if event.end == event.start:
+                    when = f"{event.start:%b %d %H:%M}Z"
+                elif event.end.date() == event.start.date():
+                    when = f"{event.start:%b %d %H:%M}-{event.end:%H:%M}Z"
+                else:
+                    when = f"{event.start:%b %d %H:%M}Z-{event.end:%b %d %H:%M}Z"
+                print(f"  {when:<27} {event.job:<8}  {event.summary}")
             slos = args.slos.resolve()
             shown = slos.relative_to(Path.cwd()) if slos.is_relative_to(Path.cwd()) else slos
             command = ["eval", str(shown), "--prometheus", lab.url]

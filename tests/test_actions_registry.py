@@ -9,6 +9,7 @@ import pytest
 from pydantic import TypeAdapter, ValidationError
 
 from budgetguard.actions import ActionConfig, build_action
+from budgetguard.actions._http import DETAIL_LIMIT, redact, short
 
 CONFIGS: list[Any] = [
     pytest.param(
@@ -76,3 +77,37 @@ def test_an_unknown_type_names_the_allowed_ones() -> None:
     with pytest.raises(ValidationError) as caught:
         TypeAdapter(ActionConfig).validate_python({"type": "spinnaker", "url": "http://x"})
     assert "webhook" in str(caught.value) and "argo-rollouts" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param("token s3cr3t-t0ken here", "token [redacted] here", id="a whole secret is hidden"),
+        pytest.param(
+            "body ends with s3cr3t...",
+            "body ends with [redacted]...",
+            id="the first part of a secret cut by the length limit is hidden too",
+        ),
+        pytest.param(
+            "(HTTP 403: echo s3cr...); grant get",
+            "(HTTP 403: echo [redacted]...); grant get",
+            id="a cut inside a longer detail",
+        ),
+        pytest.param("nothing to hide... here", "nothing to hide... here", id="an ordinary ellipsis stays"),
+        pytest.param(
+            "a s3c... is too short to tell",
+            "a s3c... is too short to tell",
+            id="three characters are not treated as a secret",
+        ),
+    ],
+)
+def test_redact_hides_whole_and_truncated_secrets(text: str, expected: str) -> None:
+    assert redact(text, ["s3cr3t-t0ken"]) == expected
+
+
+def test_a_detail_never_keeps_the_start_of_a_secret_the_limit_cut() -> None:
+    secret = "tok-" + "x" * 40
+    for offset in range(DETAIL_LIMIT - 60, DETAIL_LIMIT + 5):
+        text = "e" * offset + secret + " tail"
+        shown = redact(short(text), [secret])
+        assert secret[:4] not in shown, offset

@@ -21,6 +21,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from budgetguard import store as store_module
 from budgetguard.errors import ConfigError
 from budgetguard.policy import Evaluation, Observation, Verdict, evaluate
 from budgetguard.records import format_time, to_record
@@ -205,6 +206,52 @@ def test_any_evaluation_comes_back_equal_whatever_its_numbers_and_time_zone(
         assert store.history(CHECKOUT.id, aware) == [to_record(ev)]
         assert store.history(CHECKOUT.id, aware + timedelta(microseconds=1)) == []
         assert [c["at"] for c in store.verdict_changes(CHECKOUT.id, aware)] == [format_time(aware)]
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    gaps=st.lists(
+        st.tuples(st.sampled_from([0, 1]), st.integers(min_value=0, max_value=3 * 3600)), max_size=40
+    ),
+    since_offset=st.integers(min_value=-400 * 86400, max_value=30 * 3600),
+    span=st.one_of(st.none(), st.integers(min_value=0, max_value=40 * 3600)),
+    limit=st.one_of(st.none(), st.integers(min_value=0, max_value=10)),
+)
+def test_history_is_what_a_plain_filter_of_the_stored_evaluations_gives(
+    tmp_path_factory: pytest.TempPathFactory,
+    gaps: list[tuple[int, int]],
+    since_offset: int,
+    span: int | None,
+    limit: int | None,
+) -> None:
+    slos = slos_from(THREE)[:2]
+    stored: list[tuple[datetime, str]] = []
+    at = T0
+    with Store(tmp_path_factory.mktemp("history") / "budgetguard.db") as store:
+        for which, gap_seconds in gaps:
+            at += gap_seconds * S
+            store.record_cycle([at_time(slos[which], HEALTHY, at)])
+            stored.append((at, slos[which].id))
+        since = T0 + since_offset * S
+        until = None if span is None else since + span * S
+
+        for slo in slos:
+            expected = [
+                format_time(t)
+                for t, slo_id in stored
+                if slo_id == slo.id and t >= since and (until is None or t < until)
+            ][:limit]
+            assert [r["at"] for r in store.history(slo.id, since, until, limit)] == expected
+
+
+def test_a_late_evaluation_does_not_replace_the_newest_in_latest(store: Store) -> None:
+    newest = judged(CHECKOUT, BURNING, T0 + 1 * H)
+    store.record_cycle([newest])
+    # The clock stepped back: this evaluation is older than the one already stored.
+    store.record_cycle([judged(CHECKOUT, HEALTHY, T0)])
+
+    assert store.latest([CHECKOUT]) == {CHECKOUT.id: newest}
+    assert [r["verdict"] for r in store.history(CHECKOUT.id, T0)] == ["healthy", "burning"]
 
 
 def test_a_restarted_store_serves_the_same_latest_history_and_changes(path: Path) -> None:
@@ -499,6 +546,35 @@ def test_a_new_file_uses_wal_incremental_vacuum_large_pages_and_the_current_sche
     assert {"evaluations", "verdict_changes", "retention_state"} <= {
         name for (name,) in peek(path, "SELECT name FROM sqlite_master WHERE type = 'table'")
     }
+
+
+@pytest.mark.parametrize(
+    ("sql", "parameters"),
+    [
+        pytest.param(store_module._PREVIOUS_VERDICTS, ["[]"], id="the previous verdicts of a cycle"),
+        pytest.param(store_module._LATEST_RECORDS, ["[]"], id="latest"),
+        pytest.param(
+            store_module._HISTORY,
+            {"first_slot": 0, "last_slot": 1, "slo_id": "", "since": 0, "until": 1, "limit": -1},
+            id="history of one SLO",
+        ),
+        pytest.param(
+            store_module._DOWNSAMPLE,
+            {"bucket": 300, "lo": 0, "hi": 1, "lo_slot": 0, "hi_slot": 1},
+            id="downsampling",
+        ),
+        pytest.param(
+            f"DELETE FROM evaluations WHERE {store_module._SLOT} <= 0 AND at < 1", [], id="deleting by age"
+        ),
+    ],
+)
+def test_no_query_scans_the_evaluations_table(store: Store, path: Path, sql: str, parameters: object) -> None:
+    # A scan of a 60 GB file takes minutes: every query must seek through an index.
+    with closing(sqlite3.connect(path)) as conn:
+        plan = [row[-1] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", parameters)]  # type: ignore[arg-type]
+
+    assert plan and not [step for step in plan if step.startswith("SCAN") and "evaluations" in step], plan
+    assert not [step for step in plan if step.startswith("SCAN e ")], plan
 
 
 def test_migrations_run_once_and_later_ones_apply_to_an_existing_file(

@@ -9,7 +9,7 @@ honoured in both of its forms (seconds, or an HTTP date).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 
@@ -36,6 +36,32 @@ def retry_after(response: httpx.Response, now: datetime | None = None) -> timede
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return max(when - (now or datetime.now(tz=UTC)), timedelta(0))
+
+
+REDACTED = "[redacted]"
+# Shorter values (a "1", a "true") would redact ordinary words; no real credential is this short.
+MIN_SECRET_CHARS = 6
+# The shortest tail of a secret that is still worth hiding when truncation cut the secret in half.
+_MIN_SECRET_PREFIX = 4
+_CUT = "..."
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """Hide every secret in ``text``, including the first part of one that ``short`` cut at the limit."""
+    for secret in secrets:
+        if len(secret) < MIN_SECRET_CHARS:
+            continue
+        text = text.replace(secret, REDACTED)
+        start = text.find(_CUT)
+        while start != -1:
+            before = text[:start]
+            for size in range(min(len(secret) - 1, len(before)), _MIN_SECRET_PREFIX - 1, -1):
+                if before.endswith(secret[:size]):
+                    text = before[:-size] + REDACTED + text[start:]
+                    start += len(REDACTED) - size
+                    break
+            start = text.find(_CUT, start + len(_CUT))
+    return text
 
 
 def short(text: str) -> str:

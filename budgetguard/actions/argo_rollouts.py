@@ -32,7 +32,7 @@ import httpx
 from pydantic import Field, field_validator, model_validator
 
 from budgetguard.actions._config import ActionBase, SecretRef
-from budgetguard.actions._http import classify, render, short, transport_failure
+from budgetguard.actions._http import classify, redact, render, short, transport_failure
 from budgetguard.errors import ConfigError
 from budgetguard.ports import ActionOutcome, ActionRequest, ActionResult, EventKind
 
@@ -56,8 +56,6 @@ _MERGE_PATCH = "application/merge-patch+json"
 _DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 _DNS1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 _MAX_SUBDOMAIN = 253
-_REDACTED = "[redacted]"
-_MIN_REDACTED_CHARS = 6
 
 
 class ArgoRolloutsConfig(ActionBase):
@@ -173,8 +171,7 @@ class ArgoRolloutsAction:
         if isinstance(token, ActionResult):
             return token
         result = await self._abort(request, token)
-        if len(token) >= _MIN_REDACTED_CHARS and token in result.detail:
-            result = replace(result, detail=result.detail.replace(token, _REDACTED))
+        result = replace(result, detail=redact(result.detail, (token,)))
         logger.debug("%s: %s %s -> %s", self._what, request.event, request.incident_id, result.outcome)
         return result
 

@@ -44,7 +44,7 @@ import httpx
 from pydantic import Field, field_validator, model_validator
 
 from budgetguard.actions._config import ActionBase, SecretRef
-from budgetguard.actions._http import classify, render, short, transport_failure
+from budgetguard.actions._http import classify, redact, render, short, transport_failure
 from budgetguard.errors import ConfigError
 from budgetguard.ports import ActionOutcome, ActionRequest, ActionResult, EventKind
 
@@ -59,7 +59,6 @@ _AUTO_SYNC = "auto-sync is enabled"
 _NOT_IN_APP = "not found as part of application"
 _K8S_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 _K8S_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
-_REDACTED = "[redacted]"
 
 Revision = str | tuple[str, ...]
 
@@ -182,8 +181,7 @@ class ArgoCDAction:
             result = await self._abort(request, application)
         else:
             result = await self._rollback(request, application)
-        if self._token in result.detail:
-            result = replace(result, detail=result.detail.replace(self._token, _REDACTED))
+        result = replace(result, detail=redact(result.detail, (self._token,)))
         logger.debug("%s: %s %s -> %s", self._what, request.event, request.incident_id, result.outcome)
         return result
 

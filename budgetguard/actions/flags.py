@@ -35,7 +35,7 @@ import httpx
 from pydantic import AfterValidator, Field
 
 from budgetguard.actions._config import ActionBase, SecretRef
-from budgetguard.actions._http import classify, render, retry_after, short, transport_failure
+from budgetguard.actions._http import classify, redact, render, retry_after, short, transport_failure
 from budgetguard.ports import ActionOutcome, ActionRequest, ActionResult, EventKind
 
 __all__ = [
@@ -55,7 +55,6 @@ _LD_API_VERSION = "20220603"  # pinned per request, as LaunchDarkly recommends (
 # Unleash names are URL-friendly and LaunchDarkly keys are [A-Za-z0-9._-]; anything else is refused
 # rather than sent, so a context value can never reach another path.
 _KEY = re.compile(r"[A-Za-z0-9._~-]+")
-_REDACTED = "[redacted]"
 _RESOLVE_DETAIL = "nothing to do on resolve: flags are turned back on by a human"
 
 
@@ -148,8 +147,7 @@ class _FlagAction:
         if request.event is EventKind.RESOLVE:
             return ActionResult(ActionOutcome.ALREADY_DONE, f"{self._what}: {_RESOLVE_DETAIL}")
         result = await self._turn_off(request)
-        if self._token in result.detail:
-            result = replace(result, detail=result.detail.replace(self._token, _REDACTED))
+        result = replace(result, detail=redact(result.detail, (self._token,)))
         logger.debug("%s: %s %s -> %s", self._what, request.event, request.incident_id, result.outcome)
         return result
 
