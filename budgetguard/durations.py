@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from functools import lru_cache
 
 # Prometheus accepts y, w, d, h, m, s, ms (model.ParseDuration); ns and us are rejected by its API.
 _UNITS_MS = {
@@ -41,6 +42,7 @@ def parse_duration(text: str, *, allow_zero: bool = False) -> timedelta:
     return timedelta(milliseconds=total_ms)
 
 
+@lru_cache(maxsize=256)  # a record writes ~30 windows, all from a handful of values
 def format_duration(value: timedelta) -> str:
     """Write a duration canonically: ``timedelta(days=30)`` -> ``30d``, 90 minutes -> ``1h30m``."""
     remaining = round(value.total_seconds() * 1000)
