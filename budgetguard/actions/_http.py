@@ -69,10 +69,14 @@ def short(text: str) -> str:
     return text if len(text) <= DETAIL_LIMIT else text[: DETAIL_LIMIT - 3] + "..."
 
 
-def classify(response: httpx.Response, what: str) -> ActionResult:
-    """A generic reading of an HTTP answer: 2xx delivered, retryable codes retried, the rest failed."""
+def classify(response: httpx.Response, what: str, secrets: Iterable[str] = ()) -> ActionResult:
+    """A generic reading of an HTTP answer: 2xx delivered, retryable codes retried, the rest failed.
+
+    ``secrets`` are taken out of the body *before* it is shortened into the detail: a secret the length
+    limit cut in half would no longer match afterwards.
+    """
     status = response.status_code
-    detail = f"{what}: HTTP {status} {short(response.text)}".rstrip()
+    detail = f"{what}: HTTP {status} {short(redact(response.text, secrets))}".rstrip()
     if 200 <= status < 300:
         return ActionResult(ActionOutcome.DELIVERED, detail, status)
     if status >= 500 or status in RETRYABLE_4XX:

@@ -40,7 +40,15 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from budgetguard.actions._config import ActionBase, SecretRef
-from budgetguard.actions._http import classify, placeholders, render, short, transport_failure
+from budgetguard.actions._http import (
+    MIN_SECRET_CHARS,
+    classify,
+    placeholders,
+    redact,
+    render,
+    short,
+    transport_failure,
+)
 from budgetguard.ports import ActionOutcome, ActionRequest, ActionResult, EventKind
 from budgetguard.spec import Duration
 
@@ -54,8 +62,6 @@ VALIDITY_FACTOR = 4
 # Prometheus/Alertmanager label names (model.LabelNameRE).
 _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 _OWN_LABELS = frozenset({"alertname", "service", "slo", "canary_label", "canary"})
-_REDACTED = "[redacted]"
-_MIN_REDACTED_CHARS = 6
 
 
 class BasicAuth(BaseModel):
@@ -186,25 +192,6 @@ def alert(
     return body
 
 
-def _redact(text: str, secrets: tuple[str, ...]) -> str:
-    for secret in secrets:
-        text = text.replace(secret, _REDACTED)
-    return text
-
-
-def _classify(response: httpx.Response, what: str, secrets: tuple[str, ...]) -> ActionResult:
-    """``classify``, with secrets taken out of the body *before* it is shortened into the detail.
-
-    Redacting only the finished detail is not enough: a secret cut in half by the length limit no
-    longer matches, and its first half would stay.
-    """
-    result = classify(response, what)
-    text = _redact(response.text, secrets)
-    if text == response.text:
-        return result
-    return replace(result, detail=f"{what}: HTTP {response.status_code} {short(text)}".rstrip())
-
-
 def _now() -> datetime:
     return datetime.now(tz=UTC)
 
@@ -228,7 +215,7 @@ class AlertmanagerAction:
         self.name = name
         self._config = config
         self._clock = clock
-        self._secrets = tuple(s for s in secrets if len(s) >= _MIN_REDACTED_CHARS)
+        self._secrets = tuple(s for s in secrets if len(s) >= MIN_SECRET_CHARS)
         self._what = f"alertmanager {name}"
         self._url = config.url.rstrip("/") + ALERTS_PATH
         self._timeout_seconds = config.timeout.total_seconds()
@@ -285,12 +272,12 @@ class AlertmanagerAction:
             result = transport_failure(exc, self._what)
         else:
             result = self._read(response)
-        result = replace(result, detail=_redact(result.detail, self._secrets))
+        result = replace(result, detail=redact(result.detail, self._secrets))
         logger.debug("%s: %s %s -> %s", self._what, request.event, request.incident_id, result.outcome)
         return result
 
     def _read(self, response: httpx.Response) -> ActionResult:
-        result = _classify(response, self._what, self._secrets)
+        result = classify(response, self._what, self._secrets)
         if response.status_code == 400:
             # The body is a JSON string holding the Go error text: show the text, not its quoting.
             try:
@@ -298,7 +285,7 @@ class AlertmanagerAction:
             except (json.JSONDecodeError, UnicodeDecodeError):
                 return result
             if isinstance(text, str):
-                return replace(result, detail=short(f"{self._what}: HTTP 400 {_redact(text, self._secrets)}"))
+                return replace(result, detail=short(f"{self._what}: HTTP 400 {redact(text, self._secrets)}"))
         if response.status_code == 410:
             hint = "Alertmanager v0.27+ removed /api/v1; is this an old proxy path?"
             return replace(result, detail=f"{result.detail} ({hint})")

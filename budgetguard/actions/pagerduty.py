@@ -31,7 +31,7 @@ import httpx
 from pydantic import Field, field_validator
 
 from budgetguard.actions._config import ActionBase, SecretRef
-from budgetguard.actions._http import classify, short, transport_failure
+from budgetguard.actions._http import MIN_SECRET_CHARS, classify, redact, short, transport_failure
 from budgetguard.ports import ActionOutcome, ActionRequest, ActionResult, EventKind
 
 __all__ = ["EVENTS_URL", "PagerDutyAction", "PagerDutyConfig", "build", "dedup_key", "event"]
@@ -42,8 +42,6 @@ EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
 # Limits from PagerDuty's docs (as quoted in the reference): summary 1024 characters, dedup_key 255.
 _SUMMARY_LIMIT = 1024
 _DEDUP_KEY_LIMIT = 255
-_REDACTED = "[redacted]"
-_MIN_REDACTED_CHARS = 6  # redacting "x" everywhere would garble details without protecting anything
 
 Severity = Literal["critical", "error", "warning", "info"]
 
@@ -138,25 +136,6 @@ def event(request: ActionRequest, *, routing_key: str, severity: str, source: st
     return body
 
 
-def _redact(text: str, secrets: tuple[str, ...]) -> str:
-    for secret in secrets:
-        text = text.replace(secret, _REDACTED)
-    return text
-
-
-def _classify(response: httpx.Response, what: str, secrets: tuple[str, ...]) -> ActionResult:
-    """``classify``, with secrets taken out of the body *before* it is shortened into the detail.
-
-    Redacting only the finished detail is not enough: a secret cut in half by the length limit no
-    longer matches, and its first half would stay.
-    """
-    result = classify(response, what)
-    text = _redact(response.text, secrets)
-    if text == response.text:
-        return result
-    return replace(result, detail=f"{what}: HTTP {response.status_code} {short(text)}".rstrip())
-
-
 class PagerDutyAction:
     """Sends incident events to one PagerDuty integration; see the module docstring.
 
@@ -174,7 +153,7 @@ class PagerDutyAction:
         self.name = name
         self._config = config
         self._routing_key = routing_key
-        self._secrets = (routing_key,) if len(routing_key) >= _MIN_REDACTED_CHARS else ()
+        self._secrets = (routing_key,) if len(routing_key) >= MIN_SECRET_CHARS else ()
         self._what = f"pagerduty {name}"
         self._timeout_seconds = config.timeout.total_seconds()
         self._client = httpx.AsyncClient(
@@ -211,12 +190,12 @@ class PagerDutyAction:
             result = transport_failure(exc, self._what)
         else:
             result = self._read(response, body["dedup_key"])
-        result = replace(result, detail=_redact(result.detail, self._secrets))
+        result = replace(result, detail=redact(result.detail, self._secrets))
         logger.debug("%s: %s %s -> %s", self._what, request.event, body["dedup_key"], result.outcome)
         return result
 
     def _read(self, response: httpx.Response, key: str) -> ActionResult:
-        result = _classify(response, self._what, self._secrets)
+        result = classify(response, self._what, self._secrets)
         try:
             answer = response.json()
         except (json.JSONDecodeError, UnicodeDecodeError):
@@ -232,7 +211,7 @@ class PagerDutyAction:
         if isinstance(errors, list) and errors:
             words.append("(" + "; ".join(str(e) for e in errors) + ")")
         words.append(f"dedup_key {answer.get('dedup_key', key)}")
-        return replace(result, detail=short(_redact(" ".join(words), self._secrets)))
+        return replace(result, detail=short(redact(" ".join(words), self._secrets)))
 
 
 def build(

@@ -33,7 +33,7 @@ import httpx
 from pydantic import Field
 
 from budgetguard.actions._config import ActionBase, SecretRef
-from budgetguard.actions._http import classify, short, transport_failure
+from budgetguard.actions._http import classify, redact, transport_failure
 from budgetguard.errors import ConfigError
 from budgetguard.ports import ActionOutcome, ActionRequest, ActionResult, EventKind
 
@@ -42,7 +42,6 @@ __all__ = ["SlackAction", "SlackConfig", "build", "message"]
 logger = logging.getLogger(__name__)
 
 _STAND_IN_PATH = "/services/redacted"
-_REDACTED = "[redacted]"
 # Slack rejects a section text over 3000 characters (Block Kit limits); the reason is the long part.
 _REASON_LIMIT = 2000
 # Plain-text error codes that mean the webhook itself is gone: a new one has to be created.
@@ -138,25 +137,6 @@ class _SecretPathTransport(httpx.AsyncBaseTransport):
         await self._inner.aclose()
 
 
-def _redact(text: str, secrets: tuple[str, ...]) -> str:
-    for secret in secrets:
-        text = text.replace(secret, _REDACTED)
-    return text
-
-
-def _classify(response: httpx.Response, what: str, secrets: tuple[str, ...]) -> ActionResult:
-    """``classify``, with secrets taken out of the body *before* it is shortened into the detail.
-
-    Redacting only the finished detail is not enough: a secret cut in half by the length limit no
-    longer matches, and its first half would stay.
-    """
-    result = classify(response, what)
-    text = _redact(response.text, secrets)
-    if text == response.text:
-        return result
-    return replace(result, detail=f"{what}: HTTP {response.status_code} {short(text)}".rstrip())
-
-
 def _environment_transport(url: httpx.URL) -> httpx.AsyncBaseTransport:
     """The proxy httpx would pick from HTTPS_PROXY/ALL_PROXY/NO_PROXY (we bring our own transport)."""
     proxies = urllib.request.getproxies()
@@ -239,12 +219,12 @@ class SlackAction:
             result = transport_failure(exc, self._what)
         else:
             result = self._read(response)
-        result = replace(result, detail=_redact(result.detail, self._secrets))
+        result = replace(result, detail=redact(result.detail, self._secrets))
         logger.debug("%s: %s %s -> %s", self._what, request.event, request.incident_id, result.outcome)
         return result
 
     def _read(self, response: httpx.Response) -> ActionResult:
-        result = _classify(response, self._what, self._secrets)
+        result = classify(response, self._what, self._secrets)
         if result.outcome is ActionOutcome.FAILED and response.text.strip() in _WEBHOOK_GONE:
             hint = "the webhook or its channel is gone: create a new incoming webhook"
             return replace(result, detail=f"{result.detail} ({hint})")

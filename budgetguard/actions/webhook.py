@@ -38,7 +38,14 @@ import httpx
 from pydantic import Field, field_validator
 
 from budgetguard.actions._config import ActionBase, SecretRef
-from budgetguard.actions._http import classify, placeholders, render, short, transport_failure
+from budgetguard.actions._http import (
+    MIN_SECRET_CHARS,
+    classify,
+    placeholders,
+    redact,
+    render,
+    transport_failure,
+)
 from budgetguard.errors import ConfigError
 from budgetguard.ports import ActionOutcome, ActionRequest, ActionResult, EventKind
 
@@ -62,8 +69,6 @@ _RESERVED_HEADERS = frozenset(
     }
 )
 _WHSEC_PREFIX = "whsec_"
-_REDACTED = "[redacted]"
-_MIN_REDACTED_CHARS = 6  # redacting "1" everywhere would garble details without protecting anything
 
 
 class WebhookConfig(ActionBase):
@@ -160,25 +165,6 @@ def _sf_string(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def _redact(text: str, secrets: tuple[str, ...]) -> str:
-    for secret in secrets:
-        text = text.replace(secret, _REDACTED)
-    return text
-
-
-def _classify(response: httpx.Response, what: str, secrets: tuple[str, ...]) -> ActionResult:
-    """``classify``, with secrets taken out of the body *before* it is shortened into the detail.
-
-    Redacting only the finished detail is not enough: a secret cut in half by the length limit no
-    longer matches, and its first half would stay.
-    """
-    result = classify(response, what)
-    text = _redact(response.text, secrets)
-    if text == response.text:
-        return result
-    return replace(result, detail=f"{what}: HTTP {response.status_code} {short(text)}".rstrip())
-
-
 def _now() -> datetime:
     return datetime.now(tz=UTC)
 
@@ -204,7 +190,7 @@ class WebhookAction:
         self._clock = clock
         self._what = f"webhook {name}"
         # A receiver or proxy that echoes the request must not leak header values into the incident log.
-        self._secrets = tuple(v for v in config.headers.values() if len(v) >= _MIN_REDACTED_CHARS)
+        self._secrets = tuple(v for v in config.headers.values() if len(v) >= MIN_SECRET_CHARS)
         self._timeout_seconds = config.timeout.total_seconds()
         self._client = httpx.AsyncClient(
             headers={"User-Agent": "budgetguard", **config.headers},
@@ -256,12 +242,12 @@ class WebhookAction:
             result = ActionResult(ActionOutcome.FAILED, f"{self._what}: the rendered url is not valid")
         else:
             result = self._read(response)
-        result = replace(result, detail=_redact(result.detail, self._secrets))
+        result = replace(result, detail=redact(result.detail, self._secrets))
         logger.debug("%s: %s %s -> %s", self._what, request.event, request.incident_id, result.outcome)
         return result
 
     def _read(self, response: httpx.Response) -> ActionResult:
-        result = _classify(response, self._what, self._secrets)
+        result = classify(response, self._what, self._secrets)
         if response.status_code == 410:
             # Standard Webhooks: 410 Gone means the receiver wants no more deliveries.
             return replace(
