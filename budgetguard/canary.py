@@ -41,14 +41,16 @@ Pure: no I/O, no clock (time arrives as an argument), no logging; reasons are re
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from fractions import Fraction
 from statistics import NormalDist
 from typing import Literal
 
+from budgetguard.durations import format_duration
 from budgetguard.policy import Verdict
+from budgetguard.spec import CanaryPolicy
 
 Method = Literal["wilson", "exact"]
 
@@ -944,3 +946,113 @@ class Streak:
         if run >= self.needed and not self.cooling(at):
             return replace(self, run=0, acted_at=at), True
         return replace(self, run=run), False
+
+
+# --- every version of one SLO ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CanaryWindow:
+    window: timedelta
+    canary: Counts
+    baseline: Counts | None
+    judgement: CanaryJudgement
+
+
+@dataclass(frozen=True)
+class CanaryEvaluation:
+    """One canary version of one SLO at one evaluation: the verdict across its windows.
+
+    BURNING when any window is burning; HEALTHY when the longest window is healthy and none burns;
+    INCONCLUSIVE otherwise. ``judgement`` is the deciding window's: the burning window with the highest
+    lower bound, or else the longest window. With several windows each is tested at the confidence
+    split between them (Bonferroni), so the chance that one check wrongly calls a canary BURNING stays
+    at most ``1 - confidence`` whatever the number of windows.
+    """
+
+    label: str
+    value: str
+    baseline: str | None
+    verdict: Verdict
+    reason: str
+    window: timedelta
+    judgement: CanaryJudgement
+    windows: tuple[CanaryWindow, ...]
+
+    @property
+    def healthy_enough(self) -> bool:
+        return self.verdict is Verdict.HEALTHY and self.judgement.healthy_enough
+
+
+def knobs_for(policy: CanaryPolicy, windows: int = 1) -> CanaryKnobs:
+    """The knobs of a declared canary block, with the confidence split between ``windows`` tests."""
+    return CanaryKnobs(
+        burn_limit=policy.burn_limit,
+        confidence=1.0 - (1.0 - policy.confidence) / max(windows, 1),
+        method=policy.method,
+        compare_baseline=policy.compare_baseline,
+        baseline_confidence=policy.baseline_confidence,
+        streak=policy.streak,
+        cooldown=policy.cooldown,
+        healthy_min_events=policy.promote_min_events,
+    )
+
+
+def pick_baseline(policy: CanaryPolicy, traffic: Mapping[str, float]) -> str | None:
+    """The declared baseline, or the version with most requests over the baseline window (ties: by name)."""
+    if policy.baseline is not None:
+        return policy.baseline
+    busy = [(total, value) for value, total in traffic.items() if total > 0]
+    if not busy:
+        return None
+    return min(busy, key=lambda pair: (-pair[0], pair[1]))[1]
+
+
+def judge_versions(
+    policy: CanaryPolicy,
+    budget: float | Fraction,
+    counts: Mapping[timedelta, Mapping[str, Counts]],
+    traffic: Mapping[str, float],
+) -> tuple[CanaryEvaluation, ...]:
+    """Judge every version seen in the canary windows except the baseline.
+
+    ``counts`` holds each canary window's per-version counts; ``traffic`` each version's requests over
+    the baseline window. A version present in no canary window is not judged (it is gone).
+    """
+    baseline = pick_baseline(policy, traffic)
+    knobs = knobs_for(policy, len(policy.windows))
+    seen = sorted({value for window in policy.windows for value in counts.get(window, {})} - {baseline})
+    out = []
+    for value in seen:
+        results = []
+        for window in policy.windows:
+            per_version = counts.get(window, {})
+            mine = per_version.get(value, Counts(0.0, 0.0))
+            theirs = None if baseline is None else per_version.get(baseline)
+            name = f"{policy.label}={value} over {format_duration(window)}"
+            results.append(CanaryWindow(window, mine, theirs, judge(mine, theirs, budget, knobs, name=name)))
+        burning = [r for r in results if r.judgement.verdict is Verdict.BURNING]
+        longest = results[-1]
+        if burning:
+            decider = max(burning, key=lambda r: (r.judgement.burn_lower, -r.window.total_seconds()))
+            verdict = Verdict.BURNING
+        else:
+            decider = longest
+            healthy = longest.judgement.verdict is Verdict.HEALTHY
+            verdict = Verdict.HEALTHY if healthy else Verdict.INCONCLUSIVE
+        reason = decider.judgement.reason
+        if baseline is None and policy.compare_baseline:
+            reason += "; no baseline version with traffic to compare with"
+        out.append(
+            CanaryEvaluation(
+                label=policy.label,
+                value=value,
+                baseline=baseline,
+                verdict=verdict,
+                reason=reason,
+                window=decider.window,
+                judgement=decider.judgement,
+                windows=tuple(results),
+            )
+        )
+    return tuple(out)

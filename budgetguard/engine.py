@@ -12,10 +12,11 @@ import asyncio
 import logging
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from budgetguard import budget, policy, queries
+from budgetguard import budget, canary, policy, queries
+from budgetguard.canary import Counts
 from budgetguard.durations import format_duration
 from budgetguard.errors import QueryError, SourceError
 from budgetguard.policy import Evaluation, Observation
@@ -55,6 +56,7 @@ class Engine:
             observations = {
                 window: _observe(slo, window, planned, answers.by_tag) for window in slo.windows()
             }
+            canaries = _judge_canaries(slo, planned, answers.by_tag)
         except SourceError as exc:
             return policy.failed(slo, at, f"source error ({exc.reason}): {exc}", exc.reason)
         except _ShapeError as exc:
@@ -62,7 +64,8 @@ class Engine:
         except Exception as exc:  # the per-SLO isolation point: one SLO's surprise must not stop the rest
             log.exception("evaluating %s failed unexpectedly", slo.id)
             return policy.failed(slo, at, f"internal error while evaluating: {exc!r}", "internal")
-        return policy.evaluate(slo, observations, at, answers.warnings)
+        evaluation = policy.evaluate(slo, observations, at, answers.warnings)
+        return replace(evaluation, canaries=canaries) if canaries else evaluation
 
     async def _ask(self, planned: Sequence[PlannedQuery], at: datetime) -> _Answers:
         if not self._combine:
@@ -99,10 +102,16 @@ def _quality(result: QueryResult) -> tuple[str, ...]:
     return tuple(notes)
 
 
-def _single(samples: list[Sample], query: PlannedQuery) -> float | str:
-    """The one value of a part; a string says why there is none."""
+def _single(samples: list[Sample], query: PlannedQuery, summed: bool = False) -> float | str:
+    """The one value of a part (``summed``: the sum of its per-version series); a string says why not."""
     if not samples:
         return "no series"
+    if summed:
+        values = [s.value for s in samples if s.value is not None]
+        if not values:
+            return "no traffic (NaN)"
+        total = math.fsum(values)
+        return total if math.isfinite(total) else f"a non-finite value ({total})"
     if len(samples) > 1:
         shown = ", ".join(_labels(s) for s in samples[:3])
         raise _ShapeError(
@@ -130,7 +139,8 @@ def _observe(
     slo: SLO, window: timedelta, planned: Iterable[PlannedQuery], answers: dict[str, list[Sample]]
 ) -> Observation:
     parts = {q.part: q for q in planned if q.window == window}
-    values = {part: _single(answers.get(q.tag, []), q) for part, q in parts.items()}
+    summed = slo.canary is not None
+    values = {part: _single(answers.get(q.tag, []), q, summed) for part, q in parts.items()}
 
     if Part.RATIO in values:
         ratio = values[Part.RATIO]
@@ -164,3 +174,38 @@ def _observe(
         # No error series beside present traffic: nothing failed (the counter was never created).
         bad = 0.0 if isinstance(errors, str) else errors
     return Observation(window, budget.error_ratio(bad, total), events)
+
+
+def _by_version(samples: Iterable[Sample], label: str, query: PlannedQuery) -> dict[str, float]:
+    """Events per value of ``label``; NaN and non-finite answers are left out (no traffic to judge)."""
+    out: dict[str, float] = {}
+    for sample in samples:
+        if sample.value is None or not math.isfinite(sample.value):
+            continue
+        value = sample.labels.get(label, "")
+        out[value] = out.get(value, 0.0) + max(_events(sample.value, query), 0.0)
+    return out
+
+
+def _judge_canaries(
+    slo: SLO, planned: Sequence[PlannedQuery], answers: dict[str, list[Sample]]
+) -> tuple[canary.CanaryEvaluation, ...]:
+    """Each version's counts over the canary windows, and their judgement (``canary.judge_versions``)."""
+    policy = slo.canary
+    if policy is None:
+        return ()
+    counts: dict[timedelta, dict[str, Counts]] = {}
+    traffic: dict[str, float] = {}
+    for window in (*policy.windows, policy.baseline_window):
+        parts = {q.part: q for q in planned if q.window == window}
+        total_q = parts[Part.TOTAL]
+        totals = _by_version(answers.get(total_q.tag, []), policy.label, total_q)
+        if window == policy.baseline_window:
+            traffic = totals
+        if Part.GOOD in parts:
+            good = _by_version(answers.get(parts[Part.GOOD].tag, []), policy.label, parts[Part.GOOD])
+            errors = {v: max(t - good.get(v, 0.0), 0.0) for v, t in totals.items()}
+        else:
+            errors = _by_version(answers.get(parts[Part.ERRORS].tag, []), policy.label, parts[Part.ERRORS])
+        counts[window] = {v: Counts(errors.get(v, 0.0), t) for v, t in totals.items()}
+    return canary.judge_versions(policy, slo.error_budget, counts, traffic)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import types
 import typing
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from budgetguard.spec import (
     NATIVE_VERSION,
     SLO,
     SLOTH_VERSION,
+    FieldError,
     SLOFile,
     build_slo,
     native_only_fields,
@@ -63,7 +64,14 @@ def discover(paths: Iterable[str | Path]) -> tuple[list[Path], list[SpecProblem]
     return found, problems
 
 
-def load_paths(paths: Iterable[str | Path]) -> LoadResult:
+# Where an action's ``${name}`` placeholders come from: the SLO's labels plus these.
+CONTEXT_KEYS = frozenset({"service", "slo", "canary_label", "canary", "baseline"})
+
+# Action name -> the placeholders its templates use; None when no config was given (names unchecked).
+KnownActions = Mapping[str, frozenset[str]]
+
+
+def load_paths(paths: Iterable[str | Path], actions: KnownActions | None = None) -> LoadResult:
     files, problems = discover(paths)
     result = LoadResult(problems=problems)
     for path in files:
@@ -73,7 +81,7 @@ def load_paths(paths: Iterable[str | Path]) -> LoadResult:
         except (OSError, UnicodeDecodeError) as exc:
             result.problems.append(SpecProblem(str(path), f"cannot read the file: {exc}"))
             continue
-        slos, file_problems = load_text(text, str(path))
+        slos, file_problems = load_text(text, str(path), actions)
         result.slos.extend(slos)
         result.problems.extend(file_problems)
     if not files and not problems:
@@ -105,7 +113,9 @@ def _check_duplicates(result: LoadResult) -> None:
             seen[slo.id] = slo
 
 
-def load_text(text: str, source: str) -> tuple[list[SLO], list[SpecProblem]]:
+def load_text(
+    text: str, source: str, actions: KnownActions | None = None
+) -> tuple[list[SLO], list[SpecProblem]]:
     """Validate every YAML document of one file."""
     try:
         nodes = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
@@ -126,7 +136,7 @@ def load_text(text: str, source: str) -> tuple[list[SLO], list[SpecProblem]]:
     for node, document in zip(nodes, documents, strict=True):
         if document is None:
             continue
-        doc_slos, doc_problems = load_document(document, source, node)
+        doc_slos, doc_problems = load_document(document, source, node, actions)
         slos.extend(doc_slos)
         problems.extend(doc_problems)
     if not nodes:
@@ -135,7 +145,7 @@ def load_text(text: str, source: str) -> tuple[list[SLO], list[SpecProblem]]:
 
 
 def load_document(
-    document: Any, source: str, node: yaml.Node | None = None
+    document: Any, source: str, node: yaml.Node | None = None, actions: KnownActions | None = None
 ) -> tuple[list[SLO], list[SpecProblem]]:
     if not isinstance(document, dict):
         return [], [
@@ -173,19 +183,57 @@ def load_document(
     for index, spec in enumerate(parsed.slos):
         try:
             slos.append(build_slo(parsed, spec, source))
-        except ValueError as exc:
+        except FieldError as exc:
+            path = ("slos", index, *exc.field.split("."))
             problems.append(
                 SpecProblem(
                     source,
                     str(exc),
                     slo=spec.name,
-                    field=f"slos[{index}].tiers",
-                    line=_line(node, ("slos", index, "tiers")),
+                    field=f"slos[{index}].{exc.field}",
+                    line=_line(node, path),
                 )
             )
+    if actions is not None:
+        for index, slo in enumerate(slos):
+            problems.extend(_action_problems(slo, index, actions, source, node))
     if problems:
         return [], problems
     return slos, []
+
+
+def _action_problems(
+    slo: SLO, index: int, actions: KnownActions, source: str, node: yaml.Node | None
+) -> Iterator[SpecProblem]:
+    """Every action a canary names must be declared, and its templates must only use known names."""
+    if slo.canary is None:
+        return
+    available = CONTEXT_KEYS | set(slo.labels)
+    for key in ("on_burn", "notify"):
+        for position, name in enumerate(getattr(slo.canary, key)):
+            where = ("slos", index, "canary", key, position)
+            if name not in actions:
+                declared = ", ".join(sorted(actions)) or "none"
+                yield SpecProblem(
+                    source,
+                    f"action {name!r} is not declared in the config file's actions (declared: {declared})",
+                    "declare it under actions: in the config file, or fix the name",
+                    slo=slo.name,
+                    field=f"slos[{index}].canary.{key}[{position}]",
+                    line=_line(node, where),
+                )
+                continue
+            unknown = sorted(actions[name] - available)
+            if unknown:
+                yield SpecProblem(
+                    source,
+                    f"action {name!r} fills ${{{unknown[0]}}}, which this SLO cannot provide "
+                    f"(it has: {', '.join(sorted(available))})",
+                    f"add the label {unknown[0]!r} to the SLO's labels, or change the action's template",
+                    slo=slo.name,
+                    field=f"slos[{index}].canary.{key}[{position}]",
+                    line=_line(node, where),
+                )
 
 
 # --- validation errors to problems -----------------------------------------------------------------

@@ -16,10 +16,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from budgetguard import budget
 from budgetguard.durations import format_duration
 from budgetguard.spec import SLO, BurnTier, Severity
+
+if TYPE_CHECKING:  # canary builds on this module; its results ride on an Evaluation
+    from budgetguard.canary import CanaryEvaluation
 
 # rate() extrapolates bad and total events separately; a ratio a little above 1 is that artefact.
 # Far above 1 the error query counts events the total query does not: a configuration problem.
@@ -83,6 +87,8 @@ class Evaluation:
     # For ERROR verdicts, a closed set of causes for metrics and alerts: a SourceError's ``reason``
     # (unavailable, timeout, auth, bad_query, protocol, source_error), "query_shape" or "internal".
     error_kind: str | None = None
+    # One per canary version when the SLO declares ``canary:``; the verdict above is the summed service's.
+    canaries: tuple[CanaryEvaluation, ...] = ()
 
     def window(self, window: timedelta) -> WindowStat | None:
         return next((w for w in self.windows if w.window == window), None)

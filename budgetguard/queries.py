@@ -75,13 +75,14 @@ def _selector(*matchers: str) -> str:
     return "{" + ", ".join(present) + "}"
 
 
-def latency_templates(sli: LatencySLI) -> tuple[str, str]:
-    """(good, total) query templates for a classic-histogram latency SLI."""
+def latency_templates(sli: LatencySLI, by: str | None = None) -> tuple[str, str]:
+    """(good, total) query templates for a classic-histogram latency SLI, summed by label ``by`` if given."""
+    total_sum = f"sum by ({by}) " if by else "sum"
     good = (
-        f"sum(rate({sli.metric}_bucket{_selector(sli.selector, le_matcher(sli.threshold_seconds))}"
+        f"{total_sum}(rate({sli.metric}_bucket{_selector(sli.selector, le_matcher(sli.threshold_seconds))}"
         "[{{.window}}]))"
     )
-    total = f"sum(rate({sli.metric}_count{_selector(sli.selector)}[{{{{.window}}}}]))"
+    total = f"{total_sum}(rate({sli.metric}_count{_selector(sli.selector)}[{{{{.window}}}}]))"
     return good, total
 
 
@@ -93,7 +94,7 @@ def templates(slo: SLO) -> dict[Part, str]:
     if sli.raw is not None:
         return {Part.RATIO: sli.raw.error_ratio_query}
     assert sli.latency is not None  # the SLI model guarantees exactly one kind
-    good, total = latency_templates(sli.latency)
+    good, total = latency_templates(sli.latency, None if slo.canary is None else slo.canary.label)
     return {Part.GOOD: good, Part.TOTAL: total}
 
 

@@ -267,6 +267,62 @@ def default_tiers(period: timedelta) -> tuple[BurnTier, ...]:
     )
 
 
+_ACTION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def _action_names(names: tuple[str, ...]) -> tuple[str, ...]:
+    for name in names:
+        if not _ACTION_NAME.match(name):
+            raise ValueError(f"{name!r} is not an action name (letters, digits, '-', '_', '.')")
+    if len(set(names)) != len(names):
+        raise ValueError("an action is listed twice; list each once")
+    return names
+
+
+class CanarySpec(_Frozen):
+    """``canary:``: judge each value of ``label`` on its own, and halt the rollout of a burning one.
+
+    Every knob has a default that follows from the SLO (see ``resolve_canary``), so the smallest block is
+    ``label`` and ``on_burn``.
+    """
+
+    label: str
+    baseline: str | None = Field(default=None, min_length=1)
+    windows: tuple[Duration, ...] | None = None
+    burn_limit: float | None = Field(default=None, gt=0)
+    confidence: float = Field(default=0.95, gt=0.5, lt=1)
+    method: Literal["exact", "wilson"] = "exact"
+    compare_baseline: bool = True
+    baseline_confidence: float = Field(default=0.95, gt=0.5, lt=1)
+    streak: int = Field(default=1, ge=1, le=100)
+    cooldown: Duration = timedelta(minutes=5)
+    resolve_after: Duration = timedelta(minutes=10)
+    promote_min_events: float | None = Field(default=None, ge=0)
+    on_burn: tuple[str, ...] = ()
+    notify: tuple[str, ...] = ()
+
+    check_actions = field_validator("on_burn", "notify")(_action_names)
+
+    @field_validator("label")
+    @classmethod
+    def _label(cls, value: str) -> str:
+        if not _LABEL_NAME.match(value) or value.startswith("__"):
+            raise ValueError(
+                f"{value!r} is not a Prometheus label name; give the label that tells versions apart, "
+                "e.g. version or rollouts_pod_template_hash"
+            )
+        return value
+
+    @field_validator("windows")
+    @classmethod
+    def _windows(cls, value: tuple[timedelta, ...] | None) -> tuple[timedelta, ...] | None:
+        if value is not None and not value:
+            raise ValueError("give at least one window, or leave 'windows' out for the defaults")
+        if value is not None and len(set(value)) != len(value):
+            raise ValueError("a window is listed twice; list each once")
+        return value
+
+
 class SLOSpec(_Frozen):
     """One entry of ``slos:`` as written in a file."""
 
@@ -280,6 +336,7 @@ class SLOSpec(_Frozen):
     window: Duration | None = None
     tiers: tuple[TierSpec, ...] | None = None
     min_events: float | None = Field(default=None, ge=0)
+    canary: CanarySpec | None = None
 
     check_labels = field_validator("labels")(_check_labels)
 
@@ -308,7 +365,7 @@ class SLOSpec(_Frozen):
         return value
 
 
-_NATIVE_ONLY_FIELDS = ("window", "tiers", "min_events")
+_NATIVE_ONLY_FIELDS = ("window", "tiers", "min_events", "canary")
 
 
 class SLOFile(_Frozen):
@@ -342,6 +399,32 @@ class SLOFile(_Frozen):
         return value
 
 
+class CanaryPolicy(BaseModel):
+    """A resolved ``canary:`` block: every default filled in from the SLO (``resolve_canary``)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    label: str
+    baseline: str | None
+    windows: tuple[timedelta, ...]  # shortest first; a version burning in any of them is burning
+    baseline_window: timedelta  # where "the version with most traffic" is measured
+    burn_limit: float
+    confidence: float
+    method: Literal["exact", "wilson"]
+    compare_baseline: bool
+    baseline_confidence: float
+    streak: int
+    cooldown: timedelta
+    resolve_after: timedelta
+    promote_min_events: float | None
+    on_burn: tuple[str, ...]
+    notify: tuple[str, ...]
+
+    @property
+    def actions(self) -> tuple[str, ...]:
+        return self.on_burn + tuple(n for n in self.notify if n not in self.on_burn)
+
+
 class SLO(BaseModel):
     """A validated SLO, ready for the engine. Every format reader produces these."""
 
@@ -357,6 +440,7 @@ class SLO(BaseModel):
     description: str = ""
     labels: dict[str, str] = Field(default_factory=dict)  # file labels overlaid by the SLO's own
     alerting: Alerting | None = None
+    canary: CanaryPolicy | None = None
     source: str = ""  # file the SLO came from, for messages
 
     @property
@@ -387,6 +471,9 @@ class SLO(BaseModel):
         found = {self.window}
         for tier in self.tiers:
             found.update((tier.long_window, tier.short_window))
+        if self.canary is not None:
+            found.update(self.canary.windows)
+            found.add(self.canary.baseline_window)
         return tuple(sorted(found))
 
 
@@ -401,9 +488,10 @@ def resolve_tiers(specs: tuple[TierSpec, ...] | None, period: timedelta) -> tupl
     resolved = []
     for spec in specs:
         if spec.long_window > period:
-            raise ValueError(
+            raise FieldError(
+                "tiers",
                 f"tier long_window {format_duration(spec.long_window)} is longer than the SLO window "
-                f"{format_duration(period)}; use a shorter long_window or a longer SLO window"
+                f"{format_duration(period)}; use a shorter long_window or a longer SLO window",
             )
         if spec.budget_percent is not None:
             fraction = Fraction(Decimal(repr(spec.budget_percent))) / 100
@@ -424,6 +512,69 @@ def resolve_tiers(specs: tuple[TierSpec, ...] | None, period: timedelta) -> tupl
     return tuple(resolved)
 
 
+class FieldError(ValueError):
+    """A problem with one field of an SLO entry that only shows once the entry is resolved."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+# The canary's own short window besides the fast page tier's: at the usual 15 s scrape a 1m rate holds
+# four samples, the fewest the Prometheus docs advise, and a failing canary shows in it 5x sooner
+# than in 5m.
+CANARY_FAST_WINDOW = timedelta(minutes=1)
+
+
+def _fastest_page_tier(tiers: tuple[BurnTier, ...]) -> BurnTier:
+    pages = [t for t in tiers if t.severity is Severity.PAGE] or list(tiers)
+    return max(pages, key=lambda t: (t.burn_rate, -t.short_window.total_seconds()))
+
+
+def _mentions_label(query: str, label: str) -> bool:
+    return re.search(rf"(?<![A-Za-z0-9_]){re.escape(label)}(?![A-Za-z0-9_])", query) is not None
+
+
+def resolve_canary(spec: CanarySpec, sli: SLI, tiers: tuple[BurnTier, ...]) -> CanaryPolicy:
+    """Fill the canary block's defaults from the SLO; ``FieldError`` names what cannot work."""
+    if sli.raw is not None:
+        raise FieldError(
+            "canary",
+            "a canary needs events to count per version; a raw error-ratio query cannot be split by "
+            "version and summed: write the SLI as sli.events (error_query and total_query) or sli.latency",
+        )
+    if sli.events is not None:
+        for name, query in (("error_query", sli.events.error_query), ("total_query", sli.events.total_query)):
+            if not _mentions_label(query, spec.label):
+                raise FieldError(
+                    f"sli.events.{name}",
+                    f"the canary label {spec.label!r} does not appear in the query, so its answer cannot "
+                    f"tell versions apart; group by it, e.g. "
+                    f"sum by ({spec.label}) (rate(...[{{{{.window}}}}]))",
+                )
+    fastest = _fastest_page_tier(tiers)
+    windows = spec.windows
+    if windows is None:
+        windows = tuple({CANARY_FAST_WINDOW, fastest.short_window})
+    return CanaryPolicy(
+        label=spec.label,
+        baseline=spec.baseline,
+        windows=tuple(sorted(windows)),
+        baseline_window=fastest.long_window,
+        burn_limit=fastest.burn_rate if spec.burn_limit is None else spec.burn_limit,
+        confidence=spec.confidence,
+        method=spec.method,
+        compare_baseline=spec.compare_baseline,
+        baseline_confidence=spec.baseline_confidence,
+        streak=spec.streak,
+        cooldown=spec.cooldown,
+        resolve_after=spec.resolve_after,
+        promote_min_events=spec.promote_min_events,
+        on_burn=spec.on_burn,
+        notify=spec.notify,
+    )
+
+
 def native_only_fields(spec: SLOSpec) -> list[str]:
     """The budgetguard/v1 additions a ``prometheus/v1`` SLO uses (they would break it for Sloth)."""
     return [name for name in _NATIVE_ONLY_FIELDS if name in spec.model_fields_set]
@@ -434,10 +585,12 @@ def build_slo(document: SLOFile, spec: SLOSpec, source: str = "") -> SLO:
     window = spec.window or DEFAULT_WINDOW
     tiers = resolve_tiers(spec.tiers, window)
     if not tiers:
-        raise ValueError(
+        raise FieldError(
+            "tiers",
             f"no default burn-rate tier fits in a {format_duration(window)} SLO window (the shortest long "
-            "window is 1h); declare tiers for this SLO or use a window of at least 1h"
+            "window is 1h); declare tiers for this SLO or use a window of at least 1h",
         )
+    canary = None if spec.canary is None else resolve_canary(spec.canary, spec.sli, tiers)
     return SLO(
         service=document.service,
         name=spec.name,
@@ -449,6 +602,7 @@ def build_slo(document: SLOFile, spec: SLOSpec, source: str = "") -> SLO:
         description=spec.description,
         labels={**document.labels, **spec.labels},
         alerting=spec.alerting,
+        canary=canary,
         source=source,
     )
 
