@@ -9,6 +9,7 @@ they nest (``BUDGETGUARD_PROMETHEUS__URL`` is ``prometheus: {url: ...}``).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
@@ -27,6 +28,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from budgetguard.actions import ActionConfig
 from budgetguard.durations import format_duration, parse_duration
 from budgetguard.errors import ConfigError
 from budgetguard.spec import Duration
@@ -127,6 +129,30 @@ class PrometheusSettings(BaseModel):
         return self.basic_auth_username, password or ""
 
 
+class DeliverySettings(BaseModel):
+    """How the outbox delivers actions (see ``budgetguard.outbox.RetryPolicy`` for the reasons)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    backoff_base: Duration = Field(
+        default=timedelta(seconds=1),
+        description="First retry after this (then doubling, with jitter): a halt is urgent, and most "
+        "faults are a restarting pod.",
+    )
+    backoff_max: Duration = Field(
+        default=timedelta(minutes=5),
+        description="Longest wait between attempts: a target down for an hour is tried a dozen times.",
+    )
+    give_up_after: Duration = Field(
+        default=timedelta(days=1),
+        description="A delivery failing this long is marked failed (retry it by hand): a day is long "
+        "enough to fix a target and short enough not to halt a release that moved on.",
+    )
+    concurrency: int = Field(
+        default=8, ge=1, le=256, description="Deliveries in flight at once; halts are few and urgent."
+    )
+
+
 class Settings(BaseSettings):
     """Everything ``budgetguard run`` needs."""
 
@@ -181,12 +207,33 @@ class Settings(BaseSettings):
         default=None, description="Bearer token the API requires; prefer api_token_file."
     )
     api_token_file: Path | None = Field(default=None, description="File holding the API token.")
+    actions: dict[str, ActionConfig] = Field(
+        default_factory=dict,
+        description="Named actions canaries can call (on_burn, notify); none by default: budgetguard "
+        "halts nothing until told how.",
+    )
+    dry_run: bool = Field(
+        default=False,
+        description="Decide and record every action in the outbox, call none: for trying budgetguard "
+        "beside an existing process. Off by default, since the guard exists to act.",
+    )
+    delivery: DeliverySettings = Field(
+        default_factory=DeliverySettings, description="Retries of actions; see DeliverySettings."
+    )
 
     @field_validator("listen", mode="before")
     @classmethod
     def _listen(cls, value: Any) -> str:
         split_listen(str(value))
         return str(value)
+
+    @field_validator("actions")
+    @classmethod
+    def _action_names(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for name in value:
+            if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", name):
+                raise ValueError(f"{name!r} is not an action name (letters, digits, '-', '_', '.')")
+        return value
 
     @field_validator("interval")
     @classmethod

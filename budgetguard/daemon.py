@@ -26,13 +26,19 @@ from typing import Any
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from budgetguard import __version__
+from budgetguard import __version__, guard
+from budgetguard.actions import RESOLVABLE_TYPES, build_action, placeholders_of
+from budgetguard.canary import Streak
 from budgetguard.config import Settings, split_listen
+from budgetguard.control import Control
 from budgetguard.engine import Engine
 from budgetguard.errors import BudgetguardError
 from budgetguard.exporter import Exporter
-from budgetguard.loader import discover, load_paths
+from budgetguard.guard import Decision, Delivery, Incident, IncidentState
+from budgetguard.loader import KnownActions, discover, load_paths
+from budgetguard.outbox import OutboxWorker, RetryPolicy
 from budgetguard.policy import Evaluation, Verdict
+from budgetguard.ports import Action
 from budgetguard.server import HttpServer, create_app
 from budgetguard.sources.prometheus import PrometheusConfig, PrometheusSource
 from budgetguard.spec import SLO
@@ -104,6 +110,19 @@ class State:
     cycles: int = 0
 
 
+def known_actions(settings: Settings) -> KnownActions:
+    """Action names and the placeholders each uses, for checking SLO files at load."""
+    return {name: placeholders_of(config) for name, config in settings.actions.items()}
+
+
+def delivery_of(settings: Settings) -> Delivery:
+    return Delivery(
+        dry_run=settings.dry_run,
+        dry_run_actions=frozenset(name for name, c in settings.actions.items() if c.dry_run),
+        resolvable=frozenset(name for name, c in settings.actions.items() if c.type in RESOLVABLE_TYPES),
+    )
+
+
 class Daemon:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -112,6 +131,11 @@ class Daemon:
         self._stop = asyncio.Event()
         self._fingerprint: tuple[tuple[str, int, int], ...] = ()
         self._cycle_task: asyncio.Task[None] | None = None
+        self._delivery = delivery_of(settings)
+        self._actions: dict[str, Action] = {}
+        self._outbox: OutboxWorker | None = None
+        self._streaks: dict[tuple[str, str], Streak] = {}
+        self._last_opened: dict[tuple[str, str], datetime] = {}
 
     # --- views for the exporter and the server ---------------------------------------------------
 
@@ -139,10 +163,27 @@ class Daemon:
         assert self._store is not None
         return self._store.verdict_changes(slo_id, since)
 
+    def guard_status(self, slo_id: str) -> tuple[bool, frozenset[str]]:
+        """(paused, canary values with an open incident) for the pull gates, read from the store."""
+        assert self._store is not None
+        paused = slo_id in self._store.pauses(datetime.now(tz=UTC))
+        open_ = self._store.incidents(state=IncidentState.OPEN, slo_id=slo_id, limit=10_000)
+        return paused, frozenset(i.canary_value for i in open_)
+
+    @property
+    def control(self) -> Control:
+        assert self._store is not None
+        return Control(self._store, self._delivery)
+
+    def control_changed(self) -> None:
+        """A manual change may have written outbox rows: deliver them now."""
+        if self._outbox is not None:
+            self._outbox.wake()
+
     # --- lifecycle -------------------------------------------------------------------------------
 
     def load_initial(self) -> bool:
-        loaded = load_paths(self.settings.slo_paths)
+        loaded = load_paths(self.settings.slo_paths, known_actions(self.settings))
         if not loaded.ok:
             for problem in loaded.problems:
                 log.error("%s", problem)
@@ -153,7 +194,7 @@ class Daemon:
 
     def reload(self, why: str) -> None:
         self._fingerprint = _fingerprint(self.settings.slo_paths)
-        loaded = load_paths(self.settings.slo_paths)
+        loaded = load_paths(self.settings.slo_paths, known_actions(self.settings))
         if not loaded.ok:
             self.state.problems = [str(p) for p in loaded.problems]
             for problem in loaded.problems:
@@ -186,11 +227,22 @@ class Daemon:
         for ev in evaluations:
             if ev.verdict is Verdict.ERROR:
                 self._exporter.count_source_error(ev.error_kind or "other")
+        assert self._store is not None
+        decisions, streaks = self._decide(evaluations)
+
+        def write_decisions(tx: Any) -> None:
+            for decision in decisions:
+                tx.write_decision(decision, at)
+
         try:
-            assert self._store is not None
-            self._store.record_cycle(evaluations)
+            self._store.record_cycle(evaluations, extra=write_decisions)
         except BudgetguardError:
+            # Decisions are not taken until they are stored: the next cycle decides again from the
+            # same streaks, so a failed write delays an action by a cycle and never loses it.
             log.exception("could not record the cycle; verdicts are kept in memory and exported")
+        else:
+            self._streaks = streaks
+            self._after_decisions(decisions)
         ids = {slo.id for slo in self.state.slos}
         for ev in evaluations:
             if ev.slo.id in ids:
@@ -201,6 +253,62 @@ class Daemon:
         self.state.cycles += 1
         self._exporter.observe_cycle(duration, len(slos))
         log.debug("cycle %d: %d SLO(s) in %.3fs", self.state.cycles, len(slos), duration)
+
+    def _decide(
+        self, evaluations: Sequence[Evaluation]
+    ) -> tuple[list[Decision], dict[tuple[str, str], Streak]]:
+        """What the canaries of this cycle open and resolve (``guard.decide``), not yet stored."""
+        streaks = dict(self._streaks)
+        canaried = [ev for ev in evaluations if ev.slo.canary is not None]
+        if not canaried:
+            return [], streaks
+        assert self._store is not None
+        try:
+            open_incidents = self._store.incidents(state=IncidentState.OPEN, limit=100_000)
+            paused = self._store.pauses(datetime.now(tz=UTC))
+        except BudgetguardError:
+            log.exception("cannot read incidents; no canary decisions this cycle")
+            return [], streaks
+        by_slo: dict[str, list[Incident]] = {}
+        for incident in open_incidents:
+            by_slo.setdefault(incident.slo_id, []).append(incident)
+        decisions = []
+        for ev in canaried:
+            slo_id = ev.slo.id
+            mine = {k: v for k, v in streaks.items() if k[0] == slo_id}
+            decision, new = guard.decide(
+                ev,
+                by_slo.get(slo_id, []),
+                mine,
+                paused=slo_id in paused,
+                delivery=self._delivery,
+                last_opened=self._last_opened,
+            )
+            for key in mine:
+                streaks.pop(key, None)
+            streaks.update(new)
+            for note in decision.notes:
+                log.info("%s", note)
+            if not decision.empty:
+                decisions.append(decision)
+        return decisions, streaks
+
+    def _after_decisions(self, decisions: Sequence[Decision]) -> None:
+        for decision in decisions:
+            for incident in decision.opened:
+                self._last_opened[incident.key] = incident.opened_at
+                log.warning(
+                    "incident %s opened: %s %s=%s burning: %s",
+                    incident.id,
+                    incident.slo_id,
+                    incident.canary_label,
+                    incident.canary_value,
+                    incident.reason,
+                )
+            for incident in decision.resolved:
+                log.info("incident %s resolved: %s", incident.id, incident.resolution)
+        if any(d.outbox for d in decisions) and self._outbox is not None:
+            self._outbox.wake()
 
     def _prune(self) -> None:
         assert self._store is not None
@@ -230,9 +338,18 @@ class Daemon:
             )
             self._store = Store(settings.db)
             api_token = settings.api_token_value()
+            self._actions = {name: build_action(name, config) for name, config in settings.actions.items()}
+            self._last_opened = self._store.last_opened()
         except BudgetguardError as exc:
             log.error("not starting: %s", exc)
             return 2
+        delivery = settings.delivery
+        self._outbox = OutboxWorker(
+            self._store,
+            self._actions,
+            retry=RetryPolicy(delivery.backoff_base, delivery.backoff_max, delivery.give_up_after),
+            concurrency=delivery.concurrency,
+        )
         self._engine = Engine(source)
         self._exporter = Exporter(self, version=__version__)
         self.state.latest = self._store.latest(self.state.slos)
@@ -252,7 +369,10 @@ class Daemon:
             log.error("not starting: cannot listen on %s (%s)", settings.listen, exc)
             self._store.close()
             await source.aclose()
+            await self._close_actions()
             return 2
+        outbox_stop = asyncio.Event()
+        outbox_task = asyncio.create_task(self._outbox.run(outbox_stop), name="outbox")
 
         scheduler = AsyncIOScheduler(timezone=UTC)
         scheduler.add_job(
@@ -298,8 +418,24 @@ class Daemon:
             done, _ = await asyncio.wait({task}, timeout=STOP_DEADLINE.total_seconds() / 2)
             if not done:
                 task.cancel()
+        outbox_stop.set()
+        # Deliveries in flight may finish; one cut short stays pending and goes out after the restart.
+        _, late = await asyncio.wait(
+            {outbox_task, asyncio.ensure_future(self._outbox.drain())},
+            timeout=STOP_DEADLINE.total_seconds() / 4,
+        )
+        for task in late:
+            task.cancel()
         await server.stop()
         await source.aclose()
+        await self._close_actions()
         self._store.close()
         log.info("stopped")
         return 0
+
+    async def _close_actions(self) -> None:
+        for action in self._actions.values():
+            try:
+                await action.aclose()
+            except Exception:  # closing one client must not keep the others open
+                log.warning("closing action %s failed", action.name, exc_info=True)

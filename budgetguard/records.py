@@ -13,8 +13,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from budgetguard.canary import CanaryEvaluation, CanaryJudgement, CanaryWindow, Counts
 from budgetguard.durations import format_duration, parse_duration
 from budgetguard.policy import Evaluation, TierState, Verdict, WindowStat
+from budgetguard.ports import ActionRequest, EventKind
 from budgetguard.spec import SLO
 
 RECORD_VERSION = 1
@@ -66,7 +68,96 @@ def to_record(ev: Evaluation) -> dict[str, Any]:
         "warnings": list(ev.warnings),
         "error_kind": ev.error_kind,
         "source": slo.source,
+        "canaries": [canary_to_record(c) for c in ev.canaries],
     }
+
+
+def _judgement_record(j: CanaryJudgement) -> dict[str, Any]:
+    return {
+        "verdict": str(j.verdict),
+        "reason": j.reason,
+        "error_ratio": _num(j.error_ratio),
+        "lower_bound": j.lower_bound,
+        "upper_bound": j.upper_bound,
+        "limit_ratio": j.limit_ratio,
+        "burn_rate": _num(j.burn_rate),
+        "burn_rate_lower": j.burn_lower,
+        "burn_rate_upper": j.burn_upper,
+        "p_value_vs_baseline": _num(j.p_value_vs_baseline),
+        "baseline_error_ratio": _num(j.baseline_error_ratio),
+        "events": j.events,
+        "events_needed": j.events_needed,
+        "healthy_enough": j.healthy_enough,
+    }
+
+
+def _judgement(r: dict[str, Any]) -> CanaryJudgement:
+    return CanaryJudgement(
+        verdict=Verdict(r["verdict"]),
+        reason=r["reason"],
+        error_ratio=r["error_ratio"],
+        lower_bound=r["lower_bound"],
+        upper_bound=r["upper_bound"],
+        limit_ratio=r["limit_ratio"],
+        burn_rate=r["burn_rate"],
+        burn_lower=r["burn_rate_lower"],
+        burn_upper=r["burn_rate_upper"],
+        p_value_vs_baseline=r["p_value_vs_baseline"],
+        baseline_error_ratio=r["baseline_error_ratio"],
+        events=r["events"],
+        events_needed=r["events_needed"],
+        healthy_enough=r["healthy_enough"],
+    )
+
+
+def canary_to_record(c: CanaryEvaluation) -> dict[str, Any]:
+    """One canary version: its verdict, the deciding window and every window's judgement."""
+    return {
+        "label": c.label,
+        "value": c.value,
+        "baseline": c.baseline,
+        "verdict": str(c.verdict),
+        "reason": c.reason,
+        "window": format_duration(c.window),
+        "healthy_enough": c.healthy_enough,
+        "windows": [
+            {
+                "window": format_duration(w.window),
+                "errors": w.canary.errors,
+                "requests": w.canary.total,
+                "baseline_errors": None if w.baseline is None else w.baseline.errors,
+                "baseline_requests": None if w.baseline is None else w.baseline.total,
+                **_judgement_record(w.judgement),
+            }
+            for w in c.windows
+        ],
+    }
+
+
+def canary_from_record(r: dict[str, Any]) -> CanaryEvaluation:
+    windows = tuple(
+        CanaryWindow(
+            window=parse_duration(w["window"]),
+            canary=Counts(w["errors"], w["requests"]),
+            baseline=None
+            if w["baseline_requests"] is None
+            else Counts(w["baseline_errors"], w["baseline_requests"]),
+            judgement=_judgement(w),
+        )
+        for w in r["windows"]
+    )
+    window = parse_duration(r["window"])
+    decider = next(w.judgement for w in windows if w.window == window)
+    return CanaryEvaluation(
+        label=r["label"],
+        value=r["value"],
+        baseline=r["baseline"],
+        verdict=Verdict(r["verdict"]),
+        reason=r["reason"],
+        window=window,
+        judgement=decider,
+        windows=windows,
+    )
 
 
 def from_record(record: dict[str, Any], slo: SLO) -> Evaluation:
@@ -110,4 +201,44 @@ def from_record(record: dict[str, Any], slo: SLO) -> Evaluation:
         time_to_exhaustion=None if tte is None else timedelta(seconds=tte),
         warnings=tuple(record.get("warnings") or ()),
         error_kind=record.get("error_kind"),
+        canaries=tuple(canary_from_record(c) for c in record.get("canaries") or ()) if slo.canary else (),
+    )
+
+
+# --- action requests, as the outbox stores them -----------------------------------------------------
+
+
+def request_to_record(request: ActionRequest) -> dict[str, Any]:
+    return {
+        "event": str(request.event),
+        "idempotency_key": request.idempotency_key,
+        "incident_id": request.incident_id,
+        "service": request.service,
+        "slo": request.slo,
+        "reason": request.reason,
+        "at": format_time(request.at),
+        "canary_label": request.canary_label,
+        "canary_value": request.canary_value,
+        "baseline": request.baseline,
+        "burn_rates": {k: _num(v) for k, v in request.burn_rates.items()},
+        "events": _num(request.events),
+        "context": dict(request.context),
+    }
+
+
+def request_from_record(record: dict[str, Any]) -> ActionRequest:
+    return ActionRequest(
+        event=EventKind(record["event"]),
+        idempotency_key=record["idempotency_key"],
+        incident_id=record["incident_id"],
+        service=record["service"],
+        slo=record["slo"],
+        reason=record["reason"],
+        at=datetime.fromisoformat(record["at"]),
+        canary_label=record.get("canary_label"),
+        canary_value=record.get("canary_value"),
+        baseline=record.get("baseline"),
+        burn_rates=dict(record.get("burn_rates") or {}),
+        events=record.get("events"),
+        context=dict(record.get("context") or {}),
     )

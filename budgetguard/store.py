@@ -6,7 +6,7 @@ written in one transaction and ``latest`` rebuilds evaluations with ``records.fr
 do HTTP or make policy decisions: it stores what the engine decided and answers questions about it.
 sqlite-utils (and ``sqlite3``) live here and nowhere else.
 
-Schema (version 1; ``PRAGMA user_version`` is the applied migration's number)::
+Schema (version 2; ``PRAGMA user_version`` is the applied migration's number)::
 
     evaluations       one row per SLO per cycle
       id INTEGER PRIMARY KEY, at REAL (UTC unix seconds), slo_id TEXT ("service/name"), service TEXT,
@@ -25,6 +25,15 @@ Schema (version 1; ``PRAGMA user_version`` is the applied migration's number)::
       index (slo_id, at) and (at)
     retention_state   one row: downsampled_until REAL, where the last downsampling stopped, so each
       prune reads only the rows that aged since the previous one
+    incidents         (migration 2) one row per canary incident (``guard.Incident``), id TEXT
+      PRIMARY KEY (deterministic, ``guard.incident_id``); index (state, slo_id) for the open ones
+    outbox            (migration 2) one row per delivery to make, written in the transaction of the
+      decision that made it: idempotency_key TEXT UNIQUE (a replayed decision inserts nothing), action,
+      event, request (``records.request_to_record`` JSON), status (pending, delivered, already_done,
+      failed, dry_run), attempts, next_attempt_at, last_status, last_detail, done_at, resend_at (when
+      a delivered trigger must be sent again, for targets that forget, like Alertmanager)
+    guard_pauses      (migration 2) SLOs whose guard is paused: paused_at, until (NULL: until resumed),
+      by, reason
 
 Times are UTC unix seconds as REAL and nothing else; datetimes in and out are timezone-aware, and a
 naive one is a ``ValueError``. The file is opened in WAL mode (readers never block the cycle's writer)
@@ -50,6 +59,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -57,8 +67,16 @@ from typing import Any
 import sqlite_utils
 
 from budgetguard.errors import BudgetguardError, ConfigError
+from budgetguard.guard import Decision, Incident, IncidentState
 from budgetguard.policy import Evaluation
-from budgetguard.records import format_time, from_record, to_record
+from budgetguard.ports import ActionRequest
+from budgetguard.records import (
+    format_time,
+    from_record,
+    request_from_record,
+    request_to_record,
+    to_record,
+)
 from budgetguard.spec import SLO
 
 log = logging.getLogger(__name__)
@@ -169,6 +187,65 @@ MIGRATIONS: tuple[Migration, ...] = (
             )
             """,
             "INSERT INTO retention_state (id, downsampled_until) VALUES (1, 0)",
+        ),
+    ),
+    Migration(
+        2,
+        "canary incidents, the action outbox and guard pauses",
+        (
+            """
+            CREATE TABLE incidents (
+                id TEXT PRIMARY KEY,
+                slo_id TEXT NOT NULL,
+                service TEXT NOT NULL,
+                slo TEXT NOT NULL,
+                canary_label TEXT NOT NULL,
+                canary_value TEXT NOT NULL,
+                baseline TEXT,
+                state TEXT NOT NULL,
+                opened_at REAL NOT NULL,
+                reason TEXT NOT NULL,
+                burn_rates TEXT NOT NULL,
+                events REAL,
+                healthy_since REAL,
+                acknowledged_at REAL,
+                acknowledged_by TEXT,
+                resolved_at REAL,
+                resolution TEXT
+            ) WITHOUT ROWID
+            """,
+            "CREATE INDEX incidents_by_state ON incidents (state, slo_id)",
+            "CREATE INDEX incidents_by_canary ON incidents (slo_id, canary_value, opened_at)",
+            """
+            CREATE TABLE outbox (
+                id INTEGER PRIMARY KEY,
+                idempotency_key TEXT NOT NULL UNIQUE,
+                incident_id TEXT NOT NULL REFERENCES incidents (id),
+                action TEXT NOT NULL,
+                event TEXT NOT NULL,
+                request TEXT NOT NULL,
+                status TEXT NOT NULL,
+                attempts INTEGER NOT NULL DEFAULT 0,
+                created_at REAL NOT NULL,
+                next_attempt_at REAL,
+                last_attempt_at REAL,
+                last_status INTEGER,
+                last_detail TEXT,
+                done_at REAL,
+                resend_at REAL
+            )
+            """,
+            "CREATE INDEX outbox_due ON outbox (status, next_attempt_at)",
+            "CREATE INDEX outbox_by_incident ON outbox (incident_id)",
+            """
+            CREATE TABLE guard_pauses (
+                slo_id TEXT PRIMARY KEY,
+                paused_at REAL NOT NULL,
+                until REAL,
+                by TEXT,
+                reason TEXT
+            ) WITHOUT ROWID
+            """,
         ),
     ),
 )
@@ -358,6 +435,171 @@ def _prepare(evaluations: Sequence[Evaluation]) -> list[_Pending]:
     return pending
 
 
+class OutboxStatus(StrEnum):
+    PENDING = "pending"  # due at next_attempt_at
+    DELIVERED = "delivered"
+    ALREADY_DONE = "already_done"  # the target was already where the action wanted it
+    FAILED = "failed"  # permanent failure or gave up; ``retry`` puts it back
+    DRY_RUN = "dry_run"  # recorded, never called
+
+
+_INCIDENT_COLUMNS = (
+    "id",
+    "slo_id",
+    "service",
+    "slo",
+    "canary_label",
+    "canary_value",
+    "baseline",
+    "state",
+    "opened_at",
+    "reason",
+    "burn_rates",
+    "events",
+    "healthy_since",
+    "acknowledged_at",
+    "acknowledged_by",
+    "resolved_at",
+    "resolution",
+)
+# INSERT OR IGNORE: incident ids are deterministic, so a decision replayed after a crash adds nothing.
+_INSERT_INCIDENT = (
+    f"INSERT OR IGNORE INTO incidents ({', '.join(_INCIDENT_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in _INCIDENT_COLUMNS)})"
+)
+_UPDATE_INCIDENT = (
+    f"UPDATE incidents SET ({', '.join(_INCIDENT_COLUMNS[1:])}) = "
+    f"({', '.join('?' for _ in _INCIDENT_COLUMNS[1:])}) WHERE id = ?"
+)
+_INSERT_OUTBOX = """
+    INSERT OR IGNORE INTO outbox (idempotency_key, incident_id, action, event, request, status, created_at,
+                                  next_attempt_at, done_at)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+"""
+_OUTBOX_COLUMNS = (
+    "id, idempotency_key, incident_id, action, event, request, status, attempts, created_at, "
+    "next_attempt_at, last_attempt_at, last_status, last_detail, done_at, resend_at"
+)
+
+
+def _opt_unix(at: datetime | None) -> float | None:
+    return None if at is None else _unix(at, "time")
+
+
+def _opt_time(seconds: float | None) -> datetime | None:
+    return None if seconds is None else _from_unix(seconds)
+
+
+def _incident_row(incident: Incident) -> list[Any]:
+    return [
+        incident.id,
+        incident.slo_id,
+        incident.service,
+        incident.slo,
+        incident.canary_label,
+        incident.canary_value,
+        incident.baseline,
+        str(incident.state),
+        _unix(incident.opened_at, "opened_at"),
+        incident.reason,
+        json.dumps(dict(incident.burn_rates)),
+        incident.events,
+        _opt_unix(incident.healthy_since),
+        _opt_unix(incident.acknowledged_at),
+        incident.acknowledged_by,
+        _opt_unix(incident.resolved_at),
+        incident.resolution,
+    ]
+
+
+def _update_parameters(incident: Incident) -> list[Any]:
+    row = _incident_row(incident)
+    return [*row[1:], row[0]]
+
+
+def _incident(row: dict[str, Any]) -> Incident:
+    return Incident(
+        id=row["id"],
+        slo_id=row["slo_id"],
+        service=row["service"],
+        slo=row["slo"],
+        canary_label=row["canary_label"],
+        canary_value=row["canary_value"],
+        baseline=row["baseline"],
+        state=IncidentState(row["state"]),
+        opened_at=_from_unix(row["opened_at"]),
+        reason=row["reason"],
+        burn_rates=json.loads(row["burn_rates"]),
+        events=row["events"],
+        healthy_since=_opt_time(row["healthy_since"]),
+        acknowledged_at=_opt_time(row["acknowledged_at"]),
+        acknowledged_by=row["acknowledged_by"],
+        resolved_at=_opt_time(row["resolved_at"]),
+        resolution=row["resolution"],
+    )
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    """One stored delivery and where it stands."""
+
+    id: int
+    action: str
+    request: ActionRequest
+    status: OutboxStatus
+    attempts: int
+    created_at: datetime
+    next_attempt_at: datetime | None
+    last_attempt_at: datetime | None
+    last_status: int | None
+    last_detail: str | None
+    done_at: datetime | None
+    resend_at: datetime | None
+
+    @property
+    def idempotency_key(self) -> str:
+        return self.request.idempotency_key
+
+    def as_record(self) -> dict[str, Any]:
+        """The JSON shape of the API and ``budgetguard incidents``."""
+
+        def t(at: datetime | None) -> str | None:
+            return None if at is None else format_time(at)
+
+        return {
+            "id": self.id,
+            "idempotency_key": self.idempotency_key,
+            "incident_id": self.request.incident_id,
+            "action": self.action,
+            "event": str(self.request.event),
+            "status": str(self.status),
+            "attempts": self.attempts,
+            "created_at": t(self.created_at),
+            "next_attempt_at": t(self.next_attempt_at),
+            "last_attempt_at": t(self.last_attempt_at),
+            "last_status": self.last_status,
+            "last_detail": self.last_detail,
+            "done_at": t(self.done_at),
+        }
+
+
+def _outbox_row(row: dict[str, Any]) -> OutboxRow:
+    return OutboxRow(
+        id=row["id"],
+        action=row["action"],
+        request=request_from_record(json.loads(row["request"])),
+        status=OutboxStatus(row["status"]),
+        attempts=row["attempts"],
+        created_at=_from_unix(row["created_at"]),
+        next_attempt_at=_opt_time(row["next_attempt_at"]),
+        last_attempt_at=_opt_time(row["last_attempt_at"]),
+        last_status=row["last_status"],
+        last_detail=row["last_detail"],
+        done_at=_opt_time(row["done_at"]),
+        resend_at=_opt_time(row["resend_at"]),
+    )
+
+
 class Transaction:
     """The open write transaction: whatever runs through it commits or rolls back as one.
 
@@ -391,6 +633,31 @@ class Transaction:
         self._conn()
         with _translated("cannot read the budgetguard database"):
             return list(self._db.query(sql, parameters))
+
+    def write_decision(self, decision: Decision, now: datetime) -> None:
+        """Incidents opened, updated and resolved, and their outbox entries, in this transaction."""
+        for incident in decision.opened:
+            self.execute(_INSERT_INCIDENT, _incident_row(incident))
+        for incident in (*decision.updated, *decision.resolved):
+            self.execute(_UPDATE_INCIDENT, _update_parameters(incident))
+        created = _unix(now, "now")
+        self.executemany(
+            _INSERT_OUTBOX,
+            [
+                (
+                    entry.request.idempotency_key,
+                    entry.request.incident_id,
+                    entry.action,
+                    str(entry.request.event),
+                    json.dumps(request_to_record(entry.request)),
+                    OutboxStatus.DRY_RUN if entry.dry_run else OutboxStatus.PENDING,
+                    created,
+                    None if entry.dry_run else created,
+                    created if entry.dry_run else None,
+                )
+                for entry in decision.outbox
+            ],
+        )
 
     def _write_cycle(self, pending: Sequence[_Pending]) -> None:
         if not pending:
@@ -790,6 +1057,165 @@ class Store:
             }
             for row in rows
         ]
+
+    # -- incidents, outbox and pauses --------------------------------------------------------------
+
+    def write_decision(self, decision: Decision, now: datetime) -> None:
+        """A decision taken outside a cycle (a manual resolve), in a transaction of its own."""
+        with self.transaction() as tx:
+            tx.write_decision(decision, now)
+
+    def incidents(
+        self, *, state: IncidentState | None = None, slo_id: str | None = None, limit: int = 100
+    ) -> list[Incident]:
+        """Incidents, newest first; open ones only with ``state=IncidentState.OPEN``."""
+        sql = "SELECT * FROM incidents WHERE 1 = 1"
+        parameters: list[Any] = []
+        if state is not None:
+            sql += " AND state = ?"
+            parameters.append(str(state))
+        if slo_id is not None:
+            sql += " AND slo_id = ?"
+            parameters.append(slo_id)
+        sql += " ORDER BY opened_at DESC, id LIMIT ?"
+        parameters.append(limit)
+        return [_incident(row) for row in self._query(sql, parameters)]
+
+    def incident(self, incident_id: str) -> Incident | None:
+        rows = self._query("SELECT * FROM incidents WHERE id = ?", [incident_id])
+        return _incident(rows[0]) if rows else None
+
+    def last_opened(self) -> dict[tuple[str, str], datetime]:
+        """When an incident last opened for each (SLO, canary value): the cooldown across restarts."""
+        rows = self._query(
+            "SELECT slo_id, canary_value, max(opened_at) AS at FROM incidents GROUP BY slo_id, canary_value",
+            [],
+        )
+        return {(row["slo_id"], row["canary_value"]): _from_unix(row["at"]) for row in rows}
+
+    def acknowledge(self, incident_id: str, by: str, at: datetime) -> Incident | None:
+        with self.transaction() as tx:
+            tx.execute(
+                "UPDATE incidents SET acknowledged_at = ?, acknowledged_by = ? WHERE id = ?",
+                [_unix(at, "at"), by, incident_id],
+            )
+        return self.incident(incident_id)
+
+    def outbox(self, *, incident_id: str | None = None, limit: int = 100) -> list[OutboxRow]:
+        """Deliveries, oldest first, of one incident or of all."""
+        sql = f"SELECT {_OUTBOX_COLUMNS} FROM outbox"
+        parameters: list[Any] = []
+        if incident_id is not None:
+            sql += " WHERE incident_id = ?"
+            parameters.append(incident_id)
+        sql += " ORDER BY id LIMIT ?"
+        parameters.append(limit)
+        return [_outbox_row(row) for row in self._query(sql, parameters)]
+
+    def due(self, now: datetime, limit: int = 50) -> list[OutboxRow]:
+        """Pending deliveries due by ``now``, and delivered triggers of open incidents due a resend."""
+        now_s = _unix(now, "now")
+        rows = self._query(
+            f"""
+            SELECT {_OUTBOX_COLUMNS} FROM outbox
+            WHERE status = 'pending' AND next_attempt_at <= :now
+            UNION ALL
+            SELECT {_OUTBOX_COLUMNS} FROM outbox
+            WHERE status = 'delivered' AND resend_at <= :now
+              AND incident_id IN (SELECT id FROM incidents WHERE state = 'open')
+            ORDER BY id LIMIT :limit
+            """,
+            {"now": now_s, "limit": limit},
+        )
+        return [_outbox_row(row) for row in rows]
+
+    def next_due(self) -> datetime | None:
+        """When the next delivery or resend falls due, or None when nothing waits."""
+        row = self._query(
+            """
+            SELECT min(t) AS at FROM (
+                SELECT min(next_attempt_at) AS t FROM outbox WHERE status = 'pending'
+                UNION ALL
+                SELECT min(resend_at) FROM outbox WHERE status = 'delivered' AND resend_at IS NOT NULL
+                  AND incident_id IN (SELECT id FROM incidents WHERE state = 'open')
+            )
+            """,
+            [],
+        )[0]
+        return None if row["at"] is None else _from_unix(row["at"])
+
+    def record_attempt(
+        self,
+        outbox_id: int,
+        *,
+        status: OutboxStatus,
+        at: datetime,
+        last_status: int | None,
+        detail: str,
+        next_attempt_at: datetime | None = None,
+        resend_at: datetime | None = None,
+        counts: bool = True,
+    ) -> None:
+        """What one delivery attempt came to. ``counts=False`` for a resend, which is not a new attempt."""
+        done = status in (OutboxStatus.DELIVERED, OutboxStatus.ALREADY_DONE, OutboxStatus.FAILED)
+        with self.transaction() as tx:
+            tx.execute(
+                """
+                UPDATE outbox SET status = ?, attempts = attempts + ?, last_attempt_at = ?, last_status = ?,
+                    last_detail = ?, next_attempt_at = ?, resend_at = ?,
+                    done_at = CASE WHEN ? THEN coalesce(done_at, ?) ELSE done_at END
+                WHERE id = ?
+                """,
+                [
+                    str(status),
+                    int(counts),
+                    _unix(at, "at"),
+                    last_status,
+                    detail,
+                    _opt_unix(next_attempt_at),
+                    _opt_unix(resend_at),
+                    int(done),
+                    _unix(at, "at"),
+                    outbox_id,
+                ],
+            )
+
+    def retry(self, outbox_id: int, now: datetime) -> OutboxRow | None:
+        """Put a failed delivery back in line, due now; others are left alone (None: no such row)."""
+        with self.transaction() as tx:
+            tx.execute(
+                "UPDATE outbox SET status = 'pending', next_attempt_at = ?, done_at = NULL "
+                "WHERE id = ? AND status = 'failed'",
+                [_unix(now, "now"), outbox_id],
+            )
+            rows = tx.query(f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE id = ?", [outbox_id])
+        return _outbox_row(rows[0]) if rows else None
+
+    def pause(self, slo_id: str, at: datetime, *, until: datetime | None, by: str, reason: str) -> None:
+        with self.transaction() as tx:
+            tx.execute(
+                "INSERT OR REPLACE INTO guard_pauses (slo_id, paused_at, until, by, reason) "
+                "VALUES (?, ?, ?, ?, ?)",
+                [slo_id, _unix(at, "at"), _opt_unix(until), by, reason],
+            )
+
+    def resume(self, slo_id: str) -> bool:
+        with self.transaction() as tx:
+            return tx.execute("DELETE FROM guard_pauses WHERE slo_id = ?", [slo_id]) > 0
+
+    def pauses(self, now: datetime) -> dict[str, dict[str, Any]]:
+        """SLOs paused at ``now``: by id, with paused_at, until, by and reason (times as ISO text)."""
+        rows = self._query("SELECT * FROM guard_pauses WHERE until IS NULL OR until > ?", [_unix(now, "now")])
+        return {
+            row["slo_id"]: {
+                "slo_id": row["slo_id"],
+                "paused_at": format_time(_from_unix(row["paused_at"])),
+                "until": None if row["until"] is None else format_time(_from_unix(row["until"])),
+                "by": row["by"],
+                "reason": row["reason"],
+            }
+            for row in rows
+        }
 
     # -- health and lifecycle ----------------------------------------------------------------------
 

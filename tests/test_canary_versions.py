@@ -12,7 +12,7 @@ from budgetguard.engine import Engine
 from budgetguard.loader import load_text
 from budgetguard.policy import Verdict
 from budgetguard.ports import QueryResult, Sample
-from budgetguard.queries import PART_LABEL, combine, plan
+from budgetguard.queries import PART_LABEL, plan
 from budgetguard.spec import SLO
 from tests.helpers import slo_from
 
@@ -53,7 +53,10 @@ def problems(text: str, actions: dict[str, frozenset[str]] | None = None) -> lis
 
 
 def test_a_query_that_does_not_group_by_the_label_is_refused_with_the_fix() -> None:
-    text = CANARY.replace("sum by (version) (rate(http_requests_total{job=\"checkout\"}[", "sum(rate(http_requests_total{job=\"checkout\"}[")
+    text = CANARY.replace(
+        'sum by (version) (rate(http_requests_total{job="checkout"}[',
+        'sum(rate(http_requests_total{job="checkout"}[',
+    )
     [message] = problems(text)
     assert "canary.yaml:10" in message and "sli.events.total_query" in message
     assert "sum by (version)" in message
@@ -78,7 +81,9 @@ def test_action_names_and_their_placeholders_are_checked_at_load() -> None:
     assert "action 'abort' is not declared" in unknown and "canary.yaml:13" in unknown
     [placeholder] = problems(CANARY, {"abort": frozenset({"team"}), "slack": frozenset()})
     assert "${team}" in placeholder and "add the label 'team'" in placeholder
-    slos, found = load_text(CANARY, "canary.yaml", {"abort": frozenset({"canary", "service"}), "slack": frozenset()})
+    slos, found = load_text(
+        CANARY, "canary.yaml", {"abort": frozenset({"canary", "service"}), "slack": frozenset()}
+    )
     assert found == [] and len(slos) == 1
 
 

@@ -453,26 +453,26 @@ def test_an_exception_inside_the_cycle_stores_none_of_it(store: Store, path: Pat
     assert [c["to"] for c in store.verdict_changes(None, T0)] == ["healthy", "burning"]
 
 
-OUTBOX = Migration(
-    2,
-    "an action outbox (as the canary issue will add)",
-    ("CREATE TABLE outbox (id INTEGER PRIMARY KEY, action TEXT)",),
+SCRATCH = Migration(
+    len(MIGRATIONS) + 1,
+    "a table of a later version, written in the cycle's transaction",
+    ("CREATE TABLE scratch (id INTEGER PRIMARY KEY, action TEXT)",),
 )
 
 
 def test_extra_statements_commit_with_the_cycle(path: Path) -> None:
-    with Store(path, migrations=(*MIGRATIONS, OUTBOX)) as store:
+    with Store(path, migrations=(*MIGRATIONS, SCRATCH)) as store:
         store.record_cycle(
             [judged(CHECKOUT, BURNING, T0)],
-            extra=lambda tx: tx.execute("INSERT INTO outbox (action) VALUES (?)", ["pause canary"]),
+            extra=lambda tx: tx.execute("INSERT INTO scratch (action) VALUES (?)", ["pause canary"]),
         )
 
         with pytest.raises(RuntimeError), store.transaction() as tx:
-            tx.execute("INSERT INTO outbox (action) VALUES (?)", ["never committed"])
+            tx.execute("INSERT INTO scratch (action) VALUES (?)", ["never committed"])
             raise RuntimeError("crash")
 
         with store.transaction() as tx:
-            assert tx.query("SELECT action FROM outbox") == [{"action": "pause canary"}]
+            assert tx.query("SELECT action FROM scratch") == [{"action": "pause canary"}]
 
 
 def test_a_transaction_cannot_be_used_after_its_block(store: Store) -> None:
@@ -581,29 +581,34 @@ def test_migrations_run_once_and_later_ones_apply_to_an_existing_file(
     path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="budgetguard.store")
-    with Store(path) as store:
+    with Store(path, migrations=MIGRATIONS[:1]) as store:  # a file written by the first release
         store.record_cycle([judged(CHECKOUT, BURNING, T0)])
-    with Store(path):
+    with Store(path, migrations=MIGRATIONS[:1]):
         pass
     assert [r.getMessage() for r in caplog.records if "applied migration" in r.getMessage()] == [
         f"applied migration 1 to {path}: {MIGRATIONS[0].description}"
     ]
 
-    with Store(path, migrations=(*MIGRATIONS, OUTBOX)) as upgraded:
+    with Store(path) as upgraded:
         assert upgraded.latest([CHECKOUT])[CHECKOUT.id].verdict is BURNING
-    assert peek(path, "PRAGMA user_version") == [(2,)]
+        assert upgraded.incidents() == []
+    assert [r.getMessage() for r in caplog.records if "applied migration" in r.getMessage()][1:] == [
+        f"applied migration {m.version} to {path}: {m.description}" for m in MIGRATIONS[1:]
+    ]
+    assert peek(path, "PRAGMA user_version") == [(len(MIGRATIONS),)]
 
 
 def test_a_file_written_by_a_newer_budgetguard_is_refused_and_left_untouched(path: Path) -> None:
-    with Store(path, migrations=(*MIGRATIONS, OUTBOX)) as newer:
+    with Store(path, migrations=(*MIGRATIONS, SCRATCH)) as newer:
         newer.record_cycle([judged(CHECKOUT, BURNING, T0)])
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
 
-    with pytest.raises(ConfigError, match=r"schema version 2, written by a newer budgetguard.*up to 1"):
+    newest, known = len(MIGRATIONS) + 1, len(MIGRATIONS)
+    with pytest.raises(ConfigError, match=rf"schema version {newest}, written by a newer budgetguard.*up to {known}"):
         Store(path)
 
     assert hashlib.sha256(path.read_bytes()).hexdigest() == digest
-    with Store(path, migrations=(*MIGRATIONS, OUTBOX)) as again:
+    with Store(path, migrations=(*MIGRATIONS, SCRATCH)) as again:
         assert again.latest([CHECKOUT])[CHECKOUT.id].verdict is BURNING
 
 
@@ -628,7 +633,7 @@ def test_a_directory_that_does_not_exist_is_a_store_error(tmp_path: Path) -> Non
 
 def test_migrations_must_be_numbered_in_order(path: Path) -> None:
     with pytest.raises(ValueError, match="numbered"):
-        Store(path, migrations=(*MIGRATIONS, dataclasses.replace(OUTBOX, version=3)))
+        Store(path, migrations=(*MIGRATIONS, dataclasses.replace(SCRATCH, version=len(MIGRATIONS) + 2)))
 
 
 # --- health and lifecycle --------------------------------------------------------------------------

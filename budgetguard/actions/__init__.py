@@ -14,6 +14,7 @@ from typing import Annotated, Any
 from pydantic import Field
 
 from budgetguard.actions import alertmanager, argo_rollouts, argocd, flags, pagerduty, slack, webhook
+from budgetguard.actions._http import placeholders
 from budgetguard.ports import Action
 
 ActionConfig = Annotated[
@@ -40,9 +41,30 @@ _BUILDERS: dict[str, Callable[..., Action]] = {
 }
 
 
+# Targets with something to do when an incident resolves: PagerDuty resolves its incident, Alertmanager
+# ends its alert, a webhook receiver and a Slack channel hear that it is over. A halted rollout, a
+# rolled-back application or a killed flag stays as it is: undoing a halt is a human's call.
+RESOLVABLE_TYPES = frozenset({"webhook", "slack", "pagerduty", "alertmanager"})
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for item in value.values() for s in _strings(item)]
+    if isinstance(value, list | tuple):
+        return [s for item in value for s in _strings(item)]
+    return []
+
+
+def placeholders_of(config: Any) -> frozenset[str]:
+    """Every ``${name}`` an action's settings use (secrets excluded: they are never templated)."""
+    return frozenset(name for text in _strings(config.model_dump()) for name in placeholders(text))
+
+
 def build_action(name: str, config: Any) -> Action:
     """Build the action a validated ``ActionConfig`` describes (secrets are resolved here, once)."""
     return _BUILDERS[config.type](name, config)
 
 
-__all__ = ["ActionConfig", "build_action"]
+__all__ = ["RESOLVABLE_TYPES", "ActionConfig", "build_action", "placeholders_of"]

@@ -1,0 +1,248 @@
+"""The outbox worker: delivers what decisions wrote to the outbox, with retries, exactly once per entry.
+
+Decisions never call a target: they write outbox rows in the cycle's transaction (``guard``,
+``Store.write_decision``), and this worker delivers them. So a daemon killed between deciding and
+delivering finds the row still pending after the restart and delivers it then, with the same
+idempotency key; and an entry that was delivered is marked so before the worker looks again, so
+budgetguard never sends it twice. (A kill in the instant between the target's answer and the mark
+sends it once more after the restart, with the same key: the target's deduplication is the last line,
+integrations.md §8.2.)
+
+Retries (integrations.md §8.3): an action classifies each answer (``ActionResult``). RETRY waits an
+exponential backoff with jitter, and at least the target's ``Retry-After``; FAILED (a 4xx other than
+408, 409, 425, 429, a missing object, bad credentials) is never retried by itself, and neither is a
+delivery that kept failing for ``give_up_after``; ``budgetguard incidents retry`` puts either back.
+Triggers of open incidents to targets that forget alerts (Alertmanager) are sent again every
+``needs_resend()``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from budgetguard.errors import BudgetguardError
+from budgetguard.ports import Action, ActionOutcome, ActionResult, EventKind
+from budgetguard.store import OutboxRow, OutboxStatus, Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Backoff between attempts: ``base`` x 2^(attempt-1), at most ``cap``, times a random 0.5..1.
+
+    Defaults: 1 s first, because a halt is urgent and most faults are a restarting pod; 5 minutes at
+    most, so a target down for an hour is tried a dozen times an hour, not thousands; and a day before
+    giving up, long enough for a human to fix a target, short enough that a stale halt is not sent
+    into a release that moved on (and ``retry`` can still send it).
+    """
+
+    base: timedelta = timedelta(seconds=1)
+    cap: timedelta = timedelta(minutes=5)
+    give_up_after: timedelta = timedelta(days=1)
+
+    def delay(self, attempts: int, jitter: float) -> timedelta:
+        """The wait after ``attempts`` failed attempts; ``jitter`` in [0, 1) spreads retries out."""
+        exponent = min(max(attempts - 1, 0), 32)
+        raw: timedelta = min(self.base * (2**exponent), self.cap)
+        return raw * (0.5 + 0.5 * jitter)
+
+
+_FINAL = {
+    ActionOutcome.DELIVERED: OutboxStatus.DELIVERED,
+    ActionOutcome.ALREADY_DONE: OutboxStatus.ALREADY_DONE,
+    ActionOutcome.FAILED: OutboxStatus.FAILED,
+}
+
+
+class OutboxWorker:
+    """Delivers due outbox rows concurrently; one delivery per row at a time."""
+
+    def __init__(
+        self,
+        store: Store,
+        actions: Mapping[str, Action],
+        *,
+        retry: RetryPolicy | None = None,
+        concurrency: int = 8,
+        clock: Callable[[], datetime] = lambda: datetime.now(tz=UTC),
+        jitter: Callable[[], float] = random.random,
+        poll: timedelta = timedelta(seconds=1),
+        on_result: Callable[[str, ActionOutcome], None] | None = None,
+    ) -> None:
+        self._store = store
+        self._actions = actions
+        self._retry = retry or RetryPolicy()
+        self._limit = asyncio.Semaphore(concurrency)
+        self._clock = clock
+        self._jitter = jitter
+        self._poll = poll
+        self._on_result = on_result
+        self._wake = asyncio.Event()
+        self._inflight: dict[int, asyncio.Task[None]] = {}
+
+    def wake(self) -> None:
+        """Look for due rows now (a cycle just wrote some)."""
+        self._wake.set()
+
+    @property
+    def busy(self) -> int:
+        return len(self._inflight)
+
+    def start_due(self) -> int:
+        """Start a delivery for every due row not already in flight; returns how many started."""
+        try:
+            rows = self._store.due(self._clock())
+        except BudgetguardError:
+            log.exception("cannot read the outbox; deliveries wait for the next look")
+            return 0
+        started = 0
+        for row in rows:
+            if row.id in self._inflight:
+                continue
+            task = asyncio.create_task(self._deliver(row), name=f"deliver-{row.id}")
+            self._inflight[row.id] = task
+            task.add_done_callback(self._forget(row.id))
+            started += 1
+        return started
+
+    def _forget(self, row_id: int) -> Callable[[asyncio.Task[None]], None]:
+        def done(_task: asyncio.Task[None]) -> None:
+            self._inflight.pop(row_id, None)
+
+        return done
+
+    async def drain(self) -> None:
+        """Wait for the deliveries in flight (tests, and a clean stop)."""
+        while self._inflight:
+            await asyncio.gather(*list(self._inflight.values()), return_exceptions=True)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Until ``stop``: deliver due rows, then sleep until the next is due, a wake-up or ``poll``."""
+        while not stop.is_set():
+            self.start_due()
+            self._wake.clear()
+            timeout = self._poll.total_seconds()
+            try:
+                upcoming = self._store.next_due()
+            except BudgetguardError:
+                upcoming = None
+            if upcoming is not None:
+                timeout = min(timeout, max((upcoming - self._clock()).total_seconds(), 0.0))
+            waits = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())]
+            try:
+                await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiter in waits:
+                    waiter.cancel()
+
+    async def _call(self, action: Action, row: OutboxRow) -> ActionResult:
+        async with self._limit:
+            try:
+                return await action.deliver(row.request)
+            except Exception as exc:  # an action must classify, but a bug in one must not stop the rest
+                log.exception("action %s raised while delivering %s", row.action, row.idempotency_key)
+                return ActionResult(ActionOutcome.RETRY, f"internal error in the action: {exc!r}")
+
+    async def _deliver(self, row: OutboxRow) -> None:
+        action = self._actions.get(row.action)
+        if action is None:
+            self._record(
+                row,
+                OutboxStatus.FAILED,
+                None,
+                f"action {row.action!r} is no longer configured; declare it again and retry",
+            )
+            return
+        if row.status is OutboxStatus.DELIVERED:  # a resend of an open incident's trigger
+            result = await self._call(action, row)
+            self._resend_done(action, row, result)
+            return
+        result = await self._call(action, row)
+        if self._on_result is not None:
+            self._on_result(row.action, result.outcome)
+        now = self._clock()
+        status = _FINAL.get(result.outcome)
+        if status is not None:
+            log_at = logging.WARNING if status is OutboxStatus.FAILED else logging.INFO
+            log.log(log_at, "%s %s: %s (%s)", row.action, row.idempotency_key, status, result.detail)
+            resend = _resend_after(action) if status is OutboxStatus.DELIVERED else None
+            wants_resend = resend is not None and row.request.event is EventKind.TRIGGER
+            self._record(
+                row,
+                status,
+                result.status,
+                result.detail,
+                resend_at=now + resend if wants_resend and resend is not None else None,
+            )
+            return
+        attempts = row.attempts + 1
+        if now - row.created_at >= self._retry.give_up_after:
+            detail = f"gave up after {attempts} attempts over {now - row.created_at}; last: {result.detail}"
+            log.error("%s %s: %s", row.action, row.idempotency_key, detail)
+            self._record(row, OutboxStatus.FAILED, result.status, detail)
+            return
+        wait = self._retry.delay(attempts, self._jitter())
+        if result.retry_after is not None:
+            wait = max(wait, result.retry_after)
+        log.warning(
+            "%s %s: attempt %d failed (%s); next in %.1fs",
+            row.action,
+            row.idempotency_key,
+            attempts,
+            result.detail,
+            wait.total_seconds(),
+        )
+        self._record(row, OutboxStatus.PENDING, result.status, result.detail, next_attempt_at=now + wait)
+
+    def _resend_done(self, action: Action, row: OutboxRow, result: ActionResult) -> None:
+        interval = _resend_after(action) or self._retry.cap
+        now = self._clock()
+        ok = result.outcome in (ActionOutcome.DELIVERED, ActionOutcome.ALREADY_DONE)
+        wait = interval if ok else min(interval, self._retry.delay(1, self._jitter()))
+        try:
+            self._store.record_attempt(
+                row.id,
+                status=OutboxStatus.DELIVERED,
+                at=now,
+                last_status=result.status,
+                detail=f"resent: {result.detail}",
+                resend_at=now + wait,
+                counts=False,
+            )
+        except BudgetguardError:
+            log.exception("cannot record the resend of %s", row.idempotency_key)
+
+    def _record(
+        self,
+        row: OutboxRow,
+        status: OutboxStatus,
+        http_status: int | None,
+        detail: str,
+        *,
+        next_attempt_at: datetime | None = None,
+        resend_at: datetime | None = None,
+    ) -> None:
+        try:
+            self._store.record_attempt(
+                row.id,
+                status=status,
+                at=self._clock(),
+                last_status=http_status,
+                detail=detail,
+                next_attempt_at=next_attempt_at,
+                resend_at=resend_at,
+            )
+        except BudgetguardError:
+            # The row stays pending and is delivered again with the same key: at least once, never lost.
+            log.exception("cannot record the delivery of %s; it will be retried", row.idempotency_key)
+
+
+def _resend_after(action: Action) -> timedelta | None:
+    needs = getattr(action, "needs_resend", None)
+    return needs() if callable(needs) else None
