@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -22,10 +23,12 @@ from typing import Any, TextIO
 
 from budgetguard import __version__
 from budgetguard.config import load_settings
-from budgetguard.daemon import Daemon, configure_logging
+from budgetguard.control import Control, ControlError
+from budgetguard.daemon import Daemon, configure_logging, delivery_of, known_actions
 from budgetguard.durations import parse_duration
 from budgetguard.engine import Engine
 from budgetguard.errors import ConfigError
+from budgetguard.guard import IncidentState
 from budgetguard.loader import LoadResult, load_paths
 from budgetguard.policy import Evaluation, Verdict
 from budgetguard.records import to_record
@@ -84,6 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Validate SLO files; exit 0 when all are valid, 2 otherwise.",
     )
     check.add_argument("paths", nargs="+", metavar="PATH", help="SLO files or directories of them")
+    check.add_argument(
+        "--config", type=Path, metavar="FILE", help="also check action names against this config's actions"
+    )
 
     ev = commands.add_parser(
         "eval",
@@ -160,7 +166,47 @@ def build_parser() -> argparse.ArgumentParser:
     hist.add_argument("--json", action="store_true", help="print the records as a JSON array")
     hist.add_argument("--db", type=Path, metavar="FILE", help="SQLite file (default budgetguard.db)")
     hist.add_argument("--config", type=Path, metavar="FILE", help="YAML config file (for its db setting)")
+
+    inc = commands.add_parser(
+        "incidents",
+        help="list, acknowledge, resolve canary incidents; retry a failed delivery",
+        description="Manual control of the canary guard, on the daemon's store (the daemon need not run; "
+        "it sees changes at its next cycle).",
+    )
+    inc.add_argument(
+        "op",
+        nargs="?",
+        default="list",
+        choices=["list", "show", "ack", "resolve", "retry"],
+        help="default list",
+    )
+    inc.add_argument("id", nargs="?", help="incident id (show, ack, resolve) or delivery id (retry)")
+    inc.add_argument(
+        "--state", choices=["open", "resolved", "all"], default="open", help="for list (default open)"
+    )
+    inc.add_argument("--by", default=os.environ.get("USER") or "cli", help="who acts (default $USER)")
+    inc.add_argument("--json", action="store_true", help="print JSON")
+    _store_options(inc)
+
+    pause = commands.add_parser("pause", help="pause the canary guard of one SLO: no new incidents")
+    pause.add_argument("slo_id", metavar="SERVICE/SLO")
+    pause.add_argument(
+        "--for", dest="duration", type=_duration, metavar="DURATION", help="until resumed if unset"
+    )
+    pause.add_argument("--reason", default="", help="why, for the record")
+    pause.add_argument("--by", default=os.environ.get("USER") or "cli", help="who pauses (default $USER)")
+    _store_options(pause)
+    resume = commands.add_parser("resume", help="resume the canary guard of one SLO")
+    resume.add_argument("slo_id", metavar="SERVICE/SLO")
+    _store_options(resume)
     return parser
+
+
+def _store_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--db", type=Path, metavar="FILE", help="SQLite file (default budgetguard.db)")
+    parser.add_argument(
+        "--config", type=Path, metavar="FILE", help="YAML config file (its db, actions and dry_run settings)"
+    )
 
 
 def main(
@@ -174,7 +220,9 @@ def main(
     except SystemExit as exc:  # argparse exits 2 on usage errors, 0 for --help/--version
         return int(exc.code or 0)
     if args.command == "check":
-        return _check(args.paths, out, err)
+        return _check(args.paths, out, err, args.config)
+    if args.command in ("incidents", "pause", "resume"):
+        return _control(args, out, err)
     if args.command == "run":
         return _run(args, err)
     if args.command == "history":
@@ -237,8 +285,69 @@ def _report_problems(loaded: LoadResult, err: TextIO) -> None:
     print(f"{len(loaded.problems)} problem(s) in {len(loaded.files)} file(s)", file=err)
 
 
-def _check(paths: Sequence[str], out: TextIO, err: TextIO) -> int:
-    loaded = load_paths(paths)
+def _control(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    try:
+        settings = load_settings(args.config, {"db": args.db})
+    except ConfigError as exc:
+        print(exc, file=err)
+        return EXIT_SPEC
+    if not settings.db.exists():
+        print(f"no store at {settings.db}; run the daemon first or give --db", file=err)
+        return EXIT_SPEC
+    now = datetime.now(tz=UTC)
+    with Store(settings.db) as store:
+        control = Control(store, delivery_of(settings))
+        try:
+            result = _control_op(control, args, now)
+        except ControlError as exc:
+            print(exc, file=err)
+            return EXIT_SPEC
+    if getattr(args, "json", False) or not isinstance(result, list):
+        json.dump(result, out, indent=2)
+        out.write("\n")
+        return EXIT_OK
+    if not result:
+        print(f"no {args.state if args.state != 'all' else ''} incidents".replace("  ", " "), file=out)
+    for incident in result:
+        print(
+            f"{incident['id']}  {incident['state']:8}  {incident['opened_at']}  {incident['slo_id']}  "
+            f"{incident['canary_label']}={incident['canary']}  {incident['reason']}",
+            file=out,
+        )
+    return EXIT_OK
+
+
+def _control_op(control: Control, args: argparse.Namespace, now: datetime) -> Any:
+    if args.command == "pause":
+        until = None if args.duration is None else now + args.duration
+        return control.pause(args.slo_id, now, until=until, by=args.by, reason=args.reason)
+    if args.command == "resume":
+        return {"slo_id": args.slo_id, "resumed": control.resume(args.slo_id)}
+    if args.op == "list":
+        state = None if args.state == "all" else IncidentState(args.state)
+        return control.list(state)
+    if args.id is None:
+        raise ControlError(400, f"incidents {args.op} needs an id (see budgetguard incidents list)")
+    if args.op == "show":
+        return control.show(args.id)
+    if args.op == "ack":
+        return control.acknowledge(args.id, args.by, now)
+    if args.op == "resolve":
+        return control.resolve(args.id, args.by, now)
+    if not args.id.isdigit():
+        raise ControlError(400, "retry takes a delivery id, a number (see budgetguard incidents show ID)")
+    return control.retry(int(args.id), now)
+
+
+def _check(paths: Sequence[str], out: TextIO, err: TextIO, config: Path | None = None) -> int:
+    actions = None
+    if config is not None:
+        try:
+            actions = known_actions(load_settings(config))
+        except ConfigError as exc:
+            print(exc, file=err)
+            return EXIT_SPEC
+    loaded = load_paths(paths, actions)
     if not loaded.ok:
         _report_problems(loaded, err)
         return EXIT_SPEC
@@ -283,7 +392,7 @@ async def _evaluate(config: PrometheusConfig, loaded: LoadResult, at: datetime) 
 
 
 def exit_code(evaluations: Sequence[Evaluation]) -> int:
-    verdicts = {ev.verdict for ev in evaluations}
+    verdicts = {ev.verdict for ev in evaluations} | {c.verdict for ev in evaluations for c in ev.canaries}
     if Verdict.BURNING in verdicts:
         return EXIT_BURNING
     if Verdict.ERROR in verdicts:

@@ -61,6 +61,18 @@ def table(evaluations: Sequence[Evaluation]) -> str:
                 ev.reason,
             ]
         )
+        for canary in ev.canaries:  # one indented row per canary version, under its SLO
+            rows.append(
+                [
+                    f"  {canary.label}={canary.value}",
+                    "",
+                    format_duration(canary.window),
+                    "",
+                    *["" for _ in tier_windows],
+                    _MARK[canary.verdict],
+                    canary.reason,
+                ]
+            )
     widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]
     lines = []
     for row in rows:

@@ -11,8 +11,13 @@ Endpoints (the JSON schema is documented in the README, "HTTP API"):
     GET /readyz                           200 after the first cycle while the store is writable, else 503
     GET /api/v1/slos                      every SLO's latest evaluation and the current config problems
     GET /api/v1/slos/{service}/{slo}      one SLO: latest evaluation, recent history, verdict changes
+    POST /gates/flagger/rollback          Flagger's rollback hook: 200 = roll back now, 403 = carry on
+    POST /gates/flagger/confirm-promotion Flagger's confirm-promotion hook: 200 = promote, 403 = wait
+    GET /gates/argo/{service}/{slo}       Argo Rollouts web metric: 200 {"data": {"ok", ...}}, 503 no verdict
 
-With an API token configured, /api/ requires ``Authorization: Bearer <token>``.
+The gates decide in ``budgetguard.gates``; here they only meet HTTP. With an API token configured,
+/api/ and /gates/argo/ require ``Authorization: Bearer <token>``; Flagger sends no headers, so its gates
+also accept the token as the webhook's ``metadata.token``.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import asyncio
 import contextlib
 import hmac
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -31,7 +36,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from budgetguard import gates
 from budgetguard.durations import parse_duration
+from budgetguard.gates import Gate, GuardStatus
 from budgetguard.policy import Evaluation
 from budgetguard.records import format_time, to_record
 
@@ -53,6 +60,10 @@ class ApiView(Protocol):
 
     def verdict_changes(self, slo_id: str, since: datetime) -> list[dict[str, Any]]: ...
 
+    def guard_status(self, slo_id: str) -> tuple[bool, frozenset[str]]:
+        """(paused, the canary label values with an open incident) for one SLO."""
+        ...
+
 
 class MetricsRenderer(Protocol):
     def render(self, accept: str | None = None) -> tuple[bytes, str]: ...
@@ -63,17 +74,72 @@ def _error(status: int, message: str, **extra: Any) -> JSONResponse:
 
 
 def create_app(view: ApiView, metrics: MetricsRenderer, api_token: str | None = None) -> Starlette:
+    def token_matches(given: str) -> bool:
+        return api_token is not None and hmac.compare_digest(given.encode(), api_token.encode())
+
     def authorised(request: Request) -> bool:
         if api_token is None:
             return True
         header = request.headers.get("authorization", "")
         scheme, _, given = header.partition(" ")
-        return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), api_token.encode())
+        return scheme.lower() == "bearer" and token_matches(given.strip())
 
-    def unauthorised() -> JSONResponse:
-        response = _error(401, "this API needs 'Authorization: Bearer <token>' (the configured api_token)")
+    def unauthorised(
+        message: str = "this API needs 'Authorization: Bearer <token>' (the configured api_token)",
+    ) -> JSONResponse:
+        response = _error(401, message)
         response.headers["WWW-Authenticate"] = 'Bearer realm="budgetguard"'
         return response
+
+    def latest(slo_id: str) -> Evaluation | None:
+        return next((ev for ev in view.latest_evaluations() if ev.slo.id == slo_id), None)
+
+    def decide(gate: Gate, slo_id: str, canary: str | None) -> gates.GateAnswer:
+        """Ask a gate about an SLO; an SLO unknown once the first cycle is done is a 404.
+
+        Before the first cycle no SLO has an evaluation and the gate answers "no verdict yet"; the
+        guard's pause and incidents are asked only about an SLO the daemon has evaluated.
+        """
+        found = latest(slo_id)
+        if found is None and view.readiness()[0]:
+            return gates.GateAnswer(
+                404, {"error": f"no SLO {slo_id!r} is declared (or it has not been evaluated yet)"}
+            )
+        guard = GuardStatus() if found is None else GuardStatus(*view.guard_status(slo_id))
+        return gate(slo_id, found, guard, canary)
+
+    def flagger_endpoint(gate: Gate) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            try:
+                hook = gates.parse_flagger_hook(await request.body())
+            except ValueError as exc:
+                return _error(400, str(exc))
+            if not (authorised(request) or (hook.token is not None and token_matches(hook.token))):
+                return unauthorised(
+                    "this gate needs the configured api_token as the webhook's metadata.token "
+                    "(Flagger sends no headers) or as 'Authorization: Bearer <token>'"
+                )
+            answer = decide(gate, hook.slo_id, hook.canary)
+            if gate is gates.flagger_rollback and answer.status == gates.OK:
+                log.warning(
+                    "asking Flagger to roll back %s.%s (checksum %s, phase %s) for %s: %s",
+                    hook.name,
+                    hook.namespace,
+                    hook.checksum,
+                    hook.phase,
+                    hook.slo_id,
+                    answer.body["reason"],
+                )
+            return JSONResponse(answer.body, status_code=answer.status)
+
+        return endpoint
+
+    async def argo_gate(request: Request) -> Response:
+        if not authorised(request):
+            return unauthorised()
+        slo_id = f"{request.path_params['service']}/{request.path_params['slo']}"
+        answer = decide(gates.argo_metric, slo_id, request.query_params.get("canary") or None)
+        return JSONResponse(answer.body, status_code=answer.status)
 
     async def metrics_endpoint(request: Request) -> Response:
         body, content_type = metrics.render(request.headers.get("accept"))
@@ -102,7 +168,7 @@ def create_app(view: ApiView, metrics: MetricsRenderer, api_token: str | None = 
         if not authorised(request):
             return unauthorised()
         slo_id = f"{request.path_params['service']}/{request.path_params['slo']}"
-        found = next((ev for ev in view.latest_evaluations() if ev.slo.id == slo_id), None)
+        found = latest(slo_id)
         if found is None:
             return _error(404, f"no SLO {slo_id!r} is declared (or it has not been evaluated yet)")
         try:
@@ -126,6 +192,11 @@ def create_app(view: ApiView, metrics: MetricsRenderer, api_token: str | None = 
         Route("/readyz", readyz),
         Route("/api/v1/slos", list_slos),
         Route("/api/v1/slos/{service}/{slo}", one_slo),
+        Route("/gates/flagger/rollback", flagger_endpoint(gates.flagger_rollback), methods=["POST"]),
+        Route(
+            "/gates/flagger/confirm-promotion", flagger_endpoint(gates.flagger_promotion), methods=["POST"]
+        ),
+        Route("/gates/argo/{service}/{slo}", argo_gate),
     ]
     return Starlette(routes=routes)
 

@@ -74,7 +74,14 @@ def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> Any:
 
 
 class DaemonProcess:
-    def __init__(self, slo_dir: Path, prometheus_url: str, db: Path, extra_env: dict[str, str] | None = None):
+    def __init__(
+        self,
+        slo_dir: Path,
+        prometheus_url: str,
+        db: Path,
+        extra_env: dict[str, str] | None = None,
+        config: Path | None = None,
+    ):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {
@@ -100,6 +107,7 @@ class DaemonProcess:
                 f"127.0.0.1:{self.port}",
                 "--interval",
                 "1s",
+                *(["--config", str(config)] if config is not None else []),
             ],
             stdout=self._log_file,
             stderr=subprocess.STDOUT,
