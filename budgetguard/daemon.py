@@ -297,6 +297,7 @@ class Daemon:
         for decision in decisions:
             for incident in decision.opened:
                 self._last_opened[incident.key] = incident.opened_at
+                self._exporter.count_incident(incident.service, incident.slo, "opened")
                 log.warning(
                     "incident %s opened: %s %s=%s burning: %s",
                     incident.id,
@@ -306,6 +307,7 @@ class Daemon:
                     incident.reason,
                 )
             for incident in decision.resolved:
+                self._exporter.count_incident(incident.service, incident.slo, "resolved")
                 log.info("incident %s resolved: %s", incident.id, incident.resolution)
         if any(d.outbox for d in decisions) and self._outbox is not None:
             self._outbox.wake()
@@ -349,6 +351,7 @@ class Daemon:
             self._actions,
             retry=RetryPolicy(delivery.backoff_base, delivery.backoff_max, delivery.give_up_after),
             concurrency=delivery.concurrency,
+            on_result=lambda action, outcome: self._exporter.count_delivery(action, str(outcome)),
         )
         self._engine = Engine(source)
         self._exporter = Exporter(self, version=__version__)

@@ -135,6 +135,19 @@ class Exporter:
         )
         for reason in SOURCE_ERROR_REASONS:
             self._source_errors.labels(reason=reason)  # present at 0 from the start, so rate() works
+        self._deliveries = Counter(
+            "budgetguard_action_deliveries_total",
+            "Delivery attempts of canary actions, by action and outcome (delivered, already_done, retry, "
+            "failed).",
+            ["action", "outcome"],
+            registry=self._registry,
+        )
+        self._incidents = Counter(
+            "budgetguard_canary_incidents_total",
+            "Canary incidents opened and resolved, by service and SLO.",
+            ["service", "slo", "event"],
+            registry=self._registry,
+        )
         self._registry.register(_StateCollector(view, self._cycle_state, version))
 
     @property
@@ -157,6 +170,12 @@ class Exporter:
     def count_source_error(self, reason: str) -> None:
         """Count one error verdict; ``reason`` outside ``SOURCE_ERROR_REASONS`` is counted as "other"."""
         self._source_errors.labels(reason=reason if reason in SOURCE_ERROR_REASONS else "other").inc()
+
+    def count_delivery(self, action: str, outcome: str) -> None:
+        self._deliveries.labels(action=action, outcome=outcome).inc()
+
+    def count_incident(self, service: str, slo: str, event: str) -> None:
+        self._incidents.labels(service=service, slo=slo, event=event).inc()
 
     def render(self, accept: str | None = None) -> tuple[bytes, str]:
         """The exposition and its content type: OpenMetrics when ``accept`` asks for it, else text 0.0.4."""
@@ -234,6 +253,21 @@ class _SLOFamilies:
         self.evaluated_at = _gauge(
             "last_evaluation_timestamp_seconds", "Unix time of the SLO's last evaluation.", "seconds"
         )
+        self.canary_verdict = _gauge(
+            "canary_verdict", "1 for each canary version's current verdict, 0 for the others."
+        )
+        self.canary_burn = _gauge(
+            "canary_burn_rate", "A canary version's burn rate over each canary window (errors / budget)."
+        )
+        self.canary_burn_lower = _gauge(
+            "canary_burn_rate_lower_bound",
+            "The lower confidence bound on a canary's burn rate in its deciding window: above the limit "
+            "means burning.",
+        )
+        self.canary_limit = _gauge("canary_burn_rate_limit", "The burn rate a canary must stay under.")
+        self.canary_events = _gauge(
+            "canary_window_events", "A canary version's requests in each canary window."
+        )
         self.info = InfoMetricFamily(
             "budgetguard_slo",
             "One series per declared SLO: its objective in percent as declared, its window and labels.",
@@ -263,6 +297,18 @@ class _SLOFamilies:
             by_tier = {**labels, **dict(zip(("severity", "long_window", "short_window"), key, strict=True))}
             _add(self.threshold, by_tier, threshold)
             _add(self.firing, by_tier, firing.get(key))
+        for canary in ev.canaries:
+            by_canary = {**labels, "canary_label": canary.label, "canary": canary.value}
+            for verdict in Verdict:
+                value = 1.0 if canary.verdict is verdict else 0.0
+                _add(self.canary_verdict, {**by_canary, "verdict": verdict.value}, value)
+            _add(self.canary_burn_lower, by_canary, canary.judgement.burn_lower)
+            if slo.canary is not None:
+                _add(self.canary_limit, by_canary, slo.canary.burn_limit)
+            for window in canary.windows:
+                by_window = {**by_canary, "window": _w(window.window)}
+                _add(self.canary_burn, by_window, window.judgement.burn_rate)
+                _add(self.canary_events, by_window, window.canary.total)
 
     def non_empty(self) -> Iterator[Metric]:
         families: tuple[Metric, ...] = (
@@ -279,6 +325,11 @@ class _SLOFamilies:
             self.threshold,
             self.firing,
             self.evaluated_at,
+            self.canary_verdict,
+            self.canary_burn,
+            self.canary_burn_lower,
+            self.canary_limit,
+            self.canary_events,
         )
         return (family for family in families if family.samples)
 

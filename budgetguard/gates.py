@@ -169,9 +169,9 @@ def _no_canary_block(ev: Evaluation) -> GateAnswer | None:
 
 def _halt_reason(ev: Evaluation, focus: _Focus) -> str | None:
     """Why the canary must stop (whether or not the guard is paused), or None."""
-    burning = [c for c in focus.judged if c.verdict is Verdict.BURNING]
-    if burning:
-        return max(burning, key=lambda c: c.judgement.burn_lower).reason
+    decider = focus.decider
+    if decider is not None and decider.verdict is Verdict.BURNING:
+        return decider.reason
     if focus.open:
         versions = ", ".join(focus.named(v) for v in focus.open)
         return f"an incident is open for {versions} of {ev.slo.id}"
@@ -295,14 +295,14 @@ def argo_metric(slo_id: str, ev: Evaluation | None, guard: GuardStatus, canary: 
     """An Argo Rollouts web metric: 200 with ``{"data": {...}}`` whenever a verdict exists, else 503."""
     if ev is None:
         return GateAnswer(NO_VERDICT, {"error": f"no evaluation of {slo_id} yet: no verdict to give"})
+    refused = _no_canary_block(ev)
+    if refused is not None:
+        return refused
     if ev.verdict is Verdict.ERROR:
         return GateAnswer(
             NO_VERDICT,
             {"error": f"the latest evaluation of {slo_id} failed: {ev.reason}", "at": format_time(ev.at)},
         )
-    refused = _no_canary_block(ev)
-    if refused is not None:
-        return refused
     assert ev.slo.canary is not None
     focus = _focus(ev, guard, canary)
     halt = _halt_reason(ev, focus)
