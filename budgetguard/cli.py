@@ -23,11 +23,11 @@ from typing import Any, TextIO
 
 from budgetguard import __version__
 from budgetguard.config import load_settings
-from budgetguard.control import Control, ControlError
+from budgetguard.control import Control
 from budgetguard.daemon import Daemon, configure_logging, delivery_of, known_actions
 from budgetguard.durations import parse_duration
 from budgetguard.engine import Engine
-from budgetguard.errors import ConfigError
+from budgetguard.errors import ConfigError, ControlError
 from budgetguard.guard import IncidentState
 from budgetguard.loader import LoadResult, load_paths
 from budgetguard.policy import Evaluation, Verdict
@@ -325,7 +325,7 @@ def _control_op(control: Control, args: argparse.Namespace, now: datetime) -> An
         return {"slo_id": args.slo_id, "resumed": control.resume(args.slo_id)}
     if args.op == "list":
         state = None if args.state == "all" else IncidentState(args.state)
-        return control.list(state)
+        return control.incidents(state)
     if args.id is None:
         raise ControlError(400, f"incidents {args.op} needs an id (see budgetguard incidents list)")
     if args.op == "show":

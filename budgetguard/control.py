@@ -12,17 +12,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from budgetguard.errors import ControlError
 from budgetguard.guard import Decision, Delivery, Incident, IncidentState, resolve, resolve_entries_from
 from budgetguard.records import format_time
-from budgetguard.store import OutboxRow, Store
-
-
-class ControlError(Exception):
-    """A request that cannot be done as asked: ``status`` is the HTTP status that says why."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
+from budgetguard.store import Store
 
 
 @dataclass(frozen=True)
@@ -36,7 +29,7 @@ class Control:
             raise ControlError(404, f"no incident {incident_id!r}; list them with budgetguard incidents")
         return found
 
-    def list(self, state: IncidentState | None = None, limit: int = 100) -> list[dict[str, Any]]:
+    def incidents(self, state: IncidentState | None = None, limit: int = 100) -> list[dict[str, Any]]:
         return [incident_record(i) for i in self.store.incidents(state=state, limit=limit)]
 
     def show(self, incident_id: str) -> dict[str, Any]:
@@ -61,10 +54,10 @@ class Control:
         return incident_record(done)
 
     def retry(self, outbox_id: int, at: datetime) -> dict[str, Any]:
-        row: OutboxRow | None = self.store.retry(outbox_id, at)
+        row, requeued = self.store.retry(outbox_id, at)
         if row is None:
             raise ControlError(404, f"no delivery {outbox_id}; see budgetguard incidents show ID")
-        if row.next_attempt_at is None or row.status != "pending":
+        if not requeued:
             raise ControlError(409, f"delivery {outbox_id} is {row.status}; only a failed one is retried")
         return row.as_record()
 

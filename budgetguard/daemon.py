@@ -365,7 +365,10 @@ class Daemon:
         loop.add_signal_handler(signal.SIGTERM, self._stop.set)
         loop.add_signal_handler(signal.SIGINT, self._stop.set)
         loop.add_signal_handler(signal.SIGHUP, lambda: self.reload("SIGHUP"))
-        server = HttpServer(create_app(self, self._exporter, api_token), host, port)
+        app = create_app(
+            self, self._exporter, api_token, control=lambda: self.control, on_change=self.control_changed
+        )
+        server = HttpServer(app, host, port)
         try:
             await server.start()
         except (OSError, SystemExit) as exc:

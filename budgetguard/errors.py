@@ -119,3 +119,11 @@ class SourceProtocolError(SourceError):
     """The answer was not what the Prometheus HTTP API promises."""
 
     reason = "protocol"
+
+
+class ControlError(BudgetguardError):
+    """A manual control request that cannot be done as asked; ``status`` is the HTTP status that says why."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status

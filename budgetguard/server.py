@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import json
 import logging
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
@@ -38,7 +39,9 @@ from starlette.routing import Route
 
 from budgetguard import gates
 from budgetguard.durations import parse_duration
+from budgetguard.errors import ControlError
 from budgetguard.gates import Gate, GuardStatus
+from budgetguard.guard import IncidentState
 from budgetguard.policy import Evaluation
 from budgetguard.records import format_time, to_record
 
@@ -65,6 +68,26 @@ class ApiView(Protocol):
         ...
 
 
+class ControlApi(Protocol):
+    """Manual control of the canary guard (``budgetguard.control.Control``); raises ``ControlError``."""
+
+    def incidents(self, state: Any = None, limit: int = 100) -> list[dict[str, Any]]: ...
+
+    def show(self, incident_id: str) -> dict[str, Any]: ...
+
+    def acknowledge(self, incident_id: str, by: str, at: datetime) -> dict[str, Any]: ...
+
+    def resolve(self, incident_id: str, by: str, at: datetime) -> dict[str, Any]: ...
+
+    def retry(self, outbox_id: int, at: datetime) -> dict[str, Any]: ...
+
+    def pause(
+        self, slo_id: str, at: datetime, *, until: datetime | None, by: str, reason: str
+    ) -> dict[str, Any]: ...
+
+    def resume(self, slo_id: str) -> bool: ...
+
+
 class MetricsRenderer(Protocol):
     def render(self, accept: str | None = None) -> tuple[bytes, str]: ...
 
@@ -73,7 +96,19 @@ def _error(status: int, message: str, **extra: Any) -> JSONResponse:
     return JSONResponse({"error": message, **extra}, status_code=status)
 
 
-def create_app(view: ApiView, metrics: MetricsRenderer, api_token: str | None = None) -> Starlette:
+INCIDENT_STATES = ("open", "resolved", "all")
+
+
+def create_app(
+    view: ApiView,
+    metrics: MetricsRenderer,
+    api_token: str | None = None,
+    control: Callable[[], ControlApi] | None = None,
+    on_change: Callable[[], None] = lambda: None,
+) -> Starlette:
+    """The HTTP surface. ``control`` gives manual control (incidents, pauses); ``on_change`` runs after
+    a change made through it (the daemon wakes its outbox)."""
+
     def token_matches(given: str) -> bool:
         return api_token is not None and hmac.compare_digest(given.encode(), api_token.encode())
 
@@ -186,6 +221,97 @@ def create_app(view: ApiView, metrics: MetricsRenderer, api_token: str | None = 
             }
         )
 
+    async def controlled(
+        request: Request, act: Callable[[ControlApi, dict[str, Any], datetime], Any], *, changes: bool
+    ) -> Response:
+        """Run one control operation: reading needs what the API needs, changing needs a token."""
+        if control is None:
+            return _error(404, "manual control is not available here")
+        if not authorised(request):
+            return unauthorised()
+        if changes and api_token is None:
+            return _error(
+                403,
+                "changing incidents or pauses over HTTP needs an api_token (anyone who reaches the port "
+                "could otherwise stop the guard); set api_token, or use `budgetguard incidents` on the host",
+            )
+        body: dict[str, Any] = {}
+        if changes:
+            raw = await request.body()
+            try:
+                parsed = json.loads(raw) if raw.strip() else {}
+            except ValueError:
+                return _error(400, 'the body must be a JSON object, e.g. {"by": "alice"}')
+            if not isinstance(parsed, dict):
+                return _error(400, 'the body must be a JSON object, e.g. {"by": "alice"}')
+            body = parsed
+        try:
+            result = act(control(), body, datetime.now(tz=UTC))
+        except ControlError as exc:
+            return _error(exc.status, str(exc))
+        except ValueError as exc:
+            return _error(400, str(exc))
+        if changes:
+            on_change()
+        return JSONResponse(result)
+
+    def by(body: dict[str, Any]) -> str:
+        who = body.get("by", "api")
+        if not isinstance(who, str) or not who.strip():
+            raise ValueError("'by' must be a non-empty string naming who acts")
+        return who.strip()
+
+    def incident_id(request: Request) -> str:
+        return str(request.path_params["incident"])
+
+    async def list_incidents(request: Request) -> Response:
+        state = request.query_params.get("state", "all")
+        if state not in INCIDENT_STATES:
+            return _error(400, f"state must be one of {', '.join(INCIDENT_STATES)}")
+
+        def act(c: ControlApi, _body: dict[str, Any], _at: datetime) -> Any:
+            return {"incidents": c.incidents(None if state == "all" else IncidentState(state))}
+
+        return await controlled(request, act, changes=False)
+
+    async def show_incident(request: Request) -> Response:
+        return await controlled(request, lambda c, _b, _t: c.show(incident_id(request)), changes=False)
+
+    async def ack_incident(request: Request) -> Response:
+        return await controlled(
+            request, lambda c, b, at: c.acknowledge(incident_id(request), by(b), at), changes=True
+        )
+
+    async def resolve_incident(request: Request) -> Response:
+        return await controlled(
+            request, lambda c, b, at: c.resolve(incident_id(request), by(b), at), changes=True
+        )
+
+    async def retry_delivery(request: Request) -> Response:
+        raw = str(request.path_params["delivery"])
+        if not raw.isdigit():
+            return _error(400, "a delivery id is a number (see GET /api/v1/incidents/{id})")
+        return await controlled(request, lambda c, _b, at: c.retry(int(raw), at), changes=True)
+
+    async def pause_slo(request: Request) -> Response:
+        slo_id = f"{request.path_params['service']}/{request.path_params['slo']}"
+
+        def act(c: ControlApi, body: dict[str, Any], at: datetime) -> Any:
+            duration = body.get("for")
+            until = None if duration in (None, "") else at + parse_duration(str(duration))
+            reason = body.get("reason", "")
+            if not isinstance(reason, str):
+                raise ValueError("'reason' must be a string")
+            return c.pause(slo_id, at, until=until, by=by(body), reason=reason)
+
+        return await controlled(request, act, changes=True)
+
+    async def resume_slo(request: Request) -> Response:
+        slo_id = f"{request.path_params['service']}/{request.path_params['slo']}"
+        return await controlled(
+            request, lambda c, _b, _t: {"slo_id": slo_id, "resumed": c.resume(slo_id)}, changes=True
+        )
+
     routes = [
         Route("/metrics", metrics_endpoint),
         Route("/healthz", healthz),
@@ -197,6 +323,13 @@ def create_app(view: ApiView, metrics: MetricsRenderer, api_token: str | None = 
             "/gates/flagger/confirm-promotion", flagger_endpoint(gates.flagger_promotion), methods=["POST"]
         ),
         Route("/gates/argo/{service}/{slo}", argo_gate),
+        Route("/api/v1/incidents", list_incidents),
+        Route("/api/v1/incidents/{incident}", show_incident),
+        Route("/api/v1/incidents/{incident}/ack", ack_incident, methods=["POST"]),
+        Route("/api/v1/incidents/{incident}/resolve", resolve_incident, methods=["POST"]),
+        Route("/api/v1/deliveries/{delivery}/retry", retry_delivery, methods=["POST"]),
+        Route("/api/v1/slos/{service}/{slo}/pause", pause_slo, methods=["POST"]),
+        Route("/api/v1/slos/{service}/{slo}/resume", resume_slo, methods=["POST"]),
     ]
     return Starlette(routes=routes)
 

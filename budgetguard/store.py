@@ -1180,16 +1180,17 @@ class Store:
                 ],
             )
 
-    def retry(self, outbox_id: int, now: datetime) -> OutboxRow | None:
-        """Put a failed delivery back in line, due now; others are left alone (None: no such row)."""
+    def retry(self, outbox_id: int, now: datetime) -> tuple[OutboxRow | None, bool]:
+        """Put a failed delivery back in line, due now. Returns the row (None: no such row) and
+        whether it was failed and so requeued; any other row is left alone."""
         with self.transaction() as tx:
-            tx.execute(
+            changed = tx.execute(
                 "UPDATE outbox SET status = 'pending', next_attempt_at = ?, done_at = NULL "
                 "WHERE id = ? AND status = 'failed'",
                 [_unix(now, "now"), outbox_id],
             )
             rows = tx.query(f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE id = ?", [outbox_id])
-        return _outbox_row(rows[0]) if rows else None
+        return (_outbox_row(rows[0]) if rows else None), changed > 0
 
     def pause(self, slo_id: str, at: datetime, *, until: datetime | None, by: str, reason: str) -> None:
         with self.transaction() as tx:

@@ -8,6 +8,7 @@ a thread; binds to 127.0.0.1 only.
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -18,7 +19,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 @dataclass
 class _Stream:
-    """Cumulative good and bad request counts of one label set, advanced lazily from the clock."""
+    """Cumulative good and bad request counts of one label set, advanced lazily from the clock.
+
+    Fluid by default (exactly ``rps x elapsed`` requests, fractions included); with ``rng`` the requests
+    are a Poisson process (exponential gaps) and each fails with probability ``error_ratio``, like real
+    traffic, so counters are whole numbers and noisy.
+    """
 
     labels: dict[str, str]
     requests_per_second: float
@@ -26,11 +32,31 @@ class _Stream:
     good: float = 0.0
     bad: float = 0.0
     since: float = field(default_factory=time.monotonic)
+    rng: random.Random | None = None
+    next_arrival: float | None = None
 
     def advance(self, now: float) -> None:
+        if self.rng is not None:
+            self._arrivals(now, self.rng)
+            return
         elapsed = max(now - self.since, 0.0)
         self.good += elapsed * self.requests_per_second * (1 - self.error_ratio)
         self.bad += elapsed * self.requests_per_second * self.error_ratio
+        self.since = now
+
+    def _arrivals(self, now: float, rng: random.Random) -> None:
+        if self.requests_per_second <= 0:
+            self.next_arrival = None
+            self.since = now
+            return
+        if self.next_arrival is None:
+            self.next_arrival = self.since + rng.expovariate(self.requests_per_second)
+        while self.next_arrival <= now:
+            if rng.random() < self.error_ratio:
+                self.bad += 1
+            else:
+                self.good += 1
+            self.next_arrival += rng.expovariate(self.requests_per_second)
         self.since = now
 
 
@@ -41,8 +67,10 @@ def _labels(labels: Mapping[str, str]) -> str:
 class MetricsTarget:
     """``http_requests_total{<labels>, code="200"|"500"}`` for each configured stream."""
 
-    def __init__(self, metric: str = "http_requests_total") -> None:
+    def __init__(self, metric: str = "http_requests_total", *, seed: int | None = None) -> None:
+        """``seed`` makes traffic a seeded Poisson process; without it counters grow smoothly."""
         self.metric = metric
+        self._rng = None if seed is None else random.Random(seed)
         self._streams: dict[str, _Stream] = {}
         self._lock = threading.Lock()
         target = self
@@ -77,11 +105,19 @@ class MetricsTarget:
             now = time.monotonic()
             stream = self._streams.get(key)
             if stream is None:
-                self._streams[key] = _Stream(dict(labels), requests_per_second, error_ratio, since=now)
+                self._streams[key] = _Stream(
+                    dict(labels), requests_per_second, error_ratio, since=now, rng=self._rng
+                )
             else:
                 stream.advance(now)
                 stream.requests_per_second = requests_per_second
                 stream.error_ratio = error_ratio
+                stream.next_arrival = None  # the next gap follows the new rate
+
+    def remove_stream(self, labels: Mapping[str, str]) -> None:
+        """The version is gone (its pods deleted): its series vanish from the next scrape."""
+        with self._lock:
+            self._streams.pop(_labels(labels), None)
 
     def exposition(self) -> str:
         with self._lock:

@@ -128,6 +128,20 @@ def aborts(kubernetes: KubernetesFake) -> list[Any]:
     return [r for r in kubernetes.requests if r.method == "PATCH"]
 
 
+def flagger_hook(daemon: DaemonProcess, hook: str, canary: str) -> Any:
+    """What Flagger sends (integrations.md §2.2): its JSON payload, no auth headers."""
+    payload = {
+        "name": "checkout",
+        "namespace": NAMESPACE,
+        "phase": "Progressing",
+        "checksum": "85d557f47b",
+        "metadata": {"slo": "checkout/availability", "canary": canary},
+    }
+    return daemon.client.post(
+        f"/gates/flagger/{hook}", json=payload, headers={"User-Agent": "Go-http-client/1.1"}
+    )
+
+
 def cycles(daemon: DaemonProcess) -> float:
     [(_, count)] = daemon.metrics()["budgetguard_evaluation_duration_seconds_count"]
     return count
@@ -146,8 +160,9 @@ def test_a_failing_canary_is_aborted_once_and_people_are_told_once(
     assert kubernetes.rollout(NAMESPACE, ROLLOUT)["status"]["abort"] is True
     [delivery] = hook.wait_for(1, accepted=True)
     event = delivery.json
-    assert event["type"] == "canary.burning" or "burn" in str(event)
     [incident] = incidents(daemon)
+    assert event["type"] == "budgetguard.incident.triggered"
+    assert event["data"]["incident_id"] == incident["id"]
     assert (incident["canary"], incident["baseline"], incident["state"]) == ("v2", "v1", "open")
     assert delivery.header("webhook-id") == f"{incident['id']}.hook.trigger"
 
@@ -158,6 +173,12 @@ def test_a_failing_canary_is_aborted_once_and_people_are_told_once(
     assert len(incidents(daemon)) == 1
     rows = setup.outbox()
     assert sorted((r["action"], r["status"]) for r in rows) == [("abort", "delivered"), ("hook", "delivered")]
+
+    # The pull gates agree: Flagger is told to roll back (200), Argo's web metric fails the analysis.
+    flagger = flagger_hook(daemon, "rollback", "v2")
+    assert flagger.status_code == 200 and flagger.json()["rollback"] is True
+    argo = daemon.get("/gates/argo/checkout/availability?canary=v2")
+    assert argo.status_code == 200 and argo.json()["data"]["ok"] is False
 
 
 def test_a_healthy_canary_is_left_alone(
@@ -176,6 +197,8 @@ def test_a_healthy_canary_is_left_alone(
     [v2] = judged_v2()
     assert v2["verdict"] in ("healthy", "inconclusive")
     assert kubernetes.requests == [] and hook.requests == [] and incidents(daemon) == []
+    assert flagger_hook(daemon, "rollback", "v2").status_code == 403  # Flagger: no rollback
+    assert daemon.get("/gates/argo/checkout/availability?canary=v2").json()["data"]["ok"] is True
 
 
 def test_a_target_answering_500_gets_the_event_once_after_it_recovers(

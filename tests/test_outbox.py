@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from budgetguard.control import Control, ControlError
+from budgetguard.control import Control
+from budgetguard.errors import ControlError
 from budgetguard.guard import Decision, Delivery, Incident, OutboxEntry, idempotency_key
 from budgetguard.outbox import OutboxWorker, RetryPolicy
 from budgetguard.ports import ActionOutcome, ActionRequest, ActionResult, EventKind

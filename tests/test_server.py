@@ -42,6 +42,9 @@ class View:
             {"at": "2026-11-26T11:00:00Z", "slo_id": slo_id, "from": None, "to": "healthy", "reason": "r"}
         ]
 
+    def guard_status(self, slo_id: str) -> tuple[bool, frozenset[str]]:
+        return False, frozenset()
+
 
 class Metrics:
     def render(self, accept: str | None = None) -> tuple[bytes, str]:

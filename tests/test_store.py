@@ -604,7 +604,9 @@ def test_a_file_written_by_a_newer_budgetguard_is_refused_and_left_untouched(pat
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
 
     newest, known = len(MIGRATIONS) + 1, len(MIGRATIONS)
-    with pytest.raises(ConfigError, match=rf"schema version {newest}, written by a newer budgetguard.*up to {known}"):
+    with pytest.raises(
+        ConfigError, match=rf"schema version {newest}, written by a newer budgetguard.*up to {known}"
+    ):
         Store(path)
 
     assert hashlib.sha256(path.read_bytes()).hexdigest() == digest

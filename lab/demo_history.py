@@ -1,6 +1,6 @@
-"""The README's quick start: a real Prometheus with 31 days of a demo service, and budgetguard on it.
+"""The history demo: a real Prometheus with 31 days of a demo service, and `budgetguard eval` on it.
 
-Run ``scripts/demo`` (which sets up first) or ``python -m lab.demo``. It generates the history of two
+Run ``python -m lab.demo_history`` (``scripts/demo --history``). It generates the history of two
 services (checkout and search, see ``lab.history``), backfills it with promtool into a Prometheus on a
 free loopback port, prints what happened in that month, then runs ``budgetguard eval slos/`` against it
 exactly as a user would, and stops Prometheus (``--keep`` leaves it running until Ctrl-C).
@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def run(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lab.demo", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m lab.demo_history", description=__doc__.splitlines()[0])
     parser.add_argument("--keep", action="store_true", help="keep Prometheus running until Ctrl-C")
     parser.add_argument("--slos", type=Path, default=REPO / "slos", help="SLO files to evaluate")
     args = parser.parse_args(argv)
