@@ -1,6 +1,6 @@
 """The history demo: a real Prometheus with 31 days of a demo service, and `budgetguard eval` on it.
 
-Run ``python -m lab.demo_history`` (``scripts/demo --history``). It generates the history of two
+Run ``.venv/bin/python -m lab.demo_history`` after ``scripts/setup``. It generates the history of two
 services (checkout and search, see ``lab.history``), backfills it with promtool into a Prometheus on a
 free loopback port, prints what happened in that month, then runs ``budgetguard eval slos/`` against it
 exactly as a user would, and stops Prometheus (``--keep`` leaves it running until Ctrl-C).

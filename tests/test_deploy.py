@@ -326,3 +326,20 @@ def test_the_dashboard_has_the_panels_the_operators_need() -> None:
         and {"id": "custom.lineStyle", "value": {"fill": "dash", "dash": [10, 10]}} in o["properties"]
     ]
     assert dashed, "the tier thresholds are drawn dashed on the burn-rate panel"
+
+
+def test_the_canary_example_loads_with_the_actions_its_config_declares(tmp_path: Path) -> None:
+    import io
+
+    from budgetguard.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    examples = Path(__file__).resolve().parent.parent / "deploy" / "examples"
+    assert (
+        main(["check", str(examples / "canary.yaml"), "--config", str(examples / "config.yaml")], out, err)
+        == 0
+    )
+    broken = tmp_path / "config.yaml"
+    broken.write_text((examples / "config.yaml").read_text().replace("abort-checkout:", "abort-other:"))
+    assert main(["check", str(examples / "canary.yaml"), "--config", str(broken)], out, err) == 2
+    assert "action 'abort-checkout' is not declared" in err.getvalue()
