@@ -140,8 +140,8 @@ class MetricsTarget:
 
 
 @contextmanager
-def metrics_target() -> Iterator[MetricsTarget]:
-    target = MetricsTarget().start()
+def metrics_target(seed: int | None = None) -> Iterator[MetricsTarget]:
+    target = MetricsTarget(seed=seed).start()
     try:
         yield target
     finally:

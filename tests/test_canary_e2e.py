@@ -180,6 +180,16 @@ def test_a_failing_canary_is_aborted_once_and_people_are_told_once(
     argo = daemon.get("/gates/argo/checkout/availability?canary=v2")
     assert argo.status_code == 200 and argo.json()["data"]["ok"] is False
 
+    # The aborted canary's pods go away: once it is gone from every canary window the incident
+    # resolves, and the receiver that understands a resolution hears of it; the Rollout stays aborted.
+    target.remove_stream({"version": "v2"})
+    resolved = hook.wait_for(2, accepted=True, timeout=timedelta(seconds=60))[1]
+    assert resolved.json["type"] == "budgetguard.incident.resolved"
+    assert resolved.header("webhook-id") == f"{incident['id']}.hook.resolve"
+    [closed] = incidents(daemon)
+    assert closed["state"] == "resolved" and "gone" in closed["resolution"]
+    assert len(aborts(kubernetes)) == 1
+
 
 def test_a_healthy_canary_is_left_alone(
     setup: Setup, target: MetricsTarget, kubernetes: KubernetesFake, hook: WebhookReceiver

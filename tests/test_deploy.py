@@ -7,6 +7,7 @@ exposes, so renaming a metric fails here, naming the panel or alert to fix.
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import subprocess
@@ -20,6 +21,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from budgetguard import __version__, policy
+from budgetguard.cli import main
 from budgetguard.exporter import Exporter
 from budgetguard.policy import Evaluation, Observation
 from tests.helpers import slo_from
@@ -329,10 +331,6 @@ def test_the_dashboard_has_the_panels_the_operators_need() -> None:
 
 
 def test_the_canary_example_loads_with_the_actions_its_config_declares(tmp_path: Path) -> None:
-    import io
-
-    from budgetguard.cli import main
-
     out, err = io.StringIO(), io.StringIO()
     examples = Path(__file__).resolve().parent.parent / "deploy" / "examples"
     assert (

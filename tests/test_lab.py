@@ -11,7 +11,9 @@ import io
 import logging
 import math
 import random
+import re
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -35,6 +37,7 @@ from lab.openmetrics import (
     write_openmetrics,
 )
 from lab.prometheus import LabError, PrometheusLab, PrometheusNotInstalled
+from lab.target import metrics_target as live_target
 
 if TYPE_CHECKING:
     from tests.conftest import DemoTsdb, LabFactory
@@ -544,3 +547,22 @@ def test_lab_numbers_for_the_demo_match_prometheus(prometheus_lab: LabFactory, d
             expected = expected_increase(one, at, window)
             assert expected is not None
             assert lab.query_value(f"increase({one.selector()}[{text}])", at) == expected
+
+
+def test_a_seeded_target_serves_poisson_traffic_and_a_removed_stream_vanishes() -> None:
+    with live_target(seed=3) as target:
+        target.set_stream({"version": "v1"}, requests_per_second=2000, error_ratio=0.1)
+        target.set_stream({"version": "v2"}, requests_per_second=10, error_ratio=0.0)
+        time.sleep(0.5)
+        text = target.exposition()
+        target.remove_stream({"version": "v2"})
+        after = target.exposition()
+    values = {
+        (m.group(1), m.group(2)): float(m.group(3))
+        for m in re.finditer(r'code="(\d+)",version="(v\d)"} ([0-9.]+)', text)
+    }
+    assert all(v == int(v) for v in values.values())  # whole requests, not fluid counts
+    total = values[("200", "v1")] + values[("500", "v1")]
+    assert 500 < total < 1500 and 0.05 < values[("500", "v1")] / total < 0.15
+    assert values[("500", "v2")] == 0
+    assert 'version="v2"' not in after
