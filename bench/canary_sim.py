@@ -39,7 +39,7 @@ the combined one must agree with the tables.
 
     python bench/canary_sim.py [--runs 200] [--healthy-hours 1000] [--windows 1m,5m] [--seed 1]
 
-Needs numpy (it comes with scipy, which the tests use). Takes about 20 s on two cores.
+Needs numpy (it comes with scipy, which the tests use). Takes about 25 s on two cores.
 """
 
 from __future__ import annotations
