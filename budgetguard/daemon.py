@@ -260,7 +260,7 @@ class Daemon:
         """What the canaries of this cycle open and resolve (``guard.decide``), not yet stored."""
         streaks = dict(self._streaks)
         canaried = [ev for ev in evaluations if ev.slo.canary is not None]
-        if not canaried:
+        if not canaried and not self._store_has_open_incidents():
             return [], streaks
         assert self._store is not None
         try:
@@ -272,7 +272,7 @@ class Daemon:
         by_slo: dict[str, list[Incident]] = {}
         for incident in open_incidents:
             by_slo.setdefault(incident.slo_id, []).append(incident)
-        decisions = []
+        decisions = self._orphans(open_incidents)
         for ev in canaried:
             slo_id = ev.slo.id
             mine = {k: v for k, v in streaks.items() if k[0] == slo_id}
@@ -292,6 +292,29 @@ class Daemon:
             if not decision.empty:
                 decisions.append(decision)
         return decisions, streaks
+
+    def _store_has_open_incidents(self) -> bool:
+        assert self._store is not None
+        try:
+            return bool(self._store.incidents(state=IncidentState.OPEN, limit=1))
+        except BudgetguardError:
+            return False
+
+    def _orphans(self, open_incidents: Sequence[Incident]) -> list[Decision]:
+        """Resolve open incidents whose SLO no longer declares a canary (removed, or its block dropped):
+        nothing would ever judge them again. Their RESOLVE deliveries follow their own triggers."""
+        declared = {slo.id for slo in self.state.slos if slo.canary is not None}
+        assert self._store is not None
+        decisions = []
+        now = datetime.now(tz=UTC)
+        for incident in open_incidents:
+            if incident.slo_id in declared:
+                continue
+            done = guard.resolve(incident, now, f"{incident.slo_id} no longer declares a canary guard")
+            triggers = [(row.action, row.request) for row in self._store.outbox(incident_id=incident.id)]
+            entries = guard.resolve_entries_from(done, triggers, self._delivery)
+            decisions.append(Decision(resolved=(done,), outbox=entries))
+        return decisions
 
     def _after_decisions(self, decisions: Sequence[Decision]) -> None:
         for decision in decisions:

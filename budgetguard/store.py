@@ -876,7 +876,8 @@ class Store:
 
         Evaluations older than ``raw_for`` keep one row per SLO per 5-minute bucket (the bucket's last)
         plus every row whose verdict changed; the boundary is rounded down to a whole bucket so a bucket
-        is never split. Evaluations and verdict changes older than ``keep_for`` are deleted. Each call
+        is never split. Evaluations and verdict changes older than ``keep_for`` are deleted, and so are
+        incidents resolved before then, with their deliveries (open incidents stay). Each call
         reads only the rows that aged past ``raw_for`` since the previous call. Freed pages are then
         returned to the file system (``incremental_vacuum``) and the WAL is checkpointed and truncated.
 
@@ -903,6 +904,11 @@ class Store:
             # An SLO whose newest evaluation is gone has no evaluation left at all.
             tx.execute("DELETE FROM slo_latest WHERE at < ?", [keep_cutoff])
             changes_deleted = tx.execute("DELETE FROM verdict_changes WHERE at < ?", [keep_cutoff])
+            # Incidents resolved before the cutoff go with their deliveries; open ones stay, whatever
+            # their age: an incident is history only once it is over.
+            old_incidents = "SELECT id FROM incidents WHERE state = 'resolved' AND resolved_at < ?"
+            tx.execute(f"DELETE FROM outbox WHERE incident_id IN ({old_incidents})", [keep_cutoff])
+            tx.execute(f"DELETE FROM incidents WHERE id IN ({old_incidents})", [keep_cutoff])
         downsampled = self._downsample(max(keep_cutoff, 0.0), raw_cutoff)
         reclaimed = (pages_before - self._reclaim()) * self._page_size()
         report = PruneReport(downsampled, deleted, changes_deleted, max(reclaimed, 0))

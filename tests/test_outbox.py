@@ -185,3 +185,15 @@ def test_an_action_no_longer_configured_fails_visibly(store: Store) -> None:
     run_until_quiet(OutboxWorker(store, {}, clock=clock), clock, 2, timedelta(seconds=1))
     [row] = store.outbox()
     assert row.status is OutboxStatus.FAILED and "no longer configured" in (row.last_detail or "")
+
+
+def test_retention_drops_incidents_resolved_long_ago_and_keeps_open_ones(store: Store) -> None:
+    write(store, OutboxEntry("abort", request("abort"), False))
+    later = INCIDENT.opened_at + timedelta(days=100)
+    store.prune(later)
+    assert len(store.incidents()) == 1 and len(store.outbox()) == 1  # still open: kept
+    Control(store, Delivery()).resolve(INCIDENT.id, "ops", INCIDENT.opened_at + timedelta(days=1))
+    store.prune(later - timedelta(days=20))  # resolved 79 days before: within the 90 days
+    assert len(store.incidents()) == 1
+    store.prune(later)
+    assert store.incidents() == [] and store.outbox() == []
