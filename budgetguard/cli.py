@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from budgetguard import __version__
-from budgetguard.config import load_settings
+from budgetguard.config import Settings, load_settings
 from budgetguard.control import Control
 from budgetguard.daemon import Daemon, configure_logging, delivery_of, known_actions
 from budgetguard.durations import parse_duration
@@ -248,14 +248,22 @@ def _run(args: argparse.Namespace, err: TextIO) -> int:
     return asyncio.run(Daemon(settings).run())
 
 
-def _history(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+def _store_settings(args: argparse.Namespace, err: TextIO) -> Settings | None:
+    """The settings of a command that reads the daemon's store, or None (told on ``err``) without one."""
     try:
         settings = load_settings(args.config, {"db": args.db})
     except ConfigError as exc:
         print(exc, file=err)
-        return EXIT_SPEC
+        return None
     if not settings.db.exists():
         print(f"no store at {settings.db}; run the daemon first or give --db", file=err)
+        return None
+    return settings
+
+
+def _history(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    settings = _store_settings(args, err)
+    if settings is None:
         return EXIT_SPEC
     since = datetime.now(tz=UTC) - args.since
     with Store(settings.db) as store:
@@ -286,13 +294,8 @@ def _report_problems(loaded: LoadResult, err: TextIO) -> None:
 
 
 def _control(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    try:
-        settings = load_settings(args.config, {"db": args.db})
-    except ConfigError as exc:
-        print(exc, file=err)
-        return EXIT_SPEC
-    if not settings.db.exists():
-        print(f"no store at {settings.db}; run the daemon first or give --db", file=err)
+    settings = _store_settings(args, err)
+    if settings is None:
         return EXIT_SPEC
     now = datetime.now(tz=UTC)
     with Store(settings.db) as store:
