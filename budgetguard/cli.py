@@ -5,6 +5,8 @@ The only place that prints. Exit codes are part of the interface (CI pipelines g
     check   0 all files valid, 2 otherwise
     run     0 after a clean stop (SIGTERM/SIGINT), 2 on invalid settings or SLO files at start
     history 0, 2 when there is no store
+    rules   0 rules written, 2 invalid SLO files (nothing written)
+    convert 0 native YAML printed (or nothing to convert), 2 invalid input (nothing printed)
     eval    0 nothing burning, 1 some SLO burning, 2 invalid SLO files (nothing evaluated),
             3 the source could not be read for some SLO (and none is burning)
 """
@@ -21,7 +23,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
-from budgetguard import __version__
+import yaml
+
+from budgetguard import __version__, formats
 from budgetguard.config import Settings, load_settings
 from budgetguard.control import Control
 from budgetguard.daemon import Daemon, configure_logging, delivery_of, known_actions
@@ -29,10 +33,12 @@ from budgetguard.durations import parse_duration
 from budgetguard.engine import Engine
 from budgetguard.errors import ConfigError, ControlError
 from budgetguard.guard import IncidentState
-from budgetguard.loader import LoadResult, load_paths
+from budgetguard.loader import LoadResult, load_paths, translate_paths
 from budgetguard.policy import Evaluation, Verdict
+from budgetguard.recording import RecordingEngine
 from budgetguard.records import to_record
 from budgetguard.render import history_table, table
+from budgetguard.rules import DEFAULT_INTERVAL, RuleFormat, render_rules
 from budgetguard.sources.prometheus import PrometheusConfig, PrometheusSource
 from budgetguard.store import Store
 
@@ -111,6 +117,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="evaluate at this instant (RFC 3339 or unix seconds) instead of now: backtesting",
     )
     ev.add_argument("--json", action="store_true", help="print one JSON object per SLO (a JSON array)")
+    ev.add_argument(
+        "--query-mode",
+        choices=["raw", "recording"],
+        default="raw",
+        help="recording: read the series `budgetguard rules` records, falling back to raw per SLO",
+    )
     ev.add_argument(
         "--timeout",
         type=_duration,
@@ -199,6 +211,48 @@ def build_parser() -> argparse.ArgumentParser:
     resume = commands.add_parser("resume", help="resume the canary guard of one SLO")
     resume.add_argument("slo_id", metavar="SERVICE/SLO")
     _store_options(resume)
+
+    rules = commands.add_parser(
+        "rules",
+        help="write Prometheus recording and alerting rules for the SLOs",
+        description="Write recording rules (error ratios per window, request-weighted over the SLO "
+        "window), metadata series and multi-window multi-burn-rate alerts for every SLO. Exit 2 on "
+        "invalid SLO files.",
+    )
+    rules.add_argument("paths", nargs="+", metavar="PATH", help="SLO files or directories of them")
+    rules.add_argument("-o", "--output", type=Path, metavar="FILE", help="write here (default stdout)")
+    rules.add_argument(
+        "--format",
+        choices=[f.value for f in RuleFormat],
+        default=RuleFormat.PROMETHEUS.value,
+        help="a rule file {groups: [...]} (default), or a prometheus-operator PrometheusRule",
+    )
+    rules.add_argument(
+        "--interval",
+        type=_duration,
+        default=DEFAULT_INTERVAL,
+        metavar="DURATION",
+        help="evaluation interval of every group (default 30s)",
+    )
+    rules.add_argument("--name", default="budgetguard-slos", help="PrometheusRule metadata.name")
+    rules.add_argument("--namespace", help="PrometheusRule metadata.namespace")
+    rules.add_argument(
+        "--label",
+        type=_header,
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="PrometheusRule metadata label (match your Prometheus' ruleSelector), repeatable",
+    )
+
+    convert = commands.add_parser(
+        "convert",
+        help="print the budgetguard/v1 equivalent of OpenSLO, Sloth CRD or Pyrra SLO files",
+        description="Print the native budgetguard/v1 YAML of every OpenSLO v1, Sloth PrometheusServiceLevel "
+        "and Pyrra ServiceLevelObjective SLO in the files, for migrating; OpenSLO references resolve across "
+        "all files given. Exit 2, printing nothing, when any file is invalid.",
+    )
+    convert.add_argument("paths", nargs="+", metavar="FILE", help="SLO files or directories of them")
     return parser
 
 
@@ -227,6 +281,10 @@ def main(
         return _run(args, err)
     if args.command == "history":
         return _history(args, out, err)
+    if args.command == "rules":
+        return _rules(args, out, err)
+    if args.command == "convert":
+        return _convert(args.paths, out, err)
     return _eval(args, out, err)
 
 
@@ -342,6 +400,49 @@ def _control_op(control: Control, args: argparse.Namespace, now: datetime) -> An
     return control.retry(int(args.id), now)
 
 
+def _rules(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    loaded = load_paths(args.paths)
+    if not loaded.ok:
+        _report_problems(loaded, err)
+        return EXIT_SPEC
+    try:
+        document = render_rules(
+            loaded.slos,
+            args.format,
+            args.interval,
+            name=args.name,
+            namespace=args.namespace,
+            labels=dict(args.label),
+        )
+    except ValueError as exc:  # two SLOs whose rule group names collide
+        print(exc, file=err)
+        return EXIT_SPEC
+    header = f"# Generated by budgetguard {__version__} `budgetguard rules` from {', '.join(args.paths)}.\n"
+    text = header + "# Do not edit: change the SLO files and generate again.\n" + _yaml(document)
+    if args.output is None:
+        out.write(text)
+        return EXIT_OK
+    args.output.write_text(text, encoding="utf-8")
+    print(
+        f"{len(loaded.slos)} SLO(s) from {len(loaded.files)} file(s): rules written to {args.output}",
+        file=out,
+    )
+    return EXIT_OK
+
+
+def _yaml(document: Any) -> str:
+    """Block YAML, keys in the generator's order, multi-line PromQL as literal blocks (|)."""
+
+    class Dumper(yaml.SafeDumper):
+        pass
+
+    def text(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|" if "\n" in value else None)
+
+    Dumper.add_representer(str, text)
+    return yaml.dump(document, Dumper=Dumper, sort_keys=False, width=2**16, allow_unicode=True)
+
+
 def _check(paths: Sequence[str], out: TextIO, err: TextIO, config: Path | None = None) -> int:
     actions = None
     if config is not None:
@@ -354,7 +455,27 @@ def _check(paths: Sequence[str], out: TextIO, err: TextIO, config: Path | None =
     if not loaded.ok:
         _report_problems(loaded, err)
         return EXIT_SPEC
+    for note in loaded.notes:
+        print(f"note: {note}", file=out)
     print(f"{len(loaded.slos)} SLO(s) in {len(loaded.files)} file(s): all valid", file=out)
+    return EXIT_OK
+
+
+def _convert(paths: Sequence[str], out: TextIO, err: TextIO) -> int:
+    loaded, translated = translate_paths(paths)
+    if not loaded.ok:
+        _report_problems(loaded, err)
+        return EXIT_SPEC
+    if not translated.translations:
+        print("nothing to convert: no OpenSLO, Sloth CRD or Pyrra SLO in the files given", file=err)
+        return EXIT_OK
+    lines = [f"# budgetguard/v1 written by budgetguard {__version__} `budgetguard convert` {' '.join(paths)}"]
+    lines += [f"# note: {note}" for note in loaded.notes]
+    documents = [
+        f"# {t.describe} in {t.source}\n{_yaml(formats.native_data(t.document))}"
+        for t in translated.translations
+    ]
+    out.write("\n".join(lines) + "\n" + "---\n".join(documents))
     return EXIT_OK
 
 
@@ -380,7 +501,7 @@ def _eval(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         headers=dict(args.header),
     )
     at = args.at or datetime.now(tz=UTC)
-    evaluations = asyncio.run(_evaluate(config, loaded, at))
+    evaluations = asyncio.run(_evaluate(config, loaded, at, args.query_mode))
     if args.json:
         json.dump([to_record(ev) for ev in evaluations], out, indent=2)
         out.write("\n")
@@ -389,9 +510,12 @@ def _eval(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return exit_code(evaluations)
 
 
-async def _evaluate(config: PrometheusConfig, loaded: LoadResult, at: datetime) -> list[Evaluation]:
+async def _evaluate(
+    config: PrometheusConfig, loaded: LoadResult, at: datetime, query_mode: str = "raw"
+) -> list[Evaluation]:
     async with PrometheusSource(config) as source:
-        return await Engine(source).evaluate_all(loaded.slos, at)
+        engine = RecordingEngine(source) if query_mode == "recording" else Engine(source)
+        return await engine.evaluate_all(loaded.slos, at)
 
 
 def exit_code(evaluations: Sequence[Evaluation]) -> int:

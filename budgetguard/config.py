@@ -212,6 +212,12 @@ class Settings(BaseSettings):
         description="Named actions canaries can call (on_burn, notify); none by default: budgetguard "
         "halts nothing until told how.",
     )
+    query_mode: Literal["raw", "recording"] = Field(
+        default="raw",
+        description="raw: every SLO's own queries, nothing to set up. recording: read the series "
+        "`budgetguard rules` records (load them into your Prometheus or ruler first), one query per window "
+        "for all SLOs; SLOs without loaded rules fall back to raw. Raw by default: it works on day one.",
+    )
     dry_run: bool = Field(
         default=False,
         description="Decide and record every action in the outbox, call none: for trying budgetguard "

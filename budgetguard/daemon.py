@@ -39,6 +39,7 @@ from budgetguard.loader import KnownActions, discover, load_paths
 from budgetguard.outbox import OutboxWorker, RetryPolicy
 from budgetguard.policy import Evaluation, Verdict
 from budgetguard.ports import Action
+from budgetguard.recording import RecordingEngine
 from budgetguard.server import HttpServer, create_app
 from budgetguard.sources.prometheus import PrometheusConfig, PrometheusSource
 from budgetguard.spec import SLO
@@ -249,6 +250,9 @@ class Daemon:
                 previous = self.state.latest.get(ev.slo.id)
                 if previous is not None and previous.verdict is not ev.verdict:
                     log.info("%s: %s -> %s: %s", ev.slo.id, previous.verdict, ev.verdict, ev.reason)
+                if ev.query_mode != "raw" and (previous is None or previous.query_mode != ev.query_mode):
+                    level = logging.INFO if ev.query_mode == "recording" else logging.WARNING
+                    log.log(level, "%s: read by %s", ev.slo.id, ev.query_mode)
                 self.state.latest[ev.slo.id] = ev
         self.state.cycles += 1
         self._exporter.observe_cycle(duration, len(slos))
@@ -376,7 +380,9 @@ class Daemon:
             concurrency=delivery.concurrency,
             on_result=lambda action, outcome: self._exporter.count_delivery(action, str(outcome)),
         )
-        self._engine = Engine(source)
+        self._engine: Engine | RecordingEngine = (
+            RecordingEngine(source) if settings.query_mode == "recording" else Engine(source)
+        )
         self._exporter = Exporter(self, version=__version__)
         self.state.latest = self._store.latest(self.state.slos)
         host, port = split_listen(settings.listen)

@@ -268,6 +268,11 @@ class _SLOFamilies:
         self.canary_events = _gauge(
             "canary_window_events", "A canary version's requests in each canary window."
         )
+        self.fallback = _gauge(
+            "recording_fallback",
+            "Recording-rule mode only: 1 when the SLO was read with raw queries because its recorded "
+            "series are missing or stale, 0 when it was read from them.",
+        )
         self.info = InfoMetricFamily(
             "budgetguard_slo",
             "One series per declared SLO: its objective in percent as declared, its window and labels.",
@@ -297,6 +302,8 @@ class _SLOFamilies:
             by_tier = {**labels, **dict(zip(("severity", "long_window", "short_window"), key, strict=True))}
             _add(self.threshold, by_tier, threshold)
             _add(self.firing, by_tier, firing.get(key))
+        if ev.query_mode != "raw":
+            _add(self.fallback, labels, 0.0 if ev.query_mode == "recording" else 1.0)
         for canary in ev.canaries:
             by_canary = {**labels, "canary_label": canary.label, "canary": canary.value}
             for verdict in Verdict:
@@ -330,6 +337,7 @@ class _SLOFamilies:
             self.canary_burn_lower,
             self.canary_limit,
             self.canary_events,
+            self.fallback,
         )
         return (family for family in families if family.samples)
 

@@ -4,6 +4,9 @@ Owns file discovery (files and directories, ``*.yaml``/``*.yml``), YAML parsing 
 file) and the translation of validation errors into ``SpecProblem``s that name the file, the line, the
 SLO and the field, and say how to fix it. It never stops at the first problem: a user fixing a file
 wants the whole list.
+
+Documents with an ``apiVersion`` (OpenSLO, Sloth's CRD, Pyrra) go to ``budgetguard.formats``, all those
+of one ``load_paths`` call together, since OpenSLO objects refer to each other across files.
 """
 
 from __future__ import annotations
@@ -12,12 +15,14 @@ import types
 import typing
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from budgetguard import formats
 from budgetguard.errors import SpecProblem
 from budgetguard.spec import (
     NATIVE_VERSION,
@@ -37,6 +42,8 @@ class LoadResult:
     slos: list[SLO] = field(default_factory=list)
     problems: list[SpecProblem] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
+    # Fields of other formats that were read but have no effect in budgetguard (not problems).
+    notes: list[SpecProblem] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -72,8 +79,16 @@ KnownActions = Mapping[str, frozenset[str]]
 
 
 def load_paths(paths: Iterable[str | Path], actions: KnownActions | None = None) -> LoadResult:
+    return _load_paths(paths, actions)[0]
+
+
+def _load_paths(
+    paths: Iterable[str | Path], actions: KnownActions | None
+) -> tuple[LoadResult, formats.Translated]:
+    paths = list(paths)
     files, problems = discover(paths)
     result = LoadResult(problems=problems)
+    foreign: list[formats.Document] = []
     for path in files:
         result.files.append(str(path))
         try:
@@ -81,9 +96,13 @@ def load_paths(paths: Iterable[str | Path], actions: KnownActions | None = None)
         except (OSError, UnicodeDecodeError) as exc:
             result.problems.append(SpecProblem(str(path), f"cannot read the file: {exc}"))
             continue
-        slos, file_problems = load_text(text, str(path), actions)
+        slos, file_problems = _load_text(text, str(path), actions, foreign)
         result.slos.extend(slos)
         result.problems.extend(file_problems)
+    translated = formats.translate(foreign)
+    result.slos.extend(translated.slos)
+    result.problems.extend(translated.problems)
+    result.notes.extend(translated.notes)
     if not files and not problems:
         result.problems.append(
             SpecProblem(
@@ -93,7 +112,7 @@ def load_paths(paths: Iterable[str | Path], actions: KnownActions | None = None)
             )
         )
     _check_duplicates(result)
-    return result
+    return result, translated
 
 
 def _check_duplicates(result: LoadResult) -> None:
@@ -116,7 +135,17 @@ def _check_duplicates(result: LoadResult) -> None:
 def load_text(
     text: str, source: str, actions: KnownActions | None = None
 ) -> tuple[list[SLO], list[SpecProblem]]:
-    """Validate every YAML document of one file."""
+    """Validate every YAML document of one file (OpenSLO references resolve within the file)."""
+    foreign: list[formats.Document] = []
+    slos, problems = _load_text(text, source, actions, foreign)
+    translated = formats.translate(foreign)
+    return slos + translated.slos, problems + list(translated.problems)
+
+
+def _load_text(
+    text: str, source: str, actions: KnownActions | None, foreign: list[formats.Document]
+) -> tuple[list[SLO], list[SpecProblem]]:
+    """Validate the native documents of one file; append the other formats' to ``foreign``."""
     try:
         nodes = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
         documents = list(yaml.safe_load_all(text))
@@ -135,6 +164,9 @@ def load_text(
     problems: list[SpecProblem] = []
     for node, document in zip(nodes, documents, strict=True):
         if document is None:
+            continue
+        if formats.is_foreign(document):
+            foreign.append(formats.Document(document, source, partial(_line, node)))
             continue
         doc_slos, doc_problems = load_document(document, source, node, actions)
         slos.extend(doc_slos)
@@ -359,6 +391,15 @@ def _unwrap(annotation: Any) -> Any:
 def _allowed_fields(loc: Sequence[Any]) -> list[str]:
     model = _model_at(loc)
     return list(model.model_fields) if model is not None else []
+
+
+def translate_paths(paths: Iterable[str | Path]) -> tuple[LoadResult, formats.Translated]:
+    """``load_paths``, and the native documents the OpenSLO, Sloth CRD and Pyrra files translate to.
+
+    For ``budgetguard convert``: native and Sloth ``prometheus/v1`` files given too are validated (and
+    OpenSLO references resolve across all files), but need no translation.
+    """
+    return _load_paths(paths, None)
 
 
 def iter_problems(result: LoadResult) -> Iterator[str]:

@@ -89,6 +89,9 @@ class Evaluation:
     error_kind: str | None = None
     # One per canary version when the SLO declares ``canary:``; the verdict above is the summed service's.
     canaries: tuple[CanaryEvaluation, ...] = ()
+    # How the numbers were read: "raw" (the SLI's queries), "recording" (recorded series), or
+    # "raw (fallback: <why>)" when recording-rule mode could not read this SLO's recorded series.
+    query_mode: str = "raw"
 
     def window(self, window: timedelta) -> WindowStat | None:
         return next((w for w in self.windows if w.window == window), None)

@@ -69,6 +69,7 @@ def to_record(ev: Evaluation) -> dict[str, Any]:
         "error_kind": ev.error_kind,
         "source": slo.source,
         "canaries": [canary_to_record(c) for c in ev.canaries],
+        "query_mode": ev.query_mode,
     }
 
 
@@ -202,6 +203,7 @@ def from_record(record: dict[str, Any], slo: SLO) -> Evaluation:
         warnings=tuple(record.get("warnings") or ()),
         error_kind=record.get("error_kind"),
         canaries=tuple(canary_from_record(c) for c in record.get("canaries") or ()) if slo.canary else (),
+        query_mode=record.get("query_mode") or "raw",
     )
 
 
