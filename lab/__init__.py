@@ -12,6 +12,9 @@ the Debian ``prometheus`` 2.42 binary on a loopback port.
 - ``lab.history``: the 31-day demo history of the ``checkout`` and ``search`` services (an incident,
   a counter reset, a slow latency regression) used by tests, the bench and the README.
 - ``lab.target``: a live loopback scrape target whose counters tests can steer mid-run.
+- ``lab.victoria`` and ``lab.metricsql``: the same for VictoriaMetrics 1.79: ``VictoriaLab`` imports
+  the same ``Series`` through its import API, and ``expected_vm_increase``/``expected_vm_rate`` copy
+  MetricsQL's non-extrapolating ``increase``/``rate``.
 
 The lab is test infrastructure: it is not part of the ``budgetguard`` distribution, budgetguard never
 imports it, and it imports nothing from budgetguard (so it can judge budgetguard's numbers

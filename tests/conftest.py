@@ -7,8 +7,11 @@
   template TSDB; ``prometheus_lab(blocks_from=demo_tsdb.blocks)`` gives a test its own copy in
   milliseconds instead of the ~10 s a fresh generate-and-backfill costs. Evaluate at ``demo_tsdb.end``.
 
-A missing ``prometheus``/``promtool`` binary fails these fixtures (with the apt-get hint); it never
-skips, so CI runs every test or goes red.
+- ``victoria_lab``: a factory. ``victoria_lab(history, latency_offset=...)`` starts a
+  ``lab.victoria.VictoriaLab``, imports ``history`` and returns it; every lab it made is closed at teardown.
+
+A missing ``prometheus``/``promtool``/``victoria-metrics`` binary fails these fixtures (with the apt-get
+hint); it never skips, so CI runs every test or goes red.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import pytest
 from lab.history import align_end, demo_history
 from lab.openmetrics import Series
 from lab.prometheus import PrometheusLab, PrometheusNotInstalled
+from lab.victoria import VictoriaLab, VictoriaMetricsNotInstalled
 
 PathLike = str | os.PathLike[str]
 
@@ -60,7 +64,7 @@ def _fail_if_not_installed() -> Iterator[None]:
     """Turn a missing binary into a test failure with the install hint (never a skip)."""
     try:
         yield
-    except PrometheusNotInstalled as exc:
+    except (PrometheusNotInstalled, VictoriaMetricsNotInstalled) as exc:
         pytest.fail(str(exc), pytrace=False)
 
 
@@ -95,6 +99,31 @@ def prometheus_lab() -> Iterator[LabFactory]:
             if not isinstance(item, Series):
                 lab.backfill(item)
         lab.start()
+        return lab
+
+    yield factory
+    for lab in labs:
+        lab.close()
+
+
+class VictoriaFactory(Protocol):
+    def __call__(
+        self, history: Iterable[Series] = (), *, latency_offset: timedelta = timedelta(0)
+    ) -> VictoriaLab: ...
+
+
+@pytest.fixture
+def victoria_lab() -> Iterator[VictoriaFactory]:
+    labs: list[VictoriaLab] = []
+
+    def factory(history: Iterable[Series] = (), *, latency_offset: timedelta = timedelta(0)) -> VictoriaLab:
+        with _fail_if_not_installed():
+            lab = VictoriaLab(latency_offset=latency_offset)
+        labs.append(lab)
+        lab.start()
+        series = list(history)
+        if series:
+            lab.import_series(series)
         return lab
 
     yield factory
