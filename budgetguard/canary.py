@@ -50,7 +50,7 @@ from typing import Literal
 
 from budgetguard.durations import format_duration
 from budgetguard.policy import Verdict
-from budgetguard.spec import CanaryPolicy
+from budgetguard.spec import BudgetConsumption, CanaryLatencySpec, CanaryPolicy, seconds_text
 
 Method = Literal["wilson", "exact"]
 
@@ -913,6 +913,165 @@ def judge(
     )
 
 
+# --- the latency guard: a quantile above a threshold is a share of slow requests ---------------------
+
+
+def format_held(held: timedelta) -> str:
+    """How long a breach has lasted, to the second (evaluation timestamps carry microseconds)."""
+    return format_duration(timedelta(seconds=round(held.total_seconds())))
+
+
+@dataclass(frozen=True)
+class LatencyCheck:
+    """One version's latency against ``canary.latency``, at one evaluation.
+
+    "p99 above 500ms" is "more than 1% of requests slower than 500ms": ``slow`` requests (``_count``
+    minus the bucket at the threshold) among all, judged by ``judge`` against the limit 1 - quantile
+    with the same confidence bounds and baseline test as an error ratio. BURNING here is evidence of
+    a breach now; the guard acts only once it has lasted ``hold`` (``Streak.advance_latency``).
+    Ratios are shares of requests; ``slow`` is None when the version's histogram has no bucket at
+    the threshold.
+    """
+
+    verdict: Verdict
+    headline: str  # "p99 latency of version=v2 above 500ms"
+    evidence: str  # "4.1% of 820 requests in the last 1m slower than 500ms, at least 2.3% ..."
+    window: timedelta
+    hold: timedelta
+    quantile: float
+    threshold_seconds: float
+    slow: Counts | None
+    baseline: Counts | None
+    slow_ratio: float | None
+    lower_bound: float
+    upper_bound: float
+    limit_ratio: float  # 1 - quantile
+    p_value_vs_baseline: float | None
+    baseline_slow_ratio: float | None
+    events_needed: int | None
+    healthy_enough: bool
+
+    @property
+    def reason(self) -> str:
+        return f"{self.headline}: {self.evidence}"
+
+    def held_reason(self, held: timedelta) -> str:
+        """The reason once the breach has lasted ``held``: the article's "above 500ms for 2m"."""
+        return f"{self.headline} for {format_held(held)}: {self.evidence}"
+
+
+def judge_latency(
+    slow: Counts | None,
+    baseline: Counts | None,
+    guard: CanaryLatencySpec,
+    knobs: CanaryKnobs,
+    *,
+    name: str = "canary",
+) -> LatencyCheck:
+    """Judge one version's share of requests slower than ``guard.threshold_seconds`` over its window.
+
+    ``judge`` decides, with 1 - quantile as the "budget" and a 1x limit, so the significance, the
+    baseline comparison and the requests still needed are exactly those of an error ratio.
+    """
+    limit = guard.slow_ratio_limit
+    p, threshold = guard.quantile_name, seconds_text(guard.threshold_seconds)
+    subject = f"{p} latency of {name}"
+    window = format_duration(guard.measured_over)
+    confidence = f"{knobs.confidence * 100:g}%"
+    allows = f"({p} allows {_pct(limit)})"
+    j = None if slow is None else judge(slow, baseline, limit, replace(knobs, burn_limit=1.0), name=subject)
+    if slow is None or j is None:
+        headline = f"{subject} not judged"
+        evidence = (
+            f"its requests have no {guard.metric}_bucket series at le={guard.threshold_seconds:g}; "
+            "threshold_seconds must be one of its histogram's bucket boundaries"
+        )
+    elif _healthy_side(slow)[1] == 0:
+        headline = f"{subject} not judged"
+        evidence = (
+            f"no requests in the last {window}; {j.events_needed or 0:,} requests all faster than "
+            f"{threshold} would show with {confidence} confidence that its {p} stays within it"
+        )
+    else:
+        measured = (
+            f"{_pct(j.error_ratio or 0.0)} of {_count(slow.total, 'request')} in the last {window} "
+            f"slower than {threshold}"
+        )
+        versus = ""
+        if j.p_value_vs_baseline is not None and j.baseline_error_ratio is not None:
+            versus = f"the baseline's {_pct(j.baseline_error_ratio)} (p={_p(j.p_value_vs_baseline)})"
+        if j.verdict is Verdict.BURNING:
+            headline = f"{subject} above {threshold}"
+            evidence = f"{measured}, at least {_pct(j.lower_bound)} with {confidence} confidence {allows}"
+            if versus:
+                evidence += f"; and worse than {versus}"
+            elif baseline is not None and knobs.compare_baseline:
+                evidence += "; the baseline had no traffic, so the bound alone decides"
+        elif j.verdict is Verdict.HEALTHY:
+            headline = f"{subject} within {threshold}"
+            evidence = f"{measured}, at most {_pct(j.upper_bound)} with {confidence} confidence {allows}"
+        elif j.lower_bound > limit:
+            headline = f"{subject} above {threshold}, but so is the baseline's"
+            evidence = (
+                f"{measured}, at least {_pct(j.lower_bound)} with {confidence} confidence {allows}, but not "
+                f"significantly worse than {versus}: the service as a whole is slow, not just this version"
+            )
+        else:
+            headline = f"{subject} undecided against {threshold}"
+            evidence = (
+                f"{measured}, between {_pct(j.lower_bound)} and {_pct(j.upper_bound)} with {confidence} "
+                f"confidence, which includes the {_pct(limit)} {p} allows"
+            )
+            if j.events_needed is None:
+                evidence += "; no amount of traffic at this share would decide"
+            else:
+                evidence += f"; about {_count(j.events_needed, 'more request')} at this share would decide"
+    return LatencyCheck(
+        verdict=Verdict.INCONCLUSIVE if j is None else j.verdict,
+        headline=headline,
+        evidence=evidence,
+        window=guard.measured_over,
+        hold=guard.hold,
+        quantile=guard.quantile,
+        threshold_seconds=guard.threshold_seconds,
+        slow=slow,
+        baseline=baseline,
+        slow_ratio=None if j is None else j.error_ratio,
+        lower_bound=0.0 if j is None else j.lower_bound,
+        upper_bound=1.0 if j is None else j.upper_bound,
+        limit_ratio=limit,
+        p_value_vs_baseline=None if j is None else j.p_value_vs_baseline,
+        baseline_slow_ratio=None if j is None else j.baseline_error_ratio,
+        events_needed=None if j is None else j.events_needed,
+        healthy_enough=j is not None and j.healthy_enough,
+    )
+
+
+@dataclass(frozen=True)
+class Hold:
+    """How long one check has been burning without interruption, by the evaluation timestamps.
+
+    ``since`` is the first BURNING verdict of the current run and ``last`` the latest. Any other
+    verdict ends the run; so does time going backwards (a clock step must not make a breach look
+    older, nor shorten the wait: the run starts again from the earlier time). Failed evaluations are
+    not verdicts and leave the run as it is, as a Prometheus alert keeps its pending state.
+    """
+
+    since: datetime | None = None
+    last: datetime | None = None
+
+    def advance(self, burning: bool, at: datetime) -> Hold:
+        if not burning:
+            return Hold()
+        if self.since is None or self.last is None or at < self.last:
+            return Hold(at, at)
+        return Hold(self.since, at)
+
+    @property
+    def held(self) -> timedelta:
+        return timedelta(0) if self.since is None or self.last is None else self.last - self.since
+
+
 @dataclass(frozen=True)
 class Streak:
     """When to act on one canary's verdicts: ``needed`` BURNING verdicts in a row, then a cooldown.
@@ -928,6 +1087,7 @@ class Streak:
     cooldown: timedelta = timedelta(minutes=5)
     run: int = 0
     acted_at: datetime | None = None
+    breach: Hold = Hold()  # the latency guard's clock (``advance_latency``)
 
     def __post_init__(self) -> None:
         if self.needed < 1:
@@ -946,6 +1106,17 @@ class Streak:
         if run >= self.needed and not self.cooling(at):
             return replace(self, run=0, acted_at=at), True
         return replace(self, run=run), False
+
+    def advance_latency(self, check: LatencyCheck, at: datetime) -> tuple[Streak, timedelta | None]:
+        """Run the latency guard's clock on one verdict; the breach's duration when it is time to act.
+
+        Due once the breach has been judged BURNING without interruption for ``check.hold`` (at the
+        first BURNING verdict when the hold is zero) and outside the cooldown; acting restarts it.
+        """
+        breach = self.breach.advance(check.verdict is Verdict.BURNING, at)
+        if breach.since is not None and breach.held >= check.hold and not self.cooling(at):
+            return replace(self, run=0, acted_at=at, breach=Hold()), breach.held
+        return replace(self, breach=breach), None
 
 
 # --- every version of one SLO ----------------------------------------------------------------------
@@ -968,6 +1139,11 @@ class CanaryEvaluation:
     lower bound, or else the longest window. With several windows each is tested at the confidence
     split between them (Bonferroni), so the chance that one check wrongly calls a canary BURNING stays
     at most ``1 - confidence`` whatever the number of windows.
+
+    With a latency guard (``latency``) the verdict covers both checks: HEALTHY needs both healthy, and
+    a latency breach makes the version BURNING only when the guard acts at once (``for`` 0); a breach
+    that must last first leaves it INCONCLUSIVE (not promoted, not yet halted) until the guard's
+    clock opens an incident. ``judgement`` and ``windows`` stay the error ratio's.
     """
 
     label: str
@@ -978,10 +1154,12 @@ class CanaryEvaluation:
     window: timedelta
     judgement: CanaryJudgement
     windows: tuple[CanaryWindow, ...]
+    latency: LatencyCheck | None = None
 
     @property
     def healthy_enough(self) -> bool:
-        return self.verdict is Verdict.HEALTHY and self.judgement.healthy_enough
+        latency_ok = self.latency is None or self.latency.healthy_enough
+        return self.verdict is Verdict.HEALTHY and self.judgement.healthy_enough and latency_ok
 
 
 def knobs_for(policy: CanaryPolicy, windows: int = 1) -> CanaryKnobs:
@@ -999,8 +1177,11 @@ def knobs_for(policy: CanaryPolicy, windows: int = 1) -> CanaryKnobs:
 
 
 def pick_baseline(policy: CanaryPolicy, traffic: Mapping[str, float]) -> str | None:
-    """The declared baseline, or the version with most requests over the baseline window (ties: by name)."""
-    if policy.baseline is not None:
+    """The declared baseline, or the version with most requests over the baseline window (ties: by name).
+
+    A shadow has none: its SLI counts only the shadowed versions, each compared with the primary already.
+    """
+    if policy.baseline is not None or policy.shadow:
         return policy.baseline
     busy = [(total, value) for value, total in traffic.items() if total > 0]
     if not busy:
@@ -1013,15 +1194,21 @@ def judge_versions(
     budget: float | Fraction,
     counts: Mapping[timedelta, Mapping[str, Counts]],
     traffic: Mapping[str, float],
+    latency: Mapping[str, Counts | None] | None = None,
 ) -> tuple[CanaryEvaluation, ...]:
     """Judge every version seen in the canary windows except the baseline.
 
     ``counts`` holds each canary window's per-version counts; ``traffic`` each version's requests over
-    the baseline window. A version present in no canary window is not judged (it is gone).
+    the baseline window. A version present in no canary window is not judged (it is gone). With a
+    latency guard, ``latency`` holds each version's slow requests among all over the guard's window
+    (None: its histogram has no bucket at the threshold); it is required then.
     """
+    if policy.latency is not None and latency is None:
+        raise ValueError("the canary block has a latency guard: pass each version's slow and total requests")
     baseline = pick_baseline(policy, traffic)
     knobs = knobs_for(policy, len(policy.windows))
-    seen = sorted({value for window in policy.windows for value in counts.get(window, {})} - {baseline})
+    seen_values = {value for window in policy.windows for value in counts.get(window, {})}
+    seen = sorted((seen_values | set(latency or {})) - {baseline})
     out = []
     for value in seen:
         results = []
@@ -1041,8 +1228,22 @@ def judge_versions(
             healthy = longest.judgement.verdict is Verdict.HEALTHY
             verdict = Verdict.HEALTHY if healthy else Verdict.INCONCLUSIVE
         reason = decider.judgement.reason
+        if policy.budget_consumed is not None:
+            who = f"{policy.label}={value}"
+            reason = _consumption_reason(policy.budget_consumed, decider.judgement, knobs, who, reason)
         if baseline is None and policy.compare_baseline:
             reason += "; no baseline version with traffic to compare with"
+        check = None
+        if policy.latency is not None and latency is not None:
+            theirs = None if baseline is None else latency.get(baseline)
+            check = judge_latency(
+                latency.get(value, Counts(0.0, 0.0)),
+                theirs,
+                policy.latency,
+                knobs_for(policy),
+                name=f"{policy.label}={value}",
+            )
+            verdict, reason = _with_latency(verdict, reason, check)
         out.append(
             CanaryEvaluation(
                 label=policy.label,
@@ -1053,6 +1254,46 @@ def judge_versions(
                 window=decider.window,
                 judgement=decider.judgement,
                 windows=tuple(results),
+                latency=check,
             )
         )
     return tuple(out)
+
+
+def _with_latency(verdict: Verdict, reason: str, check: LatencyCheck) -> tuple[Verdict, str]:
+    """One version's verdict over both checks; the reason of whichever decides (both when healthy)."""
+    if verdict is Verdict.BURNING:
+        return verdict, reason
+    if check.verdict is Verdict.BURNING:
+        if check.hold <= timedelta(0):
+            return Verdict.BURNING, check.reason
+        return (
+            Verdict.INCONCLUSIVE,
+            f"{check.reason}; acting once it has lasted {format_duration(check.hold)}",
+        )
+    if verdict is Verdict.HEALTHY and check.verdict is Verdict.HEALTHY:
+        return Verdict.HEALTHY, f"{reason}; {check.reason}"
+    undecided = [r for v, r in ((verdict, reason), (check.verdict, check.reason)) if v is not Verdict.HEALTHY]
+    return Verdict.INCONCLUSIVE, "; ".join(undecided)
+
+
+def _consumption_reason(
+    rule: BudgetConsumption, judgement: CanaryJudgement, knobs: CanaryKnobs, who: str, reason: str
+) -> str:
+    """The reason in ``budget_consumed``'s terms: the share of the period's budget the version's error
+    ratio consumes within the lookback, against the share allowed (its own requests, as if it took all
+    traffic, like every canary burn rate)."""
+    if judgement.burn_rate is None:
+        return reason
+    confidence = f"{knobs.confidence * 100:g}%"
+    period, within = format_duration(rule.period), format_duration(rule.within)
+    head = f"{who} consumed {_pct(rule.consumed(judgement.burn_rate))} of the {period} budget in {within}"
+    allowed = f"the {_pct(rule.fraction)} allowed"
+    lower, upper = _pct(rule.consumed(judgement.burn_lower)), _pct(rule.consumed(judgement.burn_upper))
+    if judgement.verdict is Verdict.BURNING:
+        head += f" (at least {lower} with {confidence} confidence), above {allowed}"
+    elif judgement.verdict is Verdict.HEALTHY:
+        head += f" (at most {upper} with {confidence} confidence), within {allowed}"
+    else:
+        head += f" (between {lower} and {upper} with {confidence} confidence), undecided against {allowed}"
+    return f"{head}: {reason.removeprefix(f'{who} over {within}: ')}"

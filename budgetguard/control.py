@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from budgetguard import affected
 from budgetguard.errors import ControlError
 from budgetguard.guard import Decision, Delivery, Incident, IncidentState, resolve, resolve_entries_from
 from budgetguard.records import format_time
@@ -93,4 +94,5 @@ def incident_record(incident: Incident) -> dict[str, Any]:
         "acknowledged_by": incident.acknowledged_by,
         "resolved_at": t(incident.resolved_at),
         "resolution": incident.resolution,
+        "affected": None if incident.affected is None else affected.to_record(incident.affected),
     }

@@ -5,6 +5,12 @@ coalesced), hourly retention, and a watch on the SLO files. Signals: SIGTERM/SIG
 (finish or cancel the cycle, flush the store, exit 0); SIGHUP reloads the SLO files. An invalid new set
 of files keeps the last good one running and is reported in the logs, the metrics and the API.
 
+After a cycle's decisions are stored and the outbox woken (so a halt is on its way), each incident that
+opened for an SLO with ``canary.affected_by`` gets one background query that says who is affected
+(``budgetguard.affected``); storing its answer releases the notify deliveries held for it. At start-up,
+actions that can check their targets (an Istio VirtualService's owners) are asked once, in the
+background, and what they say is logged as warnings.
+
 This is the only module that knows which concrete adapters exist.
 """
 
@@ -26,7 +32,7 @@ from typing import Any
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from budgetguard import __version__, guard
+from budgetguard import __version__, affected, guard
 from budgetguard.actions import RESOLVABLE_TYPES, build_action, placeholders_of
 from budgetguard.canary import Streak
 from budgetguard.config import Settings, split_listen
@@ -38,7 +44,7 @@ from budgetguard.guard import Decision, Delivery, Incident, IncidentState
 from budgetguard.loader import KnownActions, discover, load_paths
 from budgetguard.outbox import OutboxWorker, RetryPolicy
 from budgetguard.policy import Evaluation, Verdict
-from budgetguard.ports import Action
+from budgetguard.ports import Action, Affected, MetricsSource
 from budgetguard.recording import RecordingEngine
 from budgetguard.server import HttpServer, create_app
 from budgetguard.sources.prometheus import PrometheusConfig, PrometheusSource
@@ -49,6 +55,14 @@ log = logging.getLogger("budgetguard")
 
 STOP_DEADLINE = timedelta(seconds=8)  # under the 10 s Kubernetes-style grace the issue asks for
 PRUNE_EVERY = timedelta(hours=1)
+# Who is affected (#6): the one breakdown query an opening incident makes waits this long at most.
+AFFECTED_QUERY_TIMEOUT = timedelta(seconds=5)
+# An incident's notify deliveries wait this long at most for that breakdown, counted from the
+# evaluation that opened it: a slow cycle's write, then the query's own bound, with room to spare.
+# Then they go out without it (a crash or a hung query delays a page, never loses it).
+AFFECTED_HOLD = timedelta(seconds=15)
+# How long the start-up checks of actions (a VirtualService's owners) may take in all.
+CHECK_TIMEOUT = timedelta(seconds=30)
 
 
 class JsonFormatter(logging.Formatter):
@@ -121,6 +135,7 @@ def delivery_of(settings: Settings) -> Delivery:
         dry_run=settings.dry_run,
         dry_run_actions=frozenset(name for name, c in settings.actions.items() if c.dry_run),
         resolvable=frozenset(name for name, c in settings.actions.items() if c.type in RESOLVABLE_TYPES),
+        affected_hold=AFFECTED_HOLD,
     )
 
 
@@ -137,6 +152,8 @@ class Daemon:
         self._outbox: OutboxWorker | None = None
         self._streaks: dict[tuple[str, str], Streak] = {}
         self._last_opened: dict[tuple[str, str], datetime] = {}
+        self._source: MetricsSource | None = None  # for the who-is-affected queries
+        self._background: set[asyncio.Task[None]] = set()
 
     # --- views for the exporter and the server ---------------------------------------------------
 
@@ -243,7 +260,7 @@ class Daemon:
             log.exception("could not record the cycle; verdicts are kept in memory and exported")
         else:
             self._streaks = streaks
-            self._after_decisions(decisions)
+            self._after_decisions(decisions, evaluations)
         ids = {slo.id for slo in self.state.slos}
         for ev in evaluations:
             if ev.slo.id in ids:
@@ -320,7 +337,8 @@ class Daemon:
             decisions.append(Decision(resolved=(done,), outbox=entries))
         return decisions
 
-    def _after_decisions(self, decisions: Sequence[Decision]) -> None:
+    def _after_decisions(self, decisions: Sequence[Decision], evaluations: Sequence[Evaluation] = ()) -> None:
+        """Log and count what the stored decisions did, wake the outbox, then read who is affected."""
         for decision in decisions:
             for incident in decision.opened:
                 self._last_opened[incident.key] = incident.opened_at
@@ -338,6 +356,97 @@ class Daemon:
                 log.info("incident %s resolved: %s", incident.id, incident.resolution)
         if any(d.outbox for d in decisions) and self._outbox is not None:
             self._outbox.wake()
+        # After the wake-up: the halt is on its way before the breakdown query is even sent.
+        by_id = {ev.slo.id: ev for ev in evaluations}
+        for decision in decisions:
+            for incident in decision.opened:
+                ev = by_id.get(incident.slo_id)
+                if ev is not None and ev.slo.canary is not None and ev.slo.canary.affected_by:
+                    self._in_background(self._read_affected(ev, incident), f"affected-{incident.id}")
+
+    def _in_background(self, work: Any, name: str) -> None:
+        task: asyncio.Task[None] = asyncio.create_task(work, name=name)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def settle(self) -> None:
+        """Wait for the background work in flight (the breakdown queries, the start-up checks)."""
+        while self._background:
+            await asyncio.gather(*list(self._background), return_exceptions=True)
+
+    async def _read_affected(self, ev: Evaluation, incident: Incident) -> None:
+        """Who is affected: ONE grouped query over the deciding window, stored on the incident, which
+        releases the notify deliveries held for it. Never raises: without an answer the incident says
+        why, and the held deliveries go out at once without it."""
+        slo = ev.slo
+        assert slo.canary is not None
+        judged = next((c for c in ev.canaries if c.value == incident.canary_value), None)
+        window = judged.window if judged is not None else slo.canary.windows[-1]
+        found = await self._ask_affected(ev, incident, window)
+        if self._store is None:
+            return
+        try:
+            released = self._store.set_affected(incident.id, found, datetime.now(tz=UTC))
+        except BudgetguardError:
+            log.exception(
+                "incident %s: cannot store who is affected; notifications go out without it", incident.id
+            )
+            return
+        log.info(
+            "incident %s: who is affected: %s (%d held notification(s) released)",
+            incident.id,
+            affected.describe(found),
+            released,
+        )
+        if released and self._outbox is not None:
+            self._outbox.wake()
+
+    async def _ask_affected(self, ev: Evaluation, incident: Incident, window: timedelta) -> Affected:
+        slo = ev.slo
+        if self._source is None:
+            return affected.unavailable(slo, window, "no metrics source to ask")
+        try:
+            expr = affected.query(slo, window)
+            counts = affected.counts_events(slo, window)
+        except ValueError as exc:
+            return affected.unavailable(slo, window, f"cannot break the errors down: {exc}")
+        seconds = AFFECTED_QUERY_TIMEOUT.total_seconds()
+        try:
+            async with asyncio.timeout(seconds):
+                answer = await self._source.query(expr, ev.at)
+        except TimeoutError:
+            return affected.unavailable(slo, window, f"the breakdown query had no answer within {seconds:g}s")
+        except BudgetguardError as exc:
+            return affected.unavailable(slo, window, f"the breakdown query failed: {exc}")
+        except Exception as exc:  # the breakdown is a nicety: a bug in it must not touch the guard
+            log.exception("incident %s: the breakdown query failed unexpectedly", incident.id)
+            return affected.unavailable(slo, window, f"the breakdown query failed: {exc!r}")
+        if answer.warnings or answer.partial:
+            log.warning("incident %s: the breakdown may be incomplete: %s", incident.id, answer.warnings)
+        return affected.parse(slo, incident.canary_value, window, answer.samples, counts=counts)
+
+    async def _check_actions(self) -> None:
+        """Once, at start-up: what each action with a ``check`` has to say about its targets (an Istio
+        VirtualService that Argo Rollouts or Flagger owns, say). Warnings, never a refusal."""
+        for name, action in self._actions.items():
+            check = getattr(action, "check", None)
+            if not callable(check):
+                continue
+            contexts = [
+                guard.context(slo, slo.canary.label, "", slo.canary.baseline)
+                for slo in self.state.slos
+                if slo.canary is not None and name in slo.canary.actions
+            ]
+            if not contexts:
+                continue
+            try:
+                async with asyncio.timeout(CHECK_TIMEOUT.total_seconds()):
+                    warnings = await check(contexts)
+            except Exception:  # a check is advice: its failure must not stop the daemon
+                log.warning("checking action %s failed", name, exc_info=True)
+                continue
+            for warning in warnings:
+                log.warning("%s", warning)
 
     def _prune(self) -> None:
         assert self._store is not None
@@ -369,6 +478,7 @@ class Daemon:
             api_token = settings.api_token_value()
             self._actions = {name: build_action(name, config) for name, config in settings.actions.items()}
             self._last_opened = self._store.last_opened()
+            self._source = source
         except BudgetguardError as exc:
             log.error("not starting: %s", exc)
             return 2
@@ -395,7 +505,12 @@ class Daemon:
         loop.add_signal_handler(signal.SIGINT, self._stop.set)
         loop.add_signal_handler(signal.SIGHUP, lambda: self.reload("SIGHUP"))
         app = create_app(
-            self, self._exporter, api_token, control=lambda: self.control, on_change=self.control_changed
+            self,
+            self._exporter,
+            api_token,
+            control=lambda: self.control,
+            on_change=self.control_changed,
+            history=source,
         )
         server = HttpServer(app, host, port)
         try:
@@ -408,6 +523,7 @@ class Daemon:
             return 2
         outbox_stop = asyncio.Event()
         outbox_task = asyncio.create_task(self._outbox.run(outbox_stop), name="outbox")
+        self._in_background(self._check_actions(), "check-actions")
 
         scheduler = AsyncIOScheduler(timezone=UTC)
         scheduler.add_job(
@@ -461,6 +577,10 @@ class Daemon:
         )
         for task in late:
             task.cancel()
+        # A breakdown cut short leaves its held notifications to go out when their hold ends.
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*list(self._background), return_exceptions=True)
         await server.stop()
         await source.aclose()
         await self._close_actions()

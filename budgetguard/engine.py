@@ -22,7 +22,7 @@ from budgetguard.errors import QueryError, SourceError
 from budgetguard.policy import Evaluation, Observation
 from budgetguard.ports import MetricsSource, QueryResult, Sample
 from budgetguard.queries import Part, PlannedQuery
-from budgetguard.spec import SLO
+from budgetguard.spec import SLO, CanaryPolicy
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ class Engine:
         return list(await asyncio.gather(*(self.evaluate(slo, at) for slo in slos)))
 
     async def evaluate(self, slo: SLO, at: datetime) -> Evaluation:
-        planned = queries.plan(slo)
+        planned = queries.plan(slo) + queries.plan_latency(slo)
         try:
             answers = await self._ask(planned, at)
             observations = {
@@ -138,7 +138,7 @@ def _events(value: float, query: PlannedQuery) -> float:
 def _observe(
     slo: SLO, window: timedelta, planned: Iterable[PlannedQuery], answers: dict[str, list[Sample]]
 ) -> Observation:
-    parts = {q.part: q for q in planned if q.window == window}
+    parts = {q.part: q for q in planned if q.window == window and q.part not in queries.LATENCY_PARTS}
     summed = slo.canary is not None
     values = {part: _single(answers.get(q.tag, []), q, summed) for part, q in parts.items()}
 
@@ -208,4 +208,22 @@ def _judge_canaries(
         else:
             errors = _by_version(answers.get(parts[Part.ERRORS].tag, []), policy.label, parts[Part.ERRORS])
         counts[window] = {v: Counts(errors.get(v, 0.0), t) for v, t in totals.items()}
-    return canary.judge_versions(policy, slo.error_budget, counts, traffic)
+    latency = _latency_by_version(policy, planned, answers)
+    return canary.judge_versions(policy, slo.error_budget, counts, traffic, latency)
+
+
+def _latency_by_version(
+    policy: CanaryPolicy, planned: Sequence[PlannedQuery], answers: dict[str, list[Sample]]
+) -> dict[str, Counts | None] | None:
+    """Slow requests (``_count`` minus the bucket at the threshold) among all, per version; None for a
+    version with requests but no bucket at the threshold (not one of its histogram's boundaries)."""
+    parts = {q.part: q for q in planned if q.part in queries.LATENCY_PARTS}
+    if policy.latency is None or not parts:
+        return None
+    total_q, fast_q = parts[Part.LATENCY_TOTAL], parts[Part.LATENCY_FAST]
+    totals = _by_version(answers.get(total_q.tag, []), policy.label, total_q)
+    fast = _by_version(answers.get(fast_q.tag, []), policy.label, fast_q)
+    return {
+        v: None if v not in fast and t > 0 else Counts(max(t - fast.get(v, 0.0), 0.0), t)
+        for v, t in totals.items()
+    }

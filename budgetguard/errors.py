@@ -7,12 +7,14 @@ callers never have to know which library sat underneath::
     BudgetguardError
     ├── SpecError                 an SLO file is wrong (carries every problem found, never just the first)
     ├── ConfigError               the daemon's own settings are wrong
-    └── SourceError               the metrics source could not answer a query (carries the query)
-        ├── SourceUnavailable     connection refused, DNS, 5xx, "Service Unavailable" while starting up
-        ├── SourceTimeout         the client or the server gave up waiting
-        ├── SourceAuthError       401/403: credentials, tenant (Mimir's "no org id")
-        ├── QueryError            the server rejected the query itself (bad_data, execution): fix the PromQL
-        └── SourceProtocolError   the answer could not be understood (not JSON, unexpected result type)
+    ├── SourceError               the metrics source could not answer a query (carries the query)
+    │   ├── SourceUnavailable     connection refused, DNS, 5xx, "Service Unavailable" while starting up
+    │   ├── SourceTimeout         the client or the server gave up waiting
+    │   ├── SourceAuthError       401/403: credentials, tenant (Mimir's "no org id")
+    │   ├── QueryError            the server rejected the query itself (bad_data, execution): fix the PromQL
+    │   └── SourceProtocolError   the answer could not be understood (not JSON, unexpected result type)
+    ├── ControlError              a manual control request that cannot be done as asked (carries a status)
+    └── DaemonUnreachable         a command asking the running daemon got no HTTP answer from it
 
 This module does no I/O and imports nothing but the standard library.
 """
@@ -127,3 +129,7 @@ class ControlError(BudgetguardError):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
+
+
+class DaemonUnreachable(BudgetguardError):
+    """A command that asks the running daemon's API (``budgetguard gate``) got no HTTP answer."""

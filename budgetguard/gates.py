@@ -17,6 +17,15 @@ only when it is HEALTHY on enough requests (``healthy_enough``) with nothing ope
 nothing and promotes nothing. A failed evaluation (ERROR) never halts by itself: a Prometheus outage must
 not roll back every canary in the cluster; an incident opened before the outage still does.
 
+A shadow (``canary: {kind: shadow}``, a dark launch) serves no user: the rollback hook never asks Flagger
+to roll one back (403 always), while the promotion gates refuse it by the same rule as a canary.
+
+The release gates (Flagger's ``confirm-rollout``, a web metric for Argo Rollouts' pre-promotion analysis,
+``budgetguard gate`` in CI) ask about a whole service: may a new release start? No while any of its SLOs
+with a ``freeze:`` policy has spent its budget (``budgetguard.freeze``) and does not exempt the caller's
+labels, or while the version asked about is a shadow that burns or has an open incident. No verdict
+(an SLO with a policy failed to evaluate, and nothing else freezes) is its own answer, 503.
+
 Pure: no I/O, no clock, no logging. Flagger's payload is parsed here too, so it is tested without HTTP.
 """
 
@@ -24,12 +33,15 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
-from dataclasses import dataclass, field
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Any
 
 from budgetguard.canary import CanaryEvaluation
 from budgetguard.durations import format_duration
+from budgetguard.freeze import FreezeState, Recovery, SloFreeze, judge
 from budgetguard.policy import Evaluation, Verdict
 from budgetguard.records import format_time
 
@@ -75,8 +87,8 @@ class FlaggerHook:
     token: str | None = field(default=None, repr=False)
 
 
-def parse_flagger_hook(raw: bytes) -> FlaggerHook:
-    """Read Flagger's JSON payload; ValueError says what is wrong without echoing any value."""
+def _flagger_payload(raw: bytes) -> tuple[dict[str, Any], dict[str, str]]:
+    """Flagger's payload and its metadata, checked; ValueError says what is wrong without echoing values."""
     try:
         payload = json.loads(raw)
     except (ValueError, RecursionError) as exc:
@@ -93,6 +105,12 @@ def parse_flagger_hook(raw: bytes) -> FlaggerHook:
     metadata = payload.get("metadata") or {}
     if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
         raise ValueError("'metadata' must map strings to strings, as the Canary's webhook metadata does")
+    return payload, metadata
+
+
+def parse_flagger_hook(raw: bytes) -> FlaggerHook:
+    """Read Flagger's JSON payload; ValueError says what is wrong without echoing any value."""
+    payload, metadata = _flagger_payload(raw)
     slo_id = metadata.get("slo", "")
     service, _, name = slo_id.partition("/")
     if not (service and name):
@@ -246,6 +264,14 @@ def flagger_rollback(
         return refused
     focus = _focus(ev, guard, canary)
     halt = _halt_reason(ev, focus)
+    assert ev.slo.canary is not None
+    if ev.slo.canary.shadow:
+        state = f"; its promotion is refused instead: {halt}" if halt else ""
+        return answer(
+            False,
+            f"{slo_id} judges a shadow (kind: shadow) that serves no user: never rolled back{state}",
+            _verdict(ev, focus),
+        )
     if guard.paused:
         would = f" (unpaused it would: {halt})" if halt else ""
         return answer(False, f"guard paused for {slo_id}; no rollback{would}", _verdict(ev, focus))
@@ -333,4 +359,249 @@ def argo_metric(slo_id: str, ev: Evaluation | None, guard: GuardStatus, canary: 
         "reason": reason,
         "at": format_time(ev.at),
     }
+    return GateAnswer(OK, {"data": data})
+
+
+# --- the release gates: may a new release of a service start? --------------------------------------
+
+_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+# Metadata keys and query parameters that are not the caller's labels.
+FLAGGER_RESERVED = frozenset({"service", "slo", "canary", "token"})
+RELEASE_RESERVED = frozenset({"canary"})
+
+
+def caller_labels(pairs: Mapping[str, str], reserved: frozenset[str]) -> dict[str, str]:
+    """The labels a caller sends for the freeze's exceptions: every key but ``reserved``, empty values
+    dropped (an Argo argument left at ""); ValueError names a key that is no label name."""
+    labels = {}
+    for name, value in pairs.items():
+        if name in reserved or value == "":
+            continue
+        if not _LABEL_NAME.match(name) or name.startswith("__"):
+            raise ValueError(
+                f"{name!r} is not a label name; pass labels such as change=security-fix "
+                "(letters, digits and underscores)"
+            )
+        labels[name] = value
+    return labels
+
+
+@dataclass(frozen=True)
+class FlaggerReleaseHook:
+    """Flagger's payload to a ``confirm-rollout`` hook: the service in ``metadata.service`` (or the service
+    of ``metadata.slo``), the version in ``metadata.canary``, every other metadata key a label."""
+
+    name: str
+    namespace: str
+    phase: str
+    checksum: str
+    service: str
+    canary: str | None
+    labels: Mapping[str, str]
+    token: str | None = field(default=None, repr=False)
+
+
+def parse_flagger_release_hook(raw: bytes) -> FlaggerReleaseHook:
+    payload, metadata = _flagger_payload(raw)
+    service = metadata.get("service") or metadata.get("slo", "").partition("/")[0]
+    if not service:
+        raise ValueError(
+            "the webhook's metadata needs service: <service> (the service whose releases the freeze "
+            "guards), e.g. service: checkout"
+        )
+    return FlaggerReleaseHook(
+        name=payload.get("name") or "",
+        namespace=payload.get("namespace") or "",
+        phase=payload.get("phase") or "",
+        checksum=payload.get("checksum") or "",
+        service=service,
+        canary=metadata.get("canary") or None,
+        labels=caller_labels(metadata, FLAGGER_RESERVED),
+        token=metadata.get("token"),
+    )
+
+
+@dataclass(frozen=True)
+class ShadowCheck:
+    """Whether the version asked about may be released, as one shadow SLO of the service sees it."""
+
+    slo_id: str
+    canary: str
+    refused: bool
+    reason: str
+
+
+@dataclass(frozen=True)
+class Release:
+    """The answer to "may a new release of ``service`` start?", with everything behind it."""
+
+    service: str
+    canary: str | None
+    labels: Mapping[str, str]
+    slos: tuple[SloFreeze, ...]  # the service's SLOs that declare freeze:
+    shadows: tuple[ShadowCheck, ...]  # the service's shadow SLOs, when a version was asked about
+    at: datetime | None
+
+    @property
+    def frozen(self) -> tuple[SloFreeze, ...]:
+        return tuple(s for s in self.slos if s.state is FreezeState.FROZEN)
+
+    @property
+    def refused(self) -> tuple[ShadowCheck, ...]:
+        return tuple(s for s in self.shadows if s.refused)
+
+    @property
+    def unknown(self) -> tuple[SloFreeze, ...]:
+        return tuple(s for s in self.slos if s.state is FreezeState.UNKNOWN)
+
+    @property
+    def allowed(self) -> bool | None:
+        """True: go; False: frozen or refused; None: no verdict (a policy's SLO could not be judged)."""
+        if self.frozen or self.refused:
+            return False
+        return None if self.unknown else True
+
+    @property
+    def recovery(self) -> Recovery | None:
+        """When every frozen SLO is expected back: the latest of their estimates (None when unknown)."""
+        known = [(s.recovery.at, s.recovery) for s in self.frozen if s.recovery and s.recovery.at]
+        if not known or len(known) < len(self.frozen):
+            return None
+        return max(known, key=lambda pair: pair[0])[1]
+
+    @property
+    def reason(self) -> str:
+        if self.allowed is False:
+            parts = [s.reason for s in self.frozen] + [s.reason for s in self.refused]
+            head = f"releases of {self.service} are frozen" if self.frozen else f"{self.service}: refused"
+            text = f"{head}: {'; '.join(parts)}"
+            recovery = self.recovery
+            if self.frozen and recovery is not None:
+                text += f". Budget {recovery.reason}"
+            elif self.frozen:
+                notes = [s.recovery.reason for s in self.frozen if s.recovery is not None]
+                text += ". Recovery: " + ("; ".join(notes) if notes else "not estimated")
+            return text
+        if self.allowed is None:
+            return f"no verdict for {self.service}: {'; '.join(s.reason for s in self.unknown)}"
+        parts = [s.reason for s in self.slos] + [s.reason for s in self.shadows]
+        return f"releases of {self.service} may go: {'; '.join(parts)}"
+
+
+def _shadow_check(ev: Evaluation, guard: GuardStatus, canary: str) -> ShadowCheck:
+    focus = _focus(ev, guard, canary)
+    halt = _halt_reason(ev, focus)
+    if halt is None:
+        return ShadowCheck(ev.slo.id, canary, False, f"shadow {ev.slo.id}: {_summary(ev, focus)}")
+    if guard.paused:
+        return ShadowCheck(
+            ev.slo.id, canary, False, f"guard paused for {ev.slo.id}: its shadow is not enforced ({halt})"
+        )
+    return ShadowCheck(ev.slo.id, canary, True, f"shadow {ev.slo.id} refuses {focus.named(canary)}: {halt}")
+
+
+def release(
+    service: str,
+    evaluations: Sequence[Evaluation],
+    guards: Mapping[str, GuardStatus],
+    labels: Mapping[str, str],
+    *,
+    canary: str | None = None,
+    recoveries: Mapping[str, Recovery] | None = None,
+) -> Release:
+    """Decide a release of ``service`` from the latest evaluations of its SLOs.
+
+    ``guards`` holds the guard status of its shadow SLOs; ``recoveries`` the estimates for the SLOs
+    ``frozen_slos`` names (the caller reads them from the source).
+    """
+    recoveries = recoveries or {}
+    mine = [ev for ev in evaluations if ev.slo.service == service]
+    slos = []
+    for ev in mine:
+        judged = judge(ev, labels)
+        if judged is not None:
+            slos.append(replace(judged, recovery=recoveries.get(judged.slo_id)))
+    shadows = []
+    if canary is not None:
+        for ev in mine:
+            if ev.slo.canary is not None and ev.slo.canary.shadow:
+                shadows.append(_shadow_check(ev, guards.get(ev.slo.id, GuardStatus()), canary))
+    at = max((ev.at for ev in mine), default=None)
+    return Release(service, canary, dict(labels), tuple(slos), tuple(shadows), at)
+
+
+def frozen_slos(service: str, evaluations: Sequence[Evaluation], labels: Mapping[str, str]) -> list[str]:
+    """The SLOs that freeze this caller's release of ``service`` (their recovery is worth estimating)."""
+    return [s.slo_id for s in release(service, evaluations, {}, labels).slos if s.state is FreezeState.FROZEN]
+
+
+def _no_release_policy(decision: Release) -> GateAnswer | None:
+    """A release gate that could never refuse is a configuration error: say so, as the canary gates do."""
+    if decision.slos or decision.shadows:
+        return None
+    shadow = " (and none judges a shadow of the version asked about)" if decision.canary else ""
+    return GateAnswer(
+        BAD_REQUEST,
+        {
+            "error": f"no SLO of {decision.service} declares a freeze: policy{shadow}, so this gate could "
+            "never refuse a release; add one, e.g. freeze: {below: 0.0, except: {change: [security-fix]}}"
+        },
+    )
+
+
+def _slo_record(s: SloFreeze) -> dict[str, Any]:
+    recovery = s.recovery
+    return {
+        "slo": s.slo_id,
+        "state": str(s.state),
+        "budgetRemaining": _finite(s.budget_remaining),
+        "below": s.below,
+        "exemptBy": s.exempt_by,
+        "reason": s.reason,
+        "recoveryAt": None if recovery is None or recovery.at is None else format_time(recovery.at),
+        "recovery": None if recovery is None else recovery.reason,
+    }
+
+
+def release_data(decision: Release) -> dict[str, Any]:
+    """The release decision as JSON (camelCase, like the Argo metric): what every release gate returns."""
+    recovery = decision.recovery
+    return {
+        "ok": decision.allowed is True,
+        "frozen": bool(decision.frozen),
+        "service": decision.service,
+        "canary": decision.canary,
+        "labels": dict(decision.labels),
+        "reason": decision.reason,
+        "recoveryAt": None if recovery is None or recovery.at is None else format_time(recovery.at),
+        "slos": [_slo_record(s) for s in decision.slos],
+        "shadows": [
+            {"slo": s.slo_id, "canary": s.canary, "refused": s.refused, "reason": s.reason}
+            for s in decision.shadows
+        ],
+        "at": None if decision.at is None else format_time(decision.at),
+    }
+
+
+def flagger_confirm_rollout(decision: Release) -> GateAnswer:
+    """Flagger's ``confirm-rollout`` hook: 200 starts the rollout; 403 (frozen) and 503 (no verdict) keep
+    the canary ``Waiting`` and Flagger asks again next tick, with no failed check counted (§2.1)."""
+    refused = _no_release_policy(decision)
+    if refused is not None:
+        return refused
+    data = release_data(decision)
+    body = {"rollout": decision.allowed is True, **{k: v for k, v in data.items() if k != "ok"}}
+    status = {True: OK, False: NOT_NOW, None: NO_VERDICT}[decision.allowed]
+    return GateAnswer(status, body)
+
+
+def release_metric(decision: Release) -> GateAnswer:
+    """The release gate for Argo Rollouts and ``budgetguard gate``: 200 ``{"data": {"ok", ...}}`` whenever
+    a verdict exists (``ok`` false while frozen or refused), 503 (with the same data) when none does."""
+    refused = _no_release_policy(decision)
+    if refused is not None:
+        return refused
+    data = release_data(decision)
+    if decision.allowed is None:
+        return GateAnswer(NO_VERDICT, {"error": decision.reason, "data": data})
     return GateAnswer(OK, {"data": data})

@@ -1,10 +1,13 @@
 """Incidents: when a canary's verdicts open one, what it sends, and when it resolves.
 
 A canary judged BURNING ``streak`` times in a row, outside the cooldown and while the guard is not
-paused for its SLO, opens an incident for (SLO, canary value). Opening writes one outbox entry per
-action the canary block names (``on_burn`` first, then ``notify``), each with an idempotency key that
-is stable for (incident, action, event): those entries are the only way an action is ever sent, so an
-incident fires its actions exactly once however many cycles keep seeing the canary burn. The incident
+paused for its SLO, opens an incident for (SLO, canary value). So does a latency breach
+(``canary.latency``) judged BURNING without interruption for its ``for``, by the evaluation
+timestamps; the incident's reason then reads in the guard's terms ("p99 latency of version=v2 above
+500ms for 2m: ..."). Opening writes one outbox entry per action the canary block names (``on_burn``
+first, then ``notify``), each with an idempotency key that is stable for (incident, action, event):
+those entries are the only way an action is ever sent, so an incident fires its actions exactly once
+however many cycles keep seeing the canary burn. The incident
 resolves when the canary's version is gone from every canary window, or when it has been HEALTHY for
 ``resolve_after``; resolving writes a RESOLVE entry for the actions whose targets understand one
 (PagerDuty's resolve, Alertmanager's ``endsAt``, a webhook's or Slack's "resolved" message).
@@ -21,13 +24,13 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 
-from budgetguard.canary import CanaryEvaluation, Streak
+from budgetguard.canary import CanaryEvaluation, Hold, Streak, format_held
 from budgetguard.durations import format_duration
 from budgetguard.policy import Evaluation, Verdict
-from budgetguard.ports import ActionRequest, EventKind
+from budgetguard.ports import ActionRequest, Affected, EventKind
 from budgetguard.spec import SLO
 
 
@@ -57,6 +60,8 @@ class Incident:
     acknowledged_by: str | None = None
     resolved_at: datetime | None = None
     resolution: str | None = None
+    # Who is affected (canary.affected_by): read after the incident is stored, so None until then.
+    affected: Affected | None = None
 
     @property
     def key(self) -> tuple[str, str]:
@@ -70,6 +75,9 @@ class OutboxEntry:
     action: str
     request: ActionRequest
     dry_run: bool  # recorded, never called
+    # Not delivered before this (None: at once). A notify entry waits here for the who-is-affected
+    # slice, which fills it in when delivered; it never waits longer, so it is never lost.
+    not_before: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -94,6 +102,9 @@ class Delivery:
     dry_run: bool = False
     dry_run_actions: frozenset[str] = frozenset()
     resolvable: frozenset[str] = frozenset()
+    # How long after an incident opens its notify deliveries wait for the who-is-affected query
+    # (SLOs with canary.affected_by); on_burn deliveries never wait: the halt is not delayed.
+    affected_hold: timedelta = timedelta(0)
 
     def is_dry(self, action: str) -> bool:
         return self.dry_run or action in self.dry_run_actions
@@ -147,14 +158,20 @@ def _request(
 
 
 def open_entries(slo: SLO, incident: Incident, delivery: Delivery) -> tuple[OutboxEntry, ...]:
-    assert slo.canary is not None
+    """TRIGGER deliveries, ``on_burn`` first. With ``affected_by``, the ``notify`` ones are held for at
+    most ``delivery.affected_hold`` so the page can say who is hurt; the halt is due at once."""
+    policy = slo.canary
+    assert policy is not None
+    hold = delivery.affected_hold if policy.affected_by else timedelta(0)
+    held_until = incident.opened_at + hold if hold > timedelta(0) else None
     return tuple(
         OutboxEntry(
             action,
             _request(slo, incident, action, EventKind.TRIGGER, at=incident.opened_at, reason=incident.reason),
             delivery.is_dry(action),
+            not_before=None if action in policy.on_burn else held_until,
         )
-        for action in slo.canary.actions
+        for action in policy.actions
     )
 
 
@@ -248,7 +265,7 @@ def decide(
         incident = open_by_value.get(value)
         if incident is not None:
             # An open incident already fired its actions: only its resolution is left to decide.
-            new_streaks[key] = replace(streak, run=0)
+            new_streaks[key] = replace(streak, run=0, breach=Hold())
             if canary.verdict is Verdict.HEALTHY:
                 since = incident.healthy_since or at
                 if at - since >= policy.resolve_after:
@@ -266,12 +283,27 @@ def decide(
                 updated.append(replace(incident, healthy_since=None))
             continue
         next_streak, act = streak.advance(canary.judgement, at)
+        reason = canary.reason
+        # The latency guard acts once its breach has lasted `for`, by its own clock (#6).
+        latency = canary.latency
+        slow = latency is not None and latency.verdict is Verdict.BURNING
+        if latency is not None and not act:
+            next_streak, held = next_streak.advance_latency(latency, at)
+            if held is not None:
+                act, reason = True, latency.held_reason(held)
+        elif act:
+            next_streak = replace(next_streak, breach=Hold())
         new_streaks[key] = next_streak
-        if canary.verdict is not Verdict.BURNING:
+        if canary.verdict is not Verdict.BURNING and not slow:
             continue
         if not act:
             if streak.cooling(at):
                 notes.append(f"{slo.id} {policy.label}={value}: burning, but within the cooldown")
+            elif latency is not None and slow and canary.judgement.verdict is not Verdict.BURNING:
+                notes.append(
+                    f"{slo.id}: {latency.headline} for {format_held(next_streak.breach.held)} of the "
+                    f"{format_duration(latency.hold)} needed"
+                )
             else:
                 notes.append(
                     f"{slo.id} {policy.label}={value}: burning {next_streak.run} of {policy.streak} "
@@ -281,7 +313,11 @@ def decide(
         if paused:
             notes.append(f"{slo.id} {policy.label}={value}: burning, but the guard is paused for this SLO")
             # Keep the evidence, not the action: resumed while still burning, it acts at once.
-            new_streaks[key] = replace(streak, run=min(streak.run + 1, policy.streak))
+            new_streaks[key] = replace(
+                streak,
+                run=min(streak.run + 1, policy.streak) if canary.judgement.verdict is Verdict.BURNING else 0,
+                breach=streak.breach.advance(slow, at),
+            )
             continue
         new = Incident(
             id=incident_id(slo.id, value, at),
@@ -292,7 +328,7 @@ def decide(
             canary_value=value,
             baseline=canary.baseline,
             opened_at=at,
-            reason=canary.reason,
+            reason=reason,
             burn_rates=_burn_rates(canary),
             events=canary.judgement.events,
         )

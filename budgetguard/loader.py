@@ -390,7 +390,8 @@ def _unwrap(annotation: Any) -> Any:
 
 def _allowed_fields(loc: Sequence[Any]) -> list[str]:
     model = _model_at(loc)
-    return list(model.model_fields) if model is not None else []
+    # As written in files: a field whose name is a Python keyword is declared by alias (``for``).
+    return [f.alias or name for name, f in model.model_fields.items()] if model is not None else []
 
 
 def translate_paths(paths: Iterable[str | Path]) -> tuple[LoadResult, formats.Translated]:

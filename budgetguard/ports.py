@@ -40,6 +40,23 @@ class QueryResult:
     partial: bool = False
 
 
+@dataclass(frozen=True)
+class RangeSeries:
+    """One series of a range query: its labels and its points, oldest first (``None`` where NaN)."""
+
+    labels: Mapping[str, str]
+    points: tuple[tuple[datetime, float | None], ...]
+
+
+@dataclass(frozen=True)
+class RangeResult:
+    """The series of one range query, with the same data-quality signals as ``QueryResult``."""
+
+    series: tuple[RangeSeries, ...]
+    warnings: tuple[str, ...] = field(default=())
+    partial: bool = False
+
+
 class MetricsSource(Protocol):
     """Answers PromQL instant queries at an explicit evaluation time.
 
@@ -63,13 +80,43 @@ class EventKind(StrEnum):
 
 
 @dataclass(frozen=True)
+class AffectedShare:
+    """One slice of a canary's errors: label values (one per ``by`` label, or a single label's value),
+    the errors in it over the window, and its share of all the canary's errors there (0..1)."""
+
+    labels: Mapping[str, str]
+    errors: float
+    share: float
+
+
+@dataclass(frozen=True)
+class Affected:
+    """Who a burning canary hurts: its errors over ``window`` broken down by the labels the SLO names
+    (``canary.affected_by``), read once when the incident opens.
+
+    ``slices`` are combinations of every ``by`` label, ``top`` each label's values on their own; both
+    largest first and cut to a few. Without a breakdown (the query failed, found no errors) both are
+    empty and ``note`` says why.
+    """
+
+    by: tuple[str, ...]
+    window: timedelta
+    errors: float
+    slices: tuple[AffectedShare, ...] = ()
+    top: Mapping[str, tuple[AffectedShare, ...]] = field(default_factory=dict)
+    note: str = ""
+
+
+@dataclass(frozen=True)
 class ActionRequest:
     """One delivery of one incident's event to one action, exactly as the outbox stored it.
 
     ``idempotency_key`` is stable for (incident, action, event): a retry, or a redelivery after a
     crash, carries the same key, so targets that deduplicate (Standard Webhooks ``webhook-id``,
     PagerDuty ``dedup_key``) see one event. ``context`` holds what names are templated from: the
-    SLO's labels plus ``service``, ``slo``, ``canary_label``, ``canary``, ``baseline``.
+    SLO's labels plus ``service``, ``slo``, ``canary_label``, ``canary``, ``baseline``. ``affected``
+    is the incident's who-is-affected slice, filled in from the incident when the outbox reads the
+    entry for delivery (None until it is known, and for SLOs without ``affected_by``).
     """
 
     event: EventKind
@@ -85,6 +132,7 @@ class ActionRequest:
     burn_rates: Mapping[str, float | None] = field(default_factory=dict)
     events: float | None = None
     context: Mapping[str, str] = field(default_factory=dict)
+    affected: Affected | None = None
 
 
 class ActionOutcome(StrEnum):

@@ -32,6 +32,12 @@ class Part(StrEnum):
     TOTAL = "total"  # all events per second over the window
     GOOD = "good"  # good events per second (latency SLIs: requests under the threshold)
     RATIO = "ratio"  # the error ratio itself (raw SLIs)
+    # The canary latency guard's histogram, per version, over its own window (not an SLI part).
+    LATENCY_FAST = "latency_fast"  # requests at or under the threshold (the bucket at le)
+    LATENCY_TOTAL = "latency_total"  # all requests (_count)
+
+
+LATENCY_PARTS = frozenset({Part.LATENCY_FAST, Part.LATENCY_TOTAL})
 
 
 @dataclass(frozen=True)
@@ -107,6 +113,18 @@ def plan(slo: SLO, windows: Iterable[timedelta] | None = None) -> tuple[PlannedQ
         )
         for window in (slo.windows() if windows is None else windows)
         for part, template in parts.items()
+    )
+
+
+def plan_latency(slo: SLO) -> tuple[PlannedQuery, ...]:
+    """The canary latency guard's two queries, summed by the canary label over the guard's window."""
+    if slo.canary is None or slo.canary.latency is None:
+        return ()
+    guard = slo.canary.latency
+    fast, total = latency_templates(guard, slo.canary.label)
+    return tuple(
+        PlannedQuery(window=guard.measured_over, part=part, expr=render(template, guard.measured_over))
+        for part, template in ((Part.LATENCY_FAST, fast), (Part.LATENCY_TOTAL, total))
     )
 
 

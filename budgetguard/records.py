@@ -13,7 +13,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from budgetguard.canary import CanaryEvaluation, CanaryJudgement, CanaryWindow, Counts
+from budgetguard import affected
+from budgetguard.canary import CanaryEvaluation, CanaryJudgement, CanaryWindow, Counts, LatencyCheck
 from budgetguard.durations import format_duration, parse_duration
 from budgetguard.policy import Evaluation, TierState, Verdict, WindowStat
 from budgetguard.ports import ActionRequest, EventKind
@@ -132,7 +133,57 @@ def canary_to_record(c: CanaryEvaluation) -> dict[str, Any]:
             }
             for w in c.windows
         ],
+        "latency": None if c.latency is None else _latency_record(c.latency),
     }
+
+
+def _latency_record(check: LatencyCheck) -> dict[str, Any]:
+    return {
+        "verdict": str(check.verdict),
+        "reason": check.reason,
+        "headline": check.headline,
+        "evidence": check.evidence,
+        "window": format_duration(check.window),
+        "for": format_duration(check.hold),
+        "quantile": check.quantile,
+        "threshold_seconds": check.threshold_seconds,
+        "slow": None if check.slow is None else check.slow.errors,
+        "requests": None if check.slow is None else check.slow.total,
+        "baseline_slow": None if check.baseline is None else check.baseline.errors,
+        "baseline_requests": None if check.baseline is None else check.baseline.total,
+        "slow_ratio": _num(check.slow_ratio),
+        "lower_bound": check.lower_bound,
+        "upper_bound": check.upper_bound,
+        "limit_ratio": check.limit_ratio,
+        "p_value_vs_baseline": _num(check.p_value_vs_baseline),
+        "baseline_slow_ratio": _num(check.baseline_slow_ratio),
+        "events_needed": check.events_needed,
+        "healthy_enough": check.healthy_enough,
+    }
+
+
+def _latency(r: dict[str, Any]) -> LatencyCheck:
+    return LatencyCheck(
+        verdict=Verdict(r["verdict"]),
+        headline=r["headline"],
+        evidence=r["evidence"],
+        window=parse_duration(r["window"]),
+        hold=parse_duration(r["for"], allow_zero=True),
+        quantile=r["quantile"],
+        threshold_seconds=r["threshold_seconds"],
+        slow=None if r["requests"] is None else Counts(r["slow"], r["requests"]),
+        baseline=None
+        if r["baseline_requests"] is None
+        else Counts(r["baseline_slow"], r["baseline_requests"]),
+        slow_ratio=r["slow_ratio"],
+        lower_bound=r["lower_bound"],
+        upper_bound=r["upper_bound"],
+        limit_ratio=r["limit_ratio"],
+        p_value_vs_baseline=r["p_value_vs_baseline"],
+        baseline_slow_ratio=r["baseline_slow_ratio"],
+        events_needed=r["events_needed"],
+        healthy_enough=r["healthy_enough"],
+    )
 
 
 def canary_from_record(r: dict[str, Any]) -> CanaryEvaluation:
@@ -158,6 +209,7 @@ def canary_from_record(r: dict[str, Any]) -> CanaryEvaluation:
         window=window,
         judgement=decider,
         windows=windows,
+        latency=None if r.get("latency") is None else _latency(r["latency"]),
     )
 
 
@@ -225,6 +277,7 @@ def request_to_record(request: ActionRequest) -> dict[str, Any]:
         "burn_rates": {k: _num(v) for k, v in request.burn_rates.items()},
         "events": _num(request.events),
         "context": dict(request.context),
+        "affected": None if request.affected is None else affected.to_record(request.affected),
     }
 
 
@@ -243,4 +296,5 @@ def request_from_record(record: dict[str, Any]) -> ActionRequest:
         burn_rates=dict(record.get("burn_rates") or {}),
         events=record.get("events"),
         context=dict(record.get("context") or {}),
+        affected=None if record.get("affected") is None else affected.from_record(record["affected"]),
     )

@@ -13,11 +13,17 @@ Endpoints (the JSON schema is documented in the README, "HTTP API"):
     GET /api/v1/slos/{service}/{slo}      one SLO: latest evaluation, recent history, verdict changes
     POST /gates/flagger/rollback          Flagger's rollback hook: 200 = roll back now, 403 = carry on
     POST /gates/flagger/confirm-promotion Flagger's confirm-promotion hook: 200 = promote, 403 = wait
+    POST /gates/flagger/confirm-rollout   Flagger's confirm-rollout hook: 200 = start, 403 frozen, 503 unknown
     GET /gates/argo/{service}/{slo}       Argo Rollouts web metric: 200 {"data": {"ok", ...}}, 503 no verdict
+    GET /gates/release/{service}          the release freeze, for Argo and `budgetguard gate`: 200 {"data"}
 
 The gates decide in ``budgetguard.gates``; here they only meet HTTP. With an API token configured,
-/api/ and /gates/argo/ require ``Authorization: Bearer <token>``; Flagger sends no headers, so its gates
-also accept the token as the webhook's ``metadata.token``.
+/api/, /gates/argo/ and /gates/release/ require ``Authorization: Bearer <token>``; Flagger sends no
+headers, so its gates also accept the token as the webhook's ``metadata.token``.
+
+A frozen release's answer says when the budget is expected back (``budgetguard.freeze``), from a range
+query the server sends through the ``RangeSource`` it is given: at most every few minutes per SLO, and
+never holding a gate's answer more than a couple of seconds (a slow source leaves it "being estimated").
 """
 
 from __future__ import annotations
@@ -27,7 +33,8 @@ import contextlib
 import hmac
 import json
 import logging
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+import time
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -37,12 +44,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from budgetguard import gates
+from budgetguard import freeze, gates
 from budgetguard.durations import parse_duration
-from budgetguard.errors import ControlError
+from budgetguard.errors import BudgetguardError, ControlError
+from budgetguard.freeze import Recovery
 from budgetguard.gates import Gate, GuardStatus
 from budgetguard.guard import IncidentState
 from budgetguard.policy import Evaluation
+from budgetguard.ports import RangeResult
 from budgetguard.records import format_time, to_record
 
 log = logging.getLogger(__name__)
@@ -92,6 +101,68 @@ class MetricsRenderer(Protocol):
     def render(self, accept: str | None = None) -> tuple[bytes, str]: ...
 
 
+class RangeSource(Protocol):
+    """Range queries, for the recovery estimate of a frozen release (``PrometheusSource`` is one)."""
+
+    async def query_range(
+        self, expr: str, start: datetime, end: datetime, step: timedelta
+    ) -> RangeResult: ...
+
+
+class RecoveryEstimates:
+    """When each frozen SLO's budget is expected back, read from the source at most every ``ttl``.
+
+    A gate never waits more than ``wait`` for a fresh estimate: a slow source answers "being estimated"
+    and the estimate lands in the cache for the next ask (Flagger and Argo ask every interval).
+    """
+
+    def __init__(
+        self, source: RangeSource | None, ttl: timedelta = timedelta(minutes=5), wait: float = 2.0
+    ) -> None:
+        self._source = source
+        self._ttl = ttl.total_seconds()
+        self._wait = wait
+        self._done: dict[tuple[object, ...], tuple[float, Recovery]] = {}
+        self._running: dict[tuple[object, ...], asyncio.Task[Recovery]] = {}
+
+    async def get(self, ev: Evaluation) -> Recovery:
+        if self._source is None:
+            return Recovery(None, "not estimated: no metrics source to read the window's errors from")
+        # A reloaded SLO with another objective, window or floor is another estimate.
+        policy = ev.slo.freeze
+        key = (ev.slo.id, ev.slo.objective, ev.slo.window, None if policy is None else policy.below)
+        cached = self._done.get(key)
+        if cached is not None and time.monotonic() - cached[0] < self._ttl:
+            return cached[1]
+        task = self._running.get(key)
+        if task is None:
+            task = asyncio.create_task(self._estimate(self._source, ev, key), name=f"recovery {ev.slo.id}")
+            self._running[key] = task
+        try:
+            return await asyncio.wait_for(asyncio.shield(task), self._wait)
+        except TimeoutError:
+            return Recovery(None, "still being estimated from the metrics source; ask again shortly")
+
+    async def _estimate(self, source: RangeSource, ev: Evaluation, key: tuple[object, ...]) -> Recovery:
+        query = freeze.recovery_query(ev.slo, ev.at)
+        try:
+            result = await source.query_range(query.expr, query.start, query.end, query.step)
+            recovery = freeze.estimate_recovery(ev, query, result.series, ev.at)
+            if result.warnings or result.partial:
+                note = f"{recovery.reason} (from partial data)"
+                recovery = Recovery(recovery.at, note, recovery.upper_bound)
+        except BudgetguardError as exc:
+            log.warning("cannot estimate when %s's budget recovers: %s", ev.slo.id, exc)
+            recovery = Recovery(None, f"not estimated: the metrics source failed ({exc})")
+        except Exception as exc:  # the estimate is an extra: a bug in it must not fail the gate
+            log.exception("estimating when %s's budget recovers failed unexpectedly", ev.slo.id)
+            recovery = Recovery(None, f"not estimated: internal error ({exc!r})")
+        finally:
+            self._running.pop(key, None)
+        self._done[key] = (time.monotonic(), recovery)
+        return recovery
+
+
 def _error(status: int, message: str, **extra: Any) -> JSONResponse:
     return JSONResponse({"error": message, **extra}, status_code=status)
 
@@ -105,9 +176,13 @@ def create_app(
     api_token: str | None = None,
     control: Callable[[], ControlApi] | None = None,
     on_change: Callable[[], None] = lambda: None,
+    *,
+    history: RangeSource | None = None,
 ) -> Starlette:
     """The HTTP surface. ``control`` gives manual control (incidents, pauses); ``on_change`` runs after
-    a change made through it (the daemon wakes its outbox)."""
+    a change made through it (the daemon wakes its outbox); ``history`` answers the range queries that
+    estimate when a frozen release's budget recovers."""
+    recoveries = RecoveryEstimates(history)
 
     def token_matches(given: str) -> bool:
         return api_token is not None and hmac.compare_digest(given.encode(), api_token.encode())
@@ -168,6 +243,62 @@ def create_app(
             return JSONResponse(answer.body, status_code=answer.status)
 
         return endpoint
+
+    async def decide_release(
+        service: str, labels: Mapping[str, str], canary: str | None
+    ) -> gates.Release | gates.GateAnswer:
+        """The release decision for a service, or the answer when there is none to make (404, 503)."""
+        mine = [ev for ev in view.latest_evaluations() if ev.slo.service == service]
+        if not mine:
+            if view.readiness()[0]:
+                return gates.GateAnswer(404, {"error": f"no SLO of service {service!r} is declared"})
+            return gates.GateAnswer(
+                gates.NO_VERDICT, {"error": f"no evaluation of {service}'s SLOs yet: no verdict to give"}
+            )
+        guards = {
+            ev.slo.id: GuardStatus(*view.guard_status(ev.slo.id))
+            for ev in mine
+            if ev.slo.canary is not None and ev.slo.canary.shadow and canary is not None
+        }
+        by_id = {ev.slo.id: ev for ev in mine}
+        frozen = gates.frozen_slos(service, mine, labels)
+        estimates = await asyncio.gather(*(recoveries.get(by_id[slo_id]) for slo_id in frozen))
+        estimated = dict(zip(frozen, estimates, strict=True))
+        return gates.release(service, mine, guards, labels, canary=canary, recoveries=estimated)
+
+    async def flagger_confirm_rollout(request: Request) -> Response:
+        try:
+            hook = gates.parse_flagger_release_hook(await request.body())
+        except ValueError as exc:
+            return _error(400, str(exc))
+        if not (authorised(request) or (hook.token is not None and token_matches(hook.token))):
+            return unauthorised(
+                "this gate needs the configured api_token as the webhook's metadata.token "
+                "(Flagger sends no headers) or as 'Authorization: Bearer <token>'"
+            )
+        decided = await decide_release(hook.service, hook.labels, hook.canary)
+        answer = decided if isinstance(decided, gates.GateAnswer) else gates.flagger_confirm_rollout(decided)
+        if answer.status == gates.NOT_NOW:
+            log.info(
+                "holding Flagger's rollout of %s.%s (checksum %s): %s",
+                hook.name,
+                hook.namespace,
+                hook.checksum,
+                answer.body["reason"],
+            )
+        return JSONResponse(answer.body, status_code=answer.status)
+
+    async def release_gate(request: Request) -> Response:
+        if not authorised(request):
+            return unauthorised()
+        try:
+            labels = gates.caller_labels(dict(request.query_params), gates.RELEASE_RESERVED)
+        except ValueError as exc:
+            return _error(400, str(exc))
+        canary = request.query_params.get("canary") or None
+        decided = await decide_release(str(request.path_params["service"]), labels, canary)
+        answer = decided if isinstance(decided, gates.GateAnswer) else gates.release_metric(decided)
+        return JSONResponse(answer.body, status_code=answer.status)
 
     async def argo_gate(request: Request) -> Response:
         if not authorised(request):
@@ -322,7 +453,9 @@ def create_app(
         Route(
             "/gates/flagger/confirm-promotion", flagger_endpoint(gates.flagger_promotion), methods=["POST"]
         ),
+        Route("/gates/flagger/confirm-rollout", flagger_confirm_rollout, methods=["POST"]),
         Route("/gates/argo/{service}/{slo}", argo_gate),
+        Route("/gates/release/{service}", release_gate),
         Route("/api/v1/incidents", list_incidents),
         Route("/api/v1/incidents/{incident}", show_incident),
         Route("/api/v1/incidents/{incident}/ack", ack_incident, methods=["POST"]),

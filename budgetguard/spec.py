@@ -25,6 +25,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -279,6 +280,88 @@ def _action_names(names: tuple[str, ...]) -> tuple[str, ...]:
     return names
 
 
+def _quantile_text(quantile: float) -> str:
+    """0.99 -> "p99", 0.999 -> "p99.9": how the article and dashboards name a quantile."""
+    text = format(Decimal(repr(quantile)) * 100, "f")
+    return "p" + (text.rstrip("0").rstrip(".") if "." in text else text)
+
+
+def seconds_text(seconds: float) -> str:
+    """0.5 -> "500ms", 2.5 -> "2.5s": a latency threshold as people write it."""
+    return f"{seconds * 1000:g}ms" if seconds < 1 else f"{seconds:g}s"
+
+
+class CanaryLatencySpec(LatencySLI):
+    """``canary.latency``: "if the p99 latency of the canary exceeds 500ms for more than two minutes".
+
+    ``p99 > 500ms`` says the same as "more than 1% of requests are slower than 500ms": a proportion,
+    slow = ``_count`` minus the bucket at ``le`` = ``threshold_seconds``, judged with the same confidence
+    bounds as an error ratio against the limit ``1 - quantile``. A classic histogram cannot place a
+    quantile between its buckets, so the threshold must be one of its bucket boundaries (as for the
+    latency SLI). ``for``, as in a Prometheus alerting rule, is how long the breach must be judged
+    burning without interruption before the guard acts; ``window`` is the range the share of slow
+    requests is measured over, like the ``[1m]`` of ``histogram_quantile(0.99, rate(...[1m]))``.
+    """
+
+    quantile: float
+    hold: Duration = Field(default=timedelta(0), alias="for")
+    window: Duration | None = None
+
+    @field_validator("quantile")
+    @classmethod
+    def _quantile(cls, value: float) -> float:
+        if not 0 < value < 1:
+            example = f"{value / 100:g} for p{value:g}" if 1 < value < 100 else "0.99 for p99"
+            raise ValueError(
+                f"quantile is a fraction strictly between 0 and 1, not a percent: write {example}"
+            )
+        return value
+
+    @field_validator("hold", mode="before")
+    @classmethod
+    def _hold(cls, value: Any) -> Any:
+        # 0s is allowed here (act on the first burning verdict), unlike a window.
+        return parse_duration(value, allow_zero=True) if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _window_within_hold(self) -> CanaryLatencySpec:
+        window = self.measured_over
+        if self.hold > timedelta(0) and window >= self.hold:
+            raise ValueError(
+                f"the latency window ({format_duration(window)}{'' if self.window else ', the default'}) "
+                f"must be shorter than 'for' ({format_duration(self.hold)}): a breach stays in the window "
+                "for as long as the window after it ends, so a window this long would act on breaches "
+                "shorter than 'for'; set window to at most half of 'for' (e.g. "
+                f"window: {format_duration(max(self.hold / 2, timedelta(seconds=1)))}) or lengthen 'for'"
+            )
+        return self
+
+    @property
+    def measured_over(self) -> timedelta:
+        return self.window or CANARY_FAST_WINDOW
+
+    @property
+    def slow_ratio_limit(self) -> float:
+        """1 - quantile, exactly as written: 0.99 allows 1% slow requests, not 1.0000000000000009%."""
+        return float(1 - Fraction(Decimal(repr(self.quantile))))
+
+    @property
+    def quantile_name(self) -> str:
+        return _quantile_text(self.quantile)
+
+
+class BudgetConsumedSpec(_Frozen):
+    """``canary.budget_consumed``: "a canary that consumes 0.05% of the budget in ten minutes is stopped".
+
+    ``percent`` is a share of the error budget of the SLO's window (not of requests): 0.05 with a 30d
+    window and ``within: 10m`` is the burn rate 0.0005 x 43,200 min / 10 min = 2.16 (workbook:
+    burn = fraction x period / lookback), used as the canary's burn limit over the ``within`` window.
+    """
+
+    percent: float = Field(gt=0, le=100)
+    within: Duration
+
+
 class CanarySpec(_Frozen):
     """``canary:``: judge each value of ``label`` on its own, and halt the rollout of a burning one.
 
@@ -298,8 +381,18 @@ class CanarySpec(_Frozen):
     cooldown: Duration = timedelta(minutes=5)
     resolve_after: Duration = timedelta(minutes=10)
     promote_min_events: float | None = Field(default=None, ge=0)
+    # The article's two rules (#6): a latency quantile held for a duration, and a share of the budget
+    # consumed within a lookback (another way to write burn_limit and the window).
+    latency: CanaryLatencySpec | None = None
+    budget_consumed: BudgetConsumedSpec | None = None
     on_burn: tuple[str, ...] = ()
     notify: tuple[str, ...] = ()
+    # Who is affected (#6): when an incident opens, one extra query breaks the canary's errors down by
+    # these labels (region, route, customer tier), so the incident and the page say who is hurt.
+    affected_by: tuple[str, ...] = ()
+    # canary: the versions serve users, a burning one is halted. shadow: a dark launch, the SLI counts
+    # mismatches between primary and shadow responses; a burning shadow blocks its own promotion.
+    kind: Literal["canary", "shadow"] = "canary"
 
     check_actions = field_validator("on_burn", "notify")(_action_names)
 
@@ -322,6 +415,73 @@ class CanarySpec(_Frozen):
             raise ValueError("a window is listed twice; list each once")
         return value
 
+    @field_validator("affected_by")
+    @classmethod
+    def _affected_by(cls, value: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        for name in value:
+            if not _LABEL_NAME.match(name) or name.startswith("__"):
+                raise ValueError(f"{name!r} is not a Prometheus label name")
+        if len(set(value)) != len(value):
+            raise ValueError("a label is listed twice; list each once")
+        if info.data.get("label") in value:
+            raise ValueError(
+                "the canary label is already how versions are told apart; list the labels that say "
+                "who is hurt, e.g. [region, route]"
+            )
+        return value
+
+
+def _freeze_shorthand(value: Any) -> Any:
+    # `freeze: true` is the workbook's policy with its defaults; `freeze: false` opts one SLO out of
+    # its file's policy.
+    if value is True:
+        return {}
+    if value is False:
+        return {"enabled": False}
+    return value
+
+
+class FreezeSpec(_Frozen):
+    """``freeze:``: the error budget policy's release freeze (SRE workbook, Appendix B).
+
+    "If the service has exceeded its error budget for the preceding four-week window, we will halt all
+    changes and releases other than P0 issues or security fixes". While this SLO's budget remaining
+    is at or under zero, or under ``below``, the release gates refuse new rollouts of its service,
+    except those whose labels match ``except`` (e.g. ``change: [security-fix, rollback]``).
+    """
+
+    enabled: bool = True
+    below: float = 0.0
+    exceptions: dict[str, tuple[str, ...]] = Field(default_factory=dict, alias="except")
+
+    @field_validator("below")
+    @classmethod
+    def _below(cls, value: float) -> float:
+        if not 0.0 <= value < 1.0:
+            raise ValueError(
+                f"below is the share of the error budget left under which releases freeze, from 0 "
+                f"(frozen only once the budget is spent) up to but not including 1, e.g. 0.1; got {value!r}"
+            )
+        return value
+
+    @field_validator("exceptions")
+    @classmethod
+    def _exceptions(cls, value: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+        for name, allowed in value.items():
+            if not _LABEL_NAME.match(name) or name.startswith("__"):
+                raise ValueError(
+                    f"{name!r} is not a label name; map a label the caller sends to the values that "
+                    "may still ship, e.g. except: {change: [security-fix, rollback]}"
+                )
+            if not allowed or any(not v.strip() for v in allowed):
+                raise ValueError(
+                    f"list at least one non-empty value for {name!r}, e.g. {name}: [security-fix]"
+                )
+        return value
+
+
+FreezeField = Annotated[FreezeSpec | None, BeforeValidator(_freeze_shorthand)]
+
 
 class SLOSpec(_Frozen):
     """One entry of ``slos:`` as written in a file."""
@@ -337,6 +497,7 @@ class SLOSpec(_Frozen):
     tiers: tuple[TierSpec, ...] | None = None
     min_events: float | None = Field(default=None, ge=0)
     canary: CanarySpec | None = None
+    freeze: FreezeField = None
 
     check_labels = field_validator("labels")(_check_labels)
 
@@ -365,7 +526,7 @@ class SLOSpec(_Frozen):
         return value
 
 
-_NATIVE_ONLY_FIELDS = ("window", "tiers", "min_events", "canary")
+_NATIVE_ONLY_FIELDS = ("window", "tiers", "min_events", "canary", "freeze")
 
 
 class SLOFile(_Frozen):
@@ -376,8 +537,19 @@ class SLOFile(_Frozen):
     labels: dict[str, str] = Field(default_factory=dict)
     slos: tuple[SLOSpec, ...] = Field(min_length=1)
     slo_plugins: dict[str, Any] | None = None
+    freeze: FreezeField = None  # every SLO's policy unless it declares its own (shadows excepted)
 
     check_labels = field_validator("labels")(_check_labels)
+
+    @field_validator("freeze")
+    @classmethod
+    def _native_freeze(cls, value: FreezeSpec | None, info: ValidationInfo) -> FreezeSpec | None:
+        if value is not None and info.data.get("version") == SLOTH_VERSION:
+            raise ValueError(
+                f"'freeze' is a {NATIVE_VERSION} addition that Sloth's {SLOTH_VERSION} rejects; change "
+                f"the file's version to {NATIVE_VERSION}, or remove 'freeze'"
+            )
+        return value
 
     @field_validator("service")
     @classmethod
@@ -397,6 +569,22 @@ class SLOFile(_Frozen):
                 "remove slo_plugins (budgetguard's own rule generator and tiers cover the core plugins)"
             )
         return value
+
+
+class BudgetConsumption(BaseModel):
+    """A resolved ``budget_consumed``: ``fraction`` of the ``period``'s budget consumed within ``within``
+    is the burn rate ``burn_rate`` held over ``within`` (workbook: fraction x period / lookback)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    fraction: float
+    within: timedelta
+    period: timedelta
+    burn_rate: float
+
+    def consumed(self, burn_rate: float) -> float:
+        """The share of the period's budget a burn rate consumes within ``within``."""
+        return burn_rate * (self.within / self.period)
 
 
 class CanaryPolicy(BaseModel):
@@ -419,10 +607,29 @@ class CanaryPolicy(BaseModel):
     promote_min_events: float | None
     on_burn: tuple[str, ...]
     notify: tuple[str, ...]
+    affected_by: tuple[str, ...] = ()  # labels the errors of an incident's canary are broken down by
+    kind: Literal["canary", "shadow"] = "canary"
+    latency: CanaryLatencySpec | None = None  # the latency guard, judged besides the error ratio
+    budget_consumed: BudgetConsumption | None = None  # when burn_limit and windows came from it
+
+    @property
+    def shadow(self) -> bool:
+        return self.kind == "shadow"
 
     @property
     def actions(self) -> tuple[str, ...]:
         return self.on_burn + tuple(n for n in self.notify if n not in self.on_burn)
+
+
+class FreezePolicy(BaseModel):
+    """A resolved ``freeze:``: releases of the service stop while this SLO's budget is under ``below``
+    (or spent), except for callers whose labels match ``exceptions`` (``budgetguard.freeze``)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    below: float
+    exceptions: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+    inherited: bool = False  # from the file's freeze: rather than the SLO's own
 
 
 class SLO(BaseModel):
@@ -441,6 +648,7 @@ class SLO(BaseModel):
     labels: dict[str, str] = Field(default_factory=dict)  # file labels overlaid by the SLO's own
     alerting: Alerting | None = None
     canary: CanaryPolicy | None = None
+    freeze: FreezePolicy | None = None
     source: str = ""  # file the SLO came from, for messages
 
     @property
@@ -535,8 +743,16 @@ def _mentions_label(query: str, label: str) -> bool:
     return re.search(rf"(?<![A-Za-z0-9_]){re.escape(label)}(?![A-Za-z0-9_])", query) is not None
 
 
-def resolve_canary(spec: CanarySpec, sli: SLI, tiers: tuple[BurnTier, ...]) -> CanaryPolicy:
+def resolve_canary(
+    spec: CanarySpec,
+    sli: SLI,
+    tiers: tuple[BurnTier, ...],
+    *,
+    period: timedelta = DEFAULT_WINDOW,
+    error_budget: Fraction | None = None,
+) -> CanaryPolicy:
     """Fill the canary block's defaults from the SLO; ``FieldError`` names what cannot work."""
+    _check_shadow(spec)
     if sli.raw is not None:
         raise FieldError(
             "canary",
@@ -553,7 +769,8 @@ def resolve_canary(spec: CanarySpec, sli: SLI, tiers: tuple[BurnTier, ...]) -> C
                     f"sum by ({spec.label}) (rate(...[{{{{.window}}}}]))",
                 )
     fastest = _fastest_page_tier(tiers)
-    windows = spec.windows
+    consumption = _budget_consumption(spec, period, error_budget)
+    windows = spec.windows if consumption is None else (consumption.within,)
     if windows is None:
         windows = tuple({CANARY_FAST_WINDOW, fastest.short_window})
     return CanaryPolicy(
@@ -561,10 +778,10 @@ def resolve_canary(spec: CanarySpec, sli: SLI, tiers: tuple[BurnTier, ...]) -> C
         baseline=spec.baseline,
         windows=tuple(sorted(windows)),
         baseline_window=fastest.long_window,
-        burn_limit=fastest.burn_rate if spec.burn_limit is None else spec.burn_limit,
+        burn_limit=(consumption or fastest).burn_rate if spec.burn_limit is None else spec.burn_limit,
         confidence=spec.confidence,
         method=spec.method,
-        compare_baseline=spec.compare_baseline,
+        compare_baseline=spec.compare_baseline and spec.kind != "shadow",
         baseline_confidence=spec.baseline_confidence,
         streak=spec.streak,
         cooldown=spec.cooldown,
@@ -572,7 +789,79 @@ def resolve_canary(spec: CanarySpec, sli: SLI, tiers: tuple[BurnTier, ...]) -> C
         promote_min_events=spec.promote_min_events,
         on_burn=spec.on_burn,
         notify=spec.notify,
+        affected_by=spec.affected_by,
+        kind=spec.kind,
+        latency=spec.latency,
+        budget_consumed=consumption,
     )
+
+
+def _budget_consumption(
+    spec: CanarySpec, period: timedelta, error_budget: Fraction | None
+) -> BudgetConsumption | None:
+    """``budget_consumed`` as a burn limit over its ``within`` window: fraction x period / lookback."""
+    rule = spec.budget_consumed
+    if rule is None:
+        return None
+    for name, what in (("windows", "window (its 'within')"), ("burn_limit", "burn limit")):
+        if getattr(spec, name) is not None:
+            raise FieldError(
+                f"canary.{name}",
+                f"budget_consumed sets the canary's {what}; remove {name}, or remove budget_consumed "
+                "and give burn_limit and windows directly",
+            )
+    if rule.within > period:
+        raise FieldError(
+            "canary.budget_consumed.within",
+            f"within ({format_duration(rule.within)}) is longer than the SLO window "
+            f"({format_duration(period)}) whose budget it is a share of; use a shorter lookback, e.g. 10m",
+        )
+    fraction = Fraction(Decimal(repr(rule.percent))) / 100
+    rate = burn_rate_for(fraction, period, rule.within)
+    if error_budget is not None and rate * error_budget >= 1:
+        raise FieldError(
+            "canary.budget_consumed.percent",
+            f"consuming {rule.percent:g}% of the {format_duration(period)} budget within "
+            f"{format_duration(rule.within)} takes a {rate:,.4g}x burn, an error ratio of "
+            f"{rate * float(error_budget) * 100:,.4g}%, which no version can reach; percent is a share of "
+            "the error budget, not of requests (the article's '0.05% of that budget' is percent: 0.05)",
+        )
+    return BudgetConsumption(fraction=float(fraction), within=rule.within, period=period, burn_rate=rate)
+
+
+def _check_shadow(spec: CanarySpec) -> None:
+    """A shadow serves no user: nothing to halt, and no baseline among the versions its SLI counts."""
+    if spec.kind != "shadow":
+        return
+    if spec.on_burn:
+        raise FieldError(
+            "canary.on_burn",
+            "a shadow (kind: shadow) serves no user, so there is no traffic to halt or roll back: a "
+            "burning shadow opens an incident and the promotion gates refuse that version; move these "
+            "actions to notify, or remove kind: shadow if the version takes users' traffic",
+        )
+    if spec.baseline is not None:
+        raise FieldError(
+            "canary.baseline",
+            "a shadow's SLI counts mismatches of the shadowed versions only (the primary is what they "
+            "are compared with), so every version is judged on its own; remove baseline",
+        )
+    if spec.compare_baseline and "compare_baseline" in spec.model_fields_set:
+        raise FieldError(
+            "canary.compare_baseline",
+            "a shadow has no baseline version to compare with (its mismatches are already against "
+            "the primary); remove compare_baseline",
+        )
+
+
+def resolve_freeze(own: FreezeSpec | None, file: FreezeSpec | None, shadow: bool) -> FreezePolicy | None:
+    """The SLO's own ``freeze:``, else its file's; a shadow does not inherit its file's policy, since
+    its mismatches reach no user and its budget is not the users' (workbook: budget spent by what
+    users never see does not count)."""
+    spec, inherited = (own, False) if own is not None else (None if shadow else file, True)
+    if spec is None or not spec.enabled:
+        return None
+    return FreezePolicy(below=spec.below, exceptions=dict(spec.exceptions), inherited=inherited)
 
 
 def native_only_fields(spec: SLOSpec) -> list[str]:
@@ -590,7 +879,13 @@ def build_slo(document: SLOFile, spec: SLOSpec, source: str = "") -> SLO:
             f"no default burn-rate tier fits in a {format_duration(window)} SLO window (the shortest long "
             "window is 1h); declare tiers for this SLO or use a window of at least 1h",
         )
-    canary = None if spec.canary is None else resolve_canary(spec.canary, spec.sli, tiers)
+    canary = (
+        None
+        if spec.canary is None
+        else resolve_canary(
+            spec.canary, spec.sli, tiers, period=window, error_budget=1 - Fraction(spec.objective) / 100
+        )
+    )
     return SLO(
         service=document.service,
         name=spec.name,
@@ -603,6 +898,7 @@ def build_slo(document: SLOFile, spec: SLOSpec, source: str = "") -> SLO:
         labels={**document.labels, **spec.labels},
         alerting=spec.alerting,
         canary=canary,
+        freeze=resolve_freeze(spec.freeze, document.freeze, canary is not None and canary.shadow),
         source=source,
     )
 

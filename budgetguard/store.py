@@ -6,7 +6,7 @@ written in one transaction and ``latest`` rebuilds evaluations with ``records.fr
 do HTTP or make policy decisions: it stores what the engine decided and answers questions about it.
 sqlite-utils (and ``sqlite3``) live here and nowhere else.
 
-Schema (version 2; ``PRAGMA user_version`` is the applied migration's number)::
+Schema (version 3; ``PRAGMA user_version`` is the applied migration's number)::
 
     evaluations       one row per SLO per cycle
       id INTEGER PRIMARY KEY, at REAL (UTC unix seconds), slo_id TEXT ("service/name"), service TEXT,
@@ -34,6 +34,8 @@ Schema (version 2; ``PRAGMA user_version`` is the applied migration's number)::
       a delivered trigger must be sent again, for targets that forget, like Alertmanager)
     guard_pauses      (migration 2) SLOs whose guard is paused: paused_at, until (NULL: until resumed),
       by, reason
+    incidents.affected  (migration 3) who is affected (``affected.to_record`` JSON), NULL until the
+      daemon's breakdown query answered; read into every outbox row of the incident when delivered
 
 Times are UTC unix seconds as REAL and nothing else; datetimes in and out are timezone-aware, and a
 naive one is a ``ValueError``. The file is opened in WAL mode (readers never block the cycle's writer)
@@ -57,7 +59,7 @@ import threading
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
@@ -66,10 +68,11 @@ from typing import Any
 
 import sqlite_utils
 
+from budgetguard import affected as affected_records
 from budgetguard.errors import BudgetguardError, ConfigError
 from budgetguard.guard import Decision, Incident, IncidentState
 from budgetguard.policy import Evaluation
-from budgetguard.ports import ActionRequest
+from budgetguard.ports import ActionRequest, Affected
 from budgetguard.records import (
     format_time,
     from_record,
@@ -247,6 +250,11 @@ MIGRATIONS: tuple[Migration, ...] = (
             ) WITHOUT ROWID
             """,
         ),
+    ),
+    Migration(
+        3,
+        "who is affected: the breakdown of an incident's canary errors",
+        ("ALTER TABLE incidents ADD COLUMN affected TEXT",),
     ),
 )
 
@@ -476,9 +484,12 @@ _INSERT_OUTBOX = """
                                   next_attempt_at, done_at)
     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
+# The incident's who-is-affected slice rides along with every row: a delivery carries what is known
+# when it goes out, not what was known when the decision was written (it is read after the decision).
 _OUTBOX_COLUMNS = (
     "id, idempotency_key, incident_id, action, event, request, status, attempts, created_at, "
-    "next_attempt_at, last_attempt_at, last_status, last_detail, done_at, resend_at"
+    "next_attempt_at, last_attempt_at, last_status, last_detail, done_at, resend_at, "
+    "(SELECT affected FROM incidents WHERE incidents.id = outbox.incident_id) AS affected"
 )
 
 
@@ -536,7 +547,12 @@ def _incident(row: dict[str, Any]) -> Incident:
         acknowledged_by=row["acknowledged_by"],
         resolved_at=_opt_time(row["resolved_at"]),
         resolution=row["resolution"],
+        affected=_affected(row.get("affected")),
     )
+
+
+def _affected(stored: str | None) -> Affected | None:
+    return None if stored is None else affected_records.from_record(json.loads(stored))
 
 
 @dataclass(frozen=True)
@@ -584,10 +600,14 @@ class OutboxRow:
 
 
 def _outbox_row(row: dict[str, Any]) -> OutboxRow:
+    request = request_from_record(json.loads(row["request"]))
+    known = _affected(row.get("affected"))
+    if known is not None:
+        request = replace(request, affected=known)
     return OutboxRow(
         id=row["id"],
         action=row["action"],
-        request=request_from_record(json.loads(row["request"])),
+        request=request,
         status=OutboxStatus(row["status"]),
         attempts=row["attempts"],
         created_at=_from_unix(row["created_at"]),
@@ -652,7 +672,7 @@ class Transaction:
                     json.dumps(request_to_record(entry.request)),
                     OutboxStatus.DRY_RUN if entry.dry_run else OutboxStatus.PENDING,
                     created,
-                    None if entry.dry_run else created,
+                    None if entry.dry_run else _unix(entry.not_before or now, "not_before"),
                     created if entry.dry_run else None,
                 )
                 for entry in decision.outbox
@@ -1106,6 +1126,21 @@ class Store:
                 [_unix(at, "at"), by, incident_id],
             )
         return self.incident(incident_id)
+
+    def set_affected(self, incident_id: str, affected: Affected, now: datetime) -> int:
+        """Store who is affected, and make the incident's deliveries held for it due now; returns how
+        many were released. Only never-attempted pending rows move: a retry keeps its backoff."""
+        now_s = _unix(now, "now")
+        with self.transaction() as tx:
+            tx.execute(
+                "UPDATE incidents SET affected = ? WHERE id = ?",
+                [json.dumps(affected_records.to_record(affected)), incident_id],
+            )
+            return tx.execute(
+                "UPDATE outbox SET next_attempt_at = ? WHERE incident_id = ? AND status = 'pending' "
+                "AND attempts = 0 AND next_attempt_at > ?",
+                [now_s, incident_id, now_s],
+            )
 
     def outbox(self, *, incident_id: str | None = None, limit: int = 100) -> list[OutboxRow]:
         """Deliveries, oldest first, of one incident or of all."""

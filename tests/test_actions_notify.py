@@ -369,6 +369,7 @@ async def test_the_body_names_the_event_and_carries_the_incident() -> None:
             "events": 1234.0,
             "reason": TRIGGER.reason,
             "at": "2024-05-01T10:00:00Z",
+            "affected": None,  # who is hurt: only for SLOs with canary.affected_by (#6)
         },
     }
     assert resolve["type"] == "budgetguard.incident.resolved"

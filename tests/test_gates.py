@@ -897,8 +897,9 @@ def _served(url: str, base: str) -> str:
 def test_the_flagger_example_hooks_decide_as_documented() -> None:
     canary = yaml.safe_load(FLAGGER_CANARY.read_text())
     assert (canary["apiVersion"], canary["kind"]) == ("flagger.app/v1beta1", "Canary")
-    hooks = {h["type"]: h for h in canary["spec"]["analysis"]["webhooks"]}
-    assert set(hooks) == {"rollback", "confirm-promotion"}
+    every = {h["type"]: h for h in canary["spec"]["analysis"]["webhooks"]}
+    assert set(every) == {"confirm-rollout", "rollback", "confirm-promotion"}  # the first: test_freeze.py
+    hooks = {kind: every[kind] for kind in ("rollback", "confirm-promotion")}
     slo_id = hooks["rollback"]["metadata"]["slo"]
     value = hooks["rollback"]["metadata"]["canary"]
     token = hooks["rollback"]["metadata"]["token"]

@@ -500,7 +500,8 @@ def test_both_backends_give_the_same_verdicts_and_the_numbers_their_algorithms_p
 ) -> None:
     on_prometheus = _evaluate(backends.prometheus.url, at)
     on_victoria = _evaluate(backends.victoria.url, at)
-    assert set(on_prometheus) == set(on_victoria) == set(SLIS)
+    # Every SLI the lab models is there; the shipped examples also hold canary SLOs, compared by verdict only.
+    assert set(on_prometheus) == set(on_victoria) >= set(SLIS)
     assert {k: v.verdict for k, v in on_victoria.items()} == {k: v.verdict for k, v in on_prometheus.items()}
 
     a = _last_sample_at_or_before(at)

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
-from budgetguard.actions import alertmanager, argo_rollouts, argocd, flags, pagerduty, slack, webhook
+from budgetguard.actions import alertmanager, argo_rollouts, argocd, flags, istio, pagerduty, slack, webhook
 from budgetguard.actions._http import placeholders
 from budgetguard.ports import Action
 
@@ -24,6 +24,7 @@ ActionConfig = Annotated[
     | alertmanager.AlertmanagerConfig
     | argo_rollouts.ArgoRolloutsConfig
     | argocd.ArgoCDConfig
+    | istio.IstioConfig
     | flags.UnleashConfig
     | flags.LaunchDarklyConfig,
     Field(discriminator="type"),
@@ -36,6 +37,7 @@ _BUILDERS: dict[str, Callable[..., Action]] = {
     "alertmanager": alertmanager.build,
     "argo-rollouts": argo_rollouts.build,
     "argocd": argocd.build,
+    "istio": istio.build,
     "unleash": flags.build_unleash,
     "launchdarkly": flags.build_launchdarkly,
 }
@@ -43,7 +45,8 @@ _BUILDERS: dict[str, Callable[..., Action]] = {
 
 # Targets with something to do when an incident resolves: PagerDuty resolves its incident, Alertmanager
 # ends its alert, a webhook receiver and a Slack channel hear that it is over. A halted rollout, a
-# rolled-back application or a killed flag stays as it is: undoing a halt is a human's call.
+# rolled-back application, a killed flag or traffic shifted off a canary stays as it is: undoing a
+# halt is a human's call.
 RESOLVABLE_TYPES = frozenset({"webhook", "slack", "pagerduty", "alertmanager"})
 
 

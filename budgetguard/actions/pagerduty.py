@@ -30,6 +30,7 @@ from typing import Any, Literal, Self
 import httpx
 from pydantic import Field, field_validator
 
+from budgetguard import affected
 from budgetguard.actions._config import ActionBase, SecretRef
 from budgetguard.actions._http import MIN_SECRET_CHARS, classify, redact, short, transport_failure
 from budgetguard.ports import ActionOutcome, ActionRequest, ActionResult, EventKind
@@ -94,7 +95,10 @@ def _summary(request: ActionRequest) -> str:
     subject = f"{request.service}/{request.slo}"
     if request.canary_value is not None:
         subject += f" canary {request.canary_label or 'canary'}={request.canary_value}"
-    text = f"budgetguard: {subject} is burning error budget too fast: {request.reason}"
+    hurt = "" if request.affected is None else affected.headline(request.affected)
+    # Who is hurt goes before the reason: the summary is cut at 1024 characters, and it is what pages.
+    text = f"budgetguard: {subject} is burning error budget too fast"
+    text += f", hurting {hurt}: {request.reason}" if hurt else f": {request.reason}"
     return text if len(text) <= _SUMMARY_LIMIT else text[: _SUMMARY_LIMIT - 3] + "..."
 
 
@@ -115,6 +119,7 @@ def event(request: ActionRequest, *, routing_key: str, severity: str, source: st
         "canary": request.canary_value,
         "baseline": request.baseline,
         "events": request.events,
+        "affected": None if request.affected is None else affected.describe(request.affected),
     }
     for window, rate in request.burn_rates.items():
         details[f"burn_rate_{window}"] = rate

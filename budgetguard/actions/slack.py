@@ -32,6 +32,7 @@ from typing import Any, Literal, Self
 import httpx
 from pydantic import Field
 
+from budgetguard import affected
 from budgetguard.actions._config import ActionBase, SecretRef
 from budgetguard.actions._http import classify, redact, transport_failure
 from budgetguard.errors import ConfigError
@@ -102,6 +103,8 @@ def message(request: ActionRequest) -> dict[str, Any]:
             lines.append(f"Burn rate {rates}")
         if request.baseline is not None:
             lines.append(f"Baseline: {_escape(request.baseline)}")
+        if request.affected is not None:
+            lines.append(f"*Who is affected:* {_escape(affected.describe(request.affected))}")
     at = request.at if request.at.tzinfo is not None else request.at.replace(tzinfo=UTC)
     fallback = at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     # Slack's date token shows the time in each reader's own time zone, the fallback where it cannot.

@@ -37,6 +37,7 @@ from urllib.parse import quote
 import httpx
 from pydantic import Field, field_validator
 
+from budgetguard import affected
 from budgetguard.actions._config import ActionBase, SecretRef
 from budgetguard.actions._http import (
     MIN_SECRET_CHARS,
@@ -47,7 +48,7 @@ from budgetguard.actions._http import (
     transport_failure,
 )
 from budgetguard.errors import ConfigError
-from budgetguard.ports import ActionOutcome, ActionRequest, ActionResult, EventKind
+from budgetguard.ports import ActionOutcome, ActionRequest, ActionResult, Affected, EventKind
 
 __all__ = ["EVENT_TYPES", "WebhookAction", "WebhookConfig", "build", "payload", "sign", "signing_key"]
 
@@ -156,8 +157,17 @@ def payload(request: ActionRequest) -> dict[str, Any]:
             "events": _number(request.events),
             "reason": request.reason,
             "at": _rfc3339(request.at),
+            # Who is hurt (canary.affected_by), null until known or when the SLO names no labels.
+            "affected": None if request.affected is None else _affected(request.affected),
         },
     }
+
+
+def _affected(found: Affected) -> dict[str, Any]:
+    record = affected.to_record(found)
+    record["errors"] = _number(found.errors)
+    record["summary"] = affected.describe(found)
+    return record
 
 
 def _sf_string(value: str) -> str:

@@ -39,11 +39,12 @@ from budgetguard.errors import (
     SourceTimeout,
     SourceUnavailable,
 )
-from budgetguard.ports import QueryResult, Sample
+from budgetguard.ports import QueryResult, RangeResult, RangeSeries, Sample
 
 logger = logging.getLogger(__name__)
 
 _QUERY_PATH = "/api/v1/query"  # joined onto the base URL's path prefix (e.g. Mimir's /prometheus) by httpx
+_RANGE_PATH = "/api/v1/query_range"
 _READY_PATH = "/-/ready"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -188,6 +189,37 @@ class PrometheusSource:
         )
         return result
 
+    async def query_range(self, expr: str, start: datetime, end: datetime, step: timedelta) -> RangeResult:
+        """Evaluate ``expr`` at ``start``, ``start + step``, ... up to ``end`` (``/api/v1/query_range``).
+
+        Raises what ``query`` raises. Prometheus refuses more than 11,000 points per series: callers
+        choose ``step`` accordingly.
+        """
+        server_timeout = round(self._timeout_seconds * _SERVER_TIMEOUT_SHARE, 3)
+        params = {
+            "query": expr,
+            "start": _unix_seconds_text(start),
+            "end": _unix_seconds_text(end),
+            "step": f"{step.total_seconds():.3f}".rstrip("0").rstrip("."),
+            "timeout": str(server_timeout),
+        }
+        if not self._config.partial_response:
+            params["partial_response"] = "false"
+            params["deny_partial_response"] = "1"
+        async with self._semaphore:
+            response = await self._send_query(expr, params, _RANGE_PATH)
+        payload, result_type, result = self._data(response, expr)
+        try:
+            series = _matrix(result_type, result)
+        except ValueError as exc:
+            raise SourceProtocolError(self._clip(str(exc)), query=expr, status=response.status_code) from exc
+        logger.debug("range query %r: %d series", expr, len(series))
+        return RangeResult(
+            series=series,
+            warnings=_warnings(payload.get("warnings")),
+            partial=payload.get("isPartial") is True,
+        )
+
     async def check_ready(self) -> None:
         """Ask ``{url}/-/ready``; anything but 200 (or no answer at all) raises ``SourceUnavailable``.
 
@@ -205,19 +237,19 @@ class PrometheusSource:
         if response.status_code != 200:
             raise SourceUnavailable(self._detail(response, None), status=response.status_code)
 
-    async def _send_query(self, expr: str, params: dict[str, str]) -> httpx.Response:
+    async def _send_query(self, expr: str, params: dict[str, str], path: str = _QUERY_PATH) -> httpx.Response:
         # The deadline covers the whole query, GET fallback included, on top of httpx's per-phase timeouts
         # (a server dripping bytes would otherwise never hit a read timeout).
         try:
             async with asyncio.timeout(self._timeout_seconds):
                 if self._use_get:
-                    return await self._request("GET", expr, params)
-                response = await self._request("POST", expr, params)
+                    return await self._request("GET", expr, params, path)
+                response = await self._request("POST", expr, params, path)
                 if response.status_code not in _GET_FALLBACK_STATUSES:
                     return response
                 refused = response.status_code
                 logger.debug("POST %s answered HTTP %s; retrying as GET", _QUERY_PATH, refused)
-                response = await self._request("GET", expr, params)
+                response = await self._request("GET", expr, params, path)
                 if (
                     refused in _METHOD_REFUSED_STATUSES
                     and response.status_code not in _METHOD_REFUSED_STATUSES
@@ -230,11 +262,13 @@ class PrometheusSource:
                 f"no answer from {self._config.url} within {self._timeout_seconds:g}s", query=expr
             ) from exc
 
-    async def _request(self, method: str, expr: str, params: dict[str, str]) -> httpx.Response:
+    async def _request(
+        self, method: str, expr: str, params: dict[str, str], path: str = _QUERY_PATH
+    ) -> httpx.Response:
         try:
             if method == "GET":
-                return await self._client.get(_QUERY_PATH, params=params)
-            return await self._client.post(_QUERY_PATH, data=params)
+                return await self._client.get(path, params=params)
+            return await self._client.post(path, data=params)
         except httpx.TimeoutException as exc:
             raise SourceTimeout(
                 f"no answer from {self._config.url} within {self._timeout_seconds:g}s "
@@ -251,6 +285,19 @@ class PrometheusSource:
             ) from exc
 
     def _interpret(self, response: httpx.Response, expr: str) -> QueryResult:
+        payload, result_type, result = self._data(response, expr)
+        try:
+            samples = _samples(result_type, result)
+        except ValueError as exc:
+            raise SourceProtocolError(self._clip(str(exc)), query=expr, status=response.status_code) from exc
+        return QueryResult(
+            samples=samples,
+            warnings=_warnings(payload.get("warnings")),
+            partial=payload.get("isPartial") is True,  # VictoriaMetrics cluster, top level
+        )
+
+    def _data(self, response: httpx.Response, expr: str) -> tuple[dict[str, object], object, object]:
+        """(the payload, data.resultType, data.result) of a successful answer; raises a SourceError else."""
         # The order matters (reference 1.4): HTTP status first, then JSON, then the raw body as the message.
         status = response.status_code
         payload = _json_or_none(response.content)
@@ -271,15 +318,7 @@ class PrometheusSource:
         data = payload.get("data")
         if not isinstance(data, dict) or "result" not in data:
             raise SourceProtocolError("the answer has no data.result", query=expr, status=status)
-        try:
-            samples = _samples(data.get("resultType"), data["result"])
-        except ValueError as exc:
-            raise SourceProtocolError(self._clip(str(exc)), query=expr, status=status) from exc
-        return QueryResult(
-            samples=samples,
-            warnings=_warnings(payload.get("warnings")),
-            partial=payload.get("isPartial") is True,  # VictoriaMetrics cluster, top level
-        )
+        return payload, data.get("resultType"), data["result"]
 
     def _error(self, response: httpx.Response, payload: object, expr: str) -> SourceError:
         error_type: str | None = None
@@ -352,6 +391,32 @@ def _samples(result_type: object, result: object) -> tuple[Sample, ...]:
             "(the expression must not end in a range selector or be a string)"
         )
     raise ValueError(f"unknown resultType {result_type!r}")
+
+
+def _matrix(result_type: object, result: object) -> tuple[RangeSeries, ...]:
+    if result_type != "matrix":
+        raise ValueError(f"a {result_type} result where a range query's matrix was expected")
+    if not isinstance(result, list):
+        raise ValueError("a matrix result must be a list")
+    out = []
+    for element in result:
+        if not isinstance(element, dict) or not isinstance(element.get("values", []), list):
+            raise ValueError(f"a matrix element must be an object with a list of values, got {element!r}")
+        labels = element.get("metric", {})
+        if not isinstance(labels, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
+        ):
+            raise ValueError(f"matrix element labels must map strings to strings, got {labels!r}")
+        points = []
+        for pair in element.get("values", []):
+            value = _sample_value(pair)
+            try:
+                at = _EPOCH + timedelta(seconds=float(pair[0]))
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"a point's time must be unix seconds, got {pair[0]!r}") from exc
+            points.append((at, value))
+        out.append(RangeSeries(labels=dict(labels), points=tuple(points)))
+    return tuple(out)
 
 
 def _vector_sample(element: object) -> Sample:

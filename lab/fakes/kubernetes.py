@@ -1,18 +1,25 @@
-"""A fake Kubernetes API server for custom resources (Argo Rollouts today), over real loopback HTTP.
+"""A fake Kubernetes API server for custom resources (Argo Rollouts, Istio), over real loopback HTTP.
 
 It owns what budgetguard's Kubernetes adapters must get exactly right on the wire (reference
 integrations.md §1.1 and §5): ``Authorization: Bearer`` (401 ``Status`` otherwise), the patch type chosen
 by Content-Type alone (JSON merge patch per RFC 7386, JSON patch per RFC 6902; strategic merge and
 anything else get the API server's exact 415), the status subresource (a patch of ``/status`` changes
 only ``status``; a patch of the main resource silently drops ``status``), ``resourceVersion`` bumped only
-when an object changed, 409 on a stale ``resourceVersion`` precondition, and ``Status`` JSON errors.
-An optional controller per resource type reacts to writes; the Rollout one copies what Argo Rollouts
-does with ``status.abort`` (keep the first ``abortedAt``, clear the abort of a fully promoted rollout).
+when an object changed, 409 when a patch carries a ``resourceVersion`` other than the stored one (in
+a merge patch's ``metadata`` or set by a JSON patch: the API server takes it as a precondition), a
+failed JSON patch ``test`` answered 422 ``Invalid`` with the API server's generic words (kubernetes
+PR #68346; kubectl shows "the server rejected our request due to an error in our request"), and
+``Status`` JSON errors. An optional controller per resource type reacts to writes; the Rollout one
+copies what Argo Rollouts does with ``status.abort`` (keep the first ``abortedAt``, clear the abort of
+a fully promoted rollout).
 
 Objects are stored by (group, plural, namespace, name), so every served version of a resource shares
-one object, as in the real API server; register more types (Istio VirtualServices, say) with
-``ObjectStore.register``. It also holds ``FakeServer``, the threaded loopback HTTP server that the
-Argo CD and flag fakes build on (recording, scripted failures, optional TLS).
+one object, as in the real API server: Istio VirtualServices are served as ``networking.istio.io``
+v1alpha3, v1beta1 and v1 (Istio 1.22+), one object behind the three paths, and core Services can be
+read (their annotations say whether Argo Rollouts manages them). ``before_next`` lets a test change
+an object between a client's read and its write, as a concurrent editor or controller would. It also
+holds ``FakeServer``, the threaded loopback HTTP server that the Argo CD and flag fakes build on
+(recording, scripted failures, optional TLS).
 
 It must not be used outside tests: there is no real authentication, admission or watch, and it binds to
 127.0.0.1 only.
@@ -28,7 +35,7 @@ import ssl
 import threading
 from collections import deque
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -39,6 +46,9 @@ from urllib.parse import parse_qs, unquote, urlsplit
 __all__ = [
     "K8S_TOKEN",
     "ROLLOUTS",
+    "SERVICES",
+    "VIRTUAL_SERVICES",
+    "VIRTUAL_SERVICE_VERSIONS",
     "ApiError",
     "FakeServer",
     "KubernetesFake",
@@ -51,6 +61,7 @@ __all__ = [
     "merge_patch",
     "reconcile_rollout",
     "status_json",
+    "weighted_route",
 ]
 
 logger = logging.getLogger(__name__)
@@ -68,6 +79,9 @@ _UNSUPPORTED_PATCH = (
     "the body of the request was in an unknown format - accepted media types include: "
     "application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml"
 )
+# What the API server says when a JSON patch cannot be applied (a failed test, a missing path): a
+# generic 422 (apimachinery NewGenericServerResponse), the jsonpatch error in details.causes.
+_REJECTED = "the server rejected our request due to an error in our request"
 _REASONS = {
     400: "BadRequest",
     401: "Unauthorized",
@@ -329,9 +343,25 @@ class ResourceType:
 
 
 ROLLOUTS = ResourceType("argoproj.io", "v1alpha1", "rollouts", "Rollout")
+# Istio's CRDs declare the status subresource; v1 needs Istio 1.22+, the others are served alongside.
+VIRTUAL_SERVICE_VERSIONS = ("v1alpha3", "v1beta1", "v1")
+VIRTUAL_SERVICES = ResourceType("networking.istio.io", "v1beta1", "virtualservices", "VirtualService")
+SERVICES = ResourceType("", "v1", "services", "Service")
 
 # Called with the stored object after every write; mutates it in place (or leaves it alone).
 Controller = Callable[[JSON], None]
+
+
+def weighted_route(host: str, weights: Mapping[str, int], *, name: str | None = None, **extra: Any) -> JSON:
+    """One VirtualService http route: ``weighted_route("product-page", {"v1": 90, "v2": 10})`` is the
+    article's 90/10 split across two subsets of one host; ``extra`` adds match rules, retries, ..."""
+    route: JSON = {"name": name} if name else {}
+    route.update(extra)
+    route["route"] = [
+        {"destination": {"host": host, "subset": subset}, "weight": weight}
+        for subset, weight in weights.items()
+    ]
+    return route
 
 
 class ApiError(Exception):
@@ -409,7 +439,11 @@ def json_patch(document: object, operations: object) -> Any:
         if op == "test":
             found = parent.get(last, _MISSING) if isinstance(parent, dict) else _list_get(parent, last)
             if found != operation.get("value"):
-                raise ApiError(422, f"the server rejected our request: test failed at {path!r}")
+                cause = {
+                    "reason": "UnexpectedServerResponse",
+                    "message": f"testing value {path} failed: test failed",
+                }
+                raise ApiError(422, _REJECTED, {"causes": [cause]})
         elif op in ("add", "replace"):
             value = copy.deepcopy(operation.get("value"))
             if isinstance(parent, dict):
@@ -576,15 +610,16 @@ class ObjectStore:
             if media_type == "application/merge-patch+json":
                 if not isinstance(patch, dict):
                     raise ApiError(400, "a merge patch must be a JSON object")
-                metadata = patch.get("metadata")
-                wanted = metadata.get("resourceVersion") if isinstance(metadata, dict) else None
-                if wanted is not None and wanted != current["metadata"]["resourceVersion"]:
-                    raise ApiError(409, _conflict(resource, name), _details(resource, name))
                 patched = merge_patch(current, patch)
             else:
                 patched = json_patch(current, patch)
             if not isinstance(patched, dict):
                 raise ApiError(422, "the patched object is not an object")
+            # A resourceVersion the patch put in the object is a precondition (kubernetes PR #15420).
+            metadata = patched.get("metadata")
+            wanted = metadata.get("resourceVersion") if isinstance(metadata, dict) else None
+            if wanted is not None and wanted != current["metadata"]["resourceVersion"]:
+                raise ApiError(409, _conflict(resource, name), _details(resource, name))
             if subresource == "status":
                 changed = {**current, "status": patched.get("status", {})}
             elif resource.status_subresource:
@@ -653,7 +688,11 @@ class KubernetesFake(FakeServer):
         self.tokens = set(tokens)
         self.store = store if store is not None else ObjectStore()
         self.store.register(ROLLOUTS, reconcile_rollout if controllers else None)
+        for version in VIRTUAL_SERVICE_VERSIONS:
+            self.store.register(replace(VIRTUAL_SERVICES, version=version))
+        self.store.register(SERVICES)
         self._forbidden: set[tuple[str, str, str]] = set()
+        self._before: list[tuple[str, Callable[[], object]]] = []
 
     # --- seeding and inspecting, for tests ---
 
@@ -718,6 +757,53 @@ class KubernetesFake(FakeServer):
 
         return self.store.update(ROLLOUTS, namespace, name, promote)
 
+    def add_virtual_service(
+        self,
+        namespace: str,
+        name: str,
+        http: list[JSON],
+        *,
+        hosts: list[str] | None = None,
+        annotations: Mapping[str, str] | None = None,
+        labels: Mapping[str, str] | None = None,
+        owner: JSON | None = None,
+    ) -> JSON:
+        """An Istio VirtualService with these ``http`` routes (see ``weighted_route``); ``owner`` is an
+        ownerReference, such as the one Flagger puts on the VirtualService it generates."""
+        metadata: JSON = {"name": name}
+        if annotations:
+            metadata["annotations"] = dict(annotations)
+        if labels:
+            metadata["labels"] = dict(labels)
+        if owner is not None:
+            metadata["ownerReferences"] = [owner]
+        spec: JSON = {"hosts": hosts or [name], "http": copy.deepcopy(http)}
+        return self.store.put(VIRTUAL_SERVICES, namespace, {"metadata": metadata, "spec": spec})
+
+    def virtual_service(self, namespace: str, name: str) -> JSON:
+        found = self.store.get(VIRTUAL_SERVICES, namespace, name)
+        if found is None:
+            raise KeyError(f"{namespace}/{name}")
+        return found
+
+    def weights(self, namespace: str, name: str, route: int = 0) -> dict[str, int | None]:
+        """One http route's weights by destination subset (or host, for a destination without one)."""
+        destinations = self.virtual_service(namespace, name)["spec"]["http"][route]["route"]
+        return {
+            d["destination"].get("subset") or d["destination"]["host"]: d.get("weight") for d in destinations
+        }
+
+    def add_service(self, namespace: str, name: str, *, annotations: Mapping[str, str] | None = None) -> JSON:
+        """A core Service (read for its annotations: Argo Rollouts marks the ones it manages)."""
+        metadata: JSON = {"name": name, "annotations": dict(annotations or {})}
+        return self.store.put(SERVICES, namespace, {"metadata": metadata, "spec": {"ports": [{"port": 80}]}})
+
+    def before_next(self, method: str, change: Callable[[], object]) -> None:
+        """Run ``change`` just before the next ``method`` request is handled (once): someone else
+        editing the object between a client's read and its write."""
+        with self.lock:
+            self._before.append((method, change))
+
     def forbid(self, verb: str, resource: str, *, group: str = "argoproj.io") -> None:
         """RBAC: refuse ``verb`` (get, patch, update) on ``resource`` ("rollouts" or "rollouts/status")."""
         with self.lock:
@@ -729,6 +815,10 @@ class KubernetesFake(FakeServer):
         return Reply.json(status, status_json(status, message or f"scripted failure {status}"))
 
     def handle(self, request: RecordedRequest) -> Reply:
+        hook = next((h for h in self._before if h[0] == request.method), None)
+        if hook is not None:
+            self._before.remove(hook)
+            hook[1]()
         if not self._authenticated(request):
             return Reply.json(401, status_json(401, "Unauthorized"))
         routed = self._route(request.segments)
