@@ -219,6 +219,7 @@ def test_the_shipped_examples_evaluate_on_the_demo_history(
         "checkout/requests-latency": "warning",  # the slow latency regression fires the 1d/2h ticket tier
         "checkout/canary-availability": "healthy",  # the canary rules' example: no version label, no canary
         "product-page/availability": "inconclusive",  # the Istio canary example: no such job in the demo
+        "checkout/shadow-correctness": "inconclusive",  # the shadow example: no mirrored traffic in the demo
         "search/requests-availability": "healthy",  # the Sloth file, unchanged
         "search/requests-not-found": "healthy",  # a raw ratio SLI
     }

@@ -68,6 +68,7 @@ def test_every_format_loads_beside_native_files_with_no_flag() -> None:
         "checkout/requests-latency",
         "checkout/canary-availability",  # native, the article's latency and budget-consumption rules
         "product-page/availability",  # native, a canary guard with affected_by
+        "checkout/shadow-correctness",  # native, a shadow (dark launch) guard
         "search/requests-availability",  # Sloth's prometheus/v1
         "search/requests-not-found",
     }

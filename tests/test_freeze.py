@@ -262,9 +262,10 @@ def test_the_shipped_slos_declare_the_freeze_and_the_shadow_example_loads() -> N
     assert all(f.exceptions == {"change": ("security-fix", "rollback")} for f in frozen.values())
     out, err = io.StringIO(), io.StringIO()
     examples = ROOT / "deploy" / "examples"
-    code = main(["check", str(examples / "shadow.yaml"), "--config", str(examples / "config.yaml")], out, err)
+    shadow = ROOT / "slos" / "checkout-shadow.yaml"
+    code = main(["check", str(shadow), "--config", str(examples / "config.yaml")], out, err)
     assert code == 0, err.getvalue()
-    [example] = load_paths([examples / "shadow.yaml"]).slos
+    [example] = load_paths([shadow]).slos
     assert example.canary is not None and example.canary.shadow and example.canary.on_burn == ()
 
 
