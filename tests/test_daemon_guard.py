@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import textwrap
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -15,7 +16,7 @@ from budgetguard.daemon import Daemon
 from budgetguard.engine import Engine
 from budgetguard.exporter import Exporter
 from budgetguard.guard import IncidentState
-from budgetguard.store import Store, StoreError
+from budgetguard.store import Store
 from tests.helpers import slo_from
 from tests.test_canary_versions import CANARY, OneAnswer, per_version
 
@@ -32,7 +33,7 @@ def daemon(tmp_path: Path) -> Iterator[Daemon]:
     (slos / "checkout.yaml").write_text(textwrap.dedent(CANARY))
     d = Daemon(Settings(slo_paths=[slos], db=tmp_path / "bg.db", actions=ACTIONS))  # type: ignore[arg-type]
     assert d.load_initial()
-    d._store = Store(d.settings.db)
+    d._store = Store(d.settings.db, busy_timeout=timedelta(milliseconds=100))
     d._exporter = Exporter(d, version="test")
     yield d
     d._store.close()
@@ -49,23 +50,19 @@ def cycle(d: Daemon) -> None:
 BURNING = {"v1": (995.0, 0.0), "v2": (5.0, 0.2)}
 
 
-def test_a_decision_that_cannot_be_stored_is_taken_again_next_cycle(
-    daemon: Daemon, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_decision_that_cannot_be_stored_is_taken_again_next_cycle(daemon: Daemon) -> None:
     assert daemon._store is not None
     store = daemon._store
     answer(daemon, BURNING)
-    real = store.record_cycle
-    calls: list[Any] = []
-
-    def failing(*args: Any, **kwargs: Any) -> None:
-        calls.append(args)
-        raise StoreError("disk full")
-
-    monkeypatch.setattr(store, "record_cycle", failing)
-    cycle(daemon)
-    assert calls and store.incidents() == [] and store.outbox() == []
-    monkeypatch.setattr(store, "record_cycle", real)
+    # Another process holds the file's write lock: the cycle's transaction cannot start (StoreError).
+    other = sqlite3.connect(daemon.settings.db, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        cycle(daemon)
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert store.incidents() == [] and store.outbox() == []
     cycle(daemon)  # the same canary, still burning, is decided again (the failed write set no cooldown)
     [incident] = store.incidents()
     assert incident.canary_value == "v2"
