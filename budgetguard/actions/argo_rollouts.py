@@ -18,22 +18,29 @@ into results, reprs or logs.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import re
 import ssl
 from dataclasses import replace
-from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self
 from urllib.parse import quote
 
 import httpx
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator
 
-from budgetguard.actions._config import ActionBase, SecretRef
-from budgetguard.actions._http import classify, redact, render, short, transport_failure
-from budgetguard.errors import ConfigError
+from budgetguard.actions._http import classify, redact, render, short
+from budgetguard.actions._kubernetes import (
+    IN_CLUSTER_URL,
+    SERVICE_ACCOUNT_DIR,
+    KubernetesApiConfig,
+    bearer_token,
+    connection_failure,
+    is_label,
+    is_object_name,
+    json_object,
+    message,
+    verification,
+)
 from budgetguard.ports import ActionOutcome, ActionRequest, ActionResult, EventKind
 
 __all__ = [
@@ -46,19 +53,13 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-IN_CLUSTER_URL = "https://kubernetes.default.svc"
-SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 _ROLLOUT_PATH = "/apis/argoproj.io/v1alpha1/namespaces/{namespace}/rollouts/{name}"
 # pkg/kubectl-argo-rollouts/cmd/abort/abort.go, abortPatch.
 _ABORT_PATCH = b'{"status":{"abort":true}}'
 _MERGE_PATCH = "application/merge-patch+json"
-# Kubernetes names: a Rollout's is a DNS-1123 subdomain, a namespace's a DNS-1123 label.
-_DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
-_DNS1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
-_MAX_SUBDOMAIN = 253
 
 
-class ArgoRolloutsConfig(ActionBase):
+class ArgoRolloutsConfig(KubernetesApiConfig):
     """One Rollout to abort when an incident opens; names are templates over the incident's context."""
 
     type: Literal["argo-rollouts"] = "argo-rollouts"
@@ -67,26 +68,6 @@ class ArgoRolloutsConfig(ActionBase):
         "are filled from the incident's context (service, slo, canary_label, canary, baseline, SLO labels)."
     )
     namespace: str = Field(description="The Rollout's namespace; a template like `rollout`.")
-    api_url: str | None = Field(
-        default=None,
-        description=f"The Kubernetes API. Unset: in-cluster, {IN_CLUSTER_URL} with the pod's service "
-        "account.",
-    )
-    token: SecretRef | None = Field(
-        default=None,
-        description="A bearer token. Unset: `token_file` is read before every request, because the kubelet "
-        "rotates projected service-account tokens and a copy read at start-up expires.",
-    )
-    token_file: Path = Field(
-        default=SERVICE_ACCOUNT_DIR / "token",
-        description="The service-account token used when `token` is unset.",
-    )
-    ca_file: Path | None = Field(
-        default=None,
-        description="CA bundle for the API's certificate. Unset: the service account's ca.crt in-cluster "
-        "(api_url unset), the system trust store with an explicit api_url.",
-    )
-    verify_tls: bool = Field(default=True, description="Never turn this off outside a throwaway lab.")
 
     @field_validator("rollout", "namespace")
     @classmethod
@@ -94,27 +75,6 @@ class ArgoRolloutsConfig(ActionBase):
         if not template.strip():
             raise ValueError("must not be empty")
         return template
-
-    @field_validator("api_url")
-    @classmethod
-    def _absolute_http_url(cls, url: str | None) -> str | None:
-        if url is None:
-            return None
-        try:
-            parsed = httpx.URL(url)
-        except httpx.InvalidURL as exc:
-            raise ValueError(f"not a valid URL: {exc}") from exc
-        if parsed.scheme not in ("http", "https") or not parsed.host:
-            raise ValueError("must be an absolute http(s) URL such as https://10.0.0.1:6443")
-        if parsed.userinfo or parsed.query:
-            raise ValueError("must not carry credentials or a query string; use `token`")
-        return url
-
-    @model_validator(mode="after")
-    def _tls_consistent(self) -> ArgoRolloutsConfig:
-        if self.ca_file is not None and not self.verify_tls:
-            raise ValueError("ca_file has no effect with verify_tls: false; drop one of them")
-        return self
 
 
 class ArgoRolloutsAction:
@@ -189,7 +149,7 @@ class ArgoRolloutsAction:
         if got.status_code == 404:
             return ActionResult(
                 ActionOutcome.FAILED,
-                f"{self._what}: no such rollout {namespace}/{rollout} (HTTP 404: {_message(got)})",
+                f"{self._what}: no such rollout {namespace}/{rollout} (HTTP 404: {message(got)})",
                 404,
             )
         if not got.is_success:
@@ -230,12 +190,12 @@ class ArgoRolloutsAction:
                 return ActionResult(
                     ActionOutcome.FAILED,
                     f"{self._what}: no such rollout {namespace}/{rollout} (gone before the abort; "
-                    f"HTTP 404: {_message(patched)})",
+                    f"HTTP 404: {message(patched)})",
                     404,
                 )
         if not patched.is_success:
             return self._refused(patched, "patch", "rollouts/status", namespace, target)
-        version = (_json(patched) or {}).get("metadata", {}).get("resourceVersion")
+        version = (json_object(patched) or {}).get("metadata", {}).get("resourceVersion")
         return ActionResult(
             ActionOutcome.DELIVERED,
             f"{self._what}: aborted {target}" + (f" (resourceVersion {version})" if version else ""),
@@ -252,13 +212,13 @@ class ArgoRolloutsAction:
                 f"{self._what}: the rollout's name uses ${{{exc.args[0]}}}, "
                 "which this incident's context lacks",
             )
-        if not _DNS1123_LABEL.fullmatch(namespace):
+        if not is_label(namespace):
             return ActionResult(
                 ActionOutcome.FAILED,
                 f"{self._what}: {namespace!r} (from {self._config.namespace!r}) "
                 "is not a Kubernetes namespace name",
             )
-        if len(rollout) > _MAX_SUBDOMAIN or not _DNS1123_SUBDOMAIN.fullmatch(rollout):
+        if not is_object_name(rollout):
             return ActionResult(
                 ActionOutcome.FAILED,
                 f"{self._what}: {rollout!r} (from {self._config.rollout!r}) is not a Kubernetes object name",
@@ -266,23 +226,7 @@ class ArgoRolloutsAction:
         return namespace, rollout
 
     def _bearer_token(self) -> str | ActionResult:
-        if self._token is not None:
-            return self._token
-        path = self._config.token_file
-        try:
-            token = path.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            return ActionResult(
-                ActionOutcome.FAILED,
-                f"{self._what}: no credentials: cannot read the service-account token {path} "
-                f"({exc.strerror}); run in a pod with a mounted service account, or set `token`",
-            )
-        if not token:
-            return ActionResult(
-                ActionOutcome.FAILED,
-                f"{self._what}: no credentials: the service-account token {path} is empty",
-            )
-        return token
+        return bearer_token(self._config, self._token, self._what)
 
     async def _send(
         self, method: str, path: str, token: str, *, content: bytes | None = None
@@ -297,7 +241,7 @@ class ArgoRolloutsAction:
         except TimeoutError:
             return ActionResult(ActionOutcome.RETRY, f"{what}: no answer within {self._timeout_seconds:g}s")
         except httpx.HTTPError as exc:
-            return _connection_failure(exc, what)
+            return connection_failure(exc, what)
 
     def _refused(
         self, response: httpx.Response, verb: str, resource: str, namespace: str, target: str
@@ -314,61 +258,21 @@ class ArgoRolloutsAction:
             return ActionResult(
                 ActionOutcome.FAILED,
                 f"{self._what}: RBAC forbids {verb} on {resource}.argoproj.io in namespace {namespace} "
-                f"(HTTP 403: {_message(response)}); grant get on rollouts and patch on rollouts/status",
+                f"(HTTP 403: {message(response)}); grant get on rollouts and patch on rollouts/status",
                 status,
             )
         result = classify(response, self._what)
         return replace(
-            result, detail=f"{self._what}: {verb} {target}: HTTP {status} {_message(response)}".strip()
+            result, detail=f"{self._what}: {verb} {target}: HTTP {status} {message(response)}".strip()
         )
 
 
-def _json(response: httpx.Response) -> dict[str, Any] | None:
-    try:
-        parsed = json.loads(response.content)
-    except ValueError:
-        return None
-    return parsed if isinstance(parsed, dict) else None
-
-
 def _status_of(response: httpx.Response) -> dict[str, Any] | None:
-    obj = _json(response)
+    obj = json_object(response)
     if obj is None or obj.get("kind", "Rollout") != "Rollout":
         return None
     status = obj.get("status")
     return status if isinstance(status, dict) else {}
-
-
-def _message(response: httpx.Response) -> str:
-    """The API server's own words: a ``Status`` object's ``message``, else the body."""
-    obj = _json(response)
-    if obj is not None and isinstance(obj.get("message"), str):
-        return short(obj["message"])
-    return short(response.text) or (response.reason_phrase or "")
-
-
-def _connection_failure(exc: httpx.HTTPError, what: str) -> ActionResult:
-    if isinstance(exc, httpx.ConnectError) and "CERTIFICATE_VERIFY_FAILED" in str(exc):
-        # Retrying cannot fix trust: name the setting that does.
-        return ActionResult(
-            ActionOutcome.FAILED, f"{what}: TLS: the API server's certificate is not trusted; set `ca_file`"
-        )
-    return transport_failure(exc, what)
-
-
-def _verification(name: str, config: ArgoRolloutsConfig) -> ssl.SSLContext | bool:
-    if not config.verify_tls:
-        return False
-    ca_file = config.ca_file
-    if ca_file is None and config.api_url is None:
-        ca_file = SERVICE_ACCOUNT_DIR / "ca.crt"
-    if ca_file is None:
-        return True
-    try:
-        return ssl.create_default_context(cafile=str(ca_file))
-    except (OSError, ssl.SSLError) as exc:
-        where = "" if config.api_url else " (in-cluster default: is this running in a pod? else set api_url)"
-        raise ConfigError(f"argo-rollouts {name}: cannot load the CA bundle {ca_file}{where}: {exc}") from exc
 
 
 def build(
@@ -380,5 +284,5 @@ def build(
     """
     token = config.token.resolve(f"argo-rollouts {name} token") if config.token is not None else None
     return ArgoRolloutsAction(
-        name, config, token=token, verify=_verification(name, config), transport=transport
+        name, config, token=token, verify=verification(f"argo-rollouts {name}", config), transport=transport
     )
