@@ -28,7 +28,7 @@ from typing import Any, TextIO
 
 import yaml
 
-from budgetguard import __version__, client, formats
+from budgetguard import __version__, client, formats, memory
 from budgetguard.config import Settings, load_settings
 from budgetguard.control import Control
 from budgetguard.daemon import Daemon, configure_logging, delivery_of, known_actions
@@ -588,7 +588,9 @@ async def _evaluate(
 ) -> list[Evaluation]:
     async with PrometheusSource(config) as source:
         engine = RecordingEngine(source) if query_mode == "recording" else Engine(source)
-        return await engine.evaluate_all(loaded.slos, at)
+        memory.settle()
+        with memory.collection_paused():
+            return await engine.evaluate_all(loaded.slos, at)
 
 
 def exit_code(evaluations: Sequence[Evaluation]) -> int:

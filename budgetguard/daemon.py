@@ -32,7 +32,7 @@ from typing import Any
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from budgetguard import __version__, affected, guard
+from budgetguard import __version__, affected, guard, memory
 from budgetguard.actions import RESOLVABLE_TYPES, build_action, placeholders_of
 from budgetguard.canary import Streak
 from budgetguard.config import Settings, split_listen
@@ -208,6 +208,7 @@ class Daemon:
             return False
         self.state.slos = loaded.slos
         self._fingerprint = _fingerprint(self.settings.slo_paths)
+        memory.settle()
         return True
 
     def reload(self, why: str) -> None:
@@ -227,6 +228,7 @@ class Daemon:
             ).items():
                 self.state.latest[slo_id] = ev
         self.state.slos = loaded.slos
+        memory.settle()
         log.info("reloaded %d SLO(s) from %d file(s) (%s)", len(loaded.slos), len(loaded.files), why)
 
     async def _watch_files(self) -> None:
@@ -240,7 +242,8 @@ class Daemon:
         slos = list(self.state.slos)
         at = datetime.now(tz=UTC)
         started = time.monotonic()
-        evaluations = await self._engine.evaluate_all(slos, at)
+        with memory.collection_paused():
+            evaluations = await self._engine.evaluate_all(slos, at)
         duration = time.monotonic() - started
         for ev in evaluations:
             if ev.verdict is Verdict.ERROR:
@@ -472,6 +475,7 @@ class Daemon:
                     verify_tls=prom.verify_tls,
                     headers=prom.headers,
                     partial_response=prom.partial_response,
+                    compression=prom.compression,
                 )
             )
             self._store = Store(settings.db)

@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from budgetguard import budget, canary, policy, queries
@@ -53,9 +53,9 @@ class Engine:
         planned = queries.plan(slo) + queries.plan_latency(slo)
         try:
             answers = await self._ask(planned, at)
-            observations = {
-                window: _observe(slo, window, planned, answers.by_tag) for window in slo.windows()
-            }
+            observations = observe_windows(
+                slo, queries.by_window(planned), answered_values(answers.by_tag, slo.canary is not None)
+            )
             canaries = _judge_canaries(slo, planned, answers.by_tag)
         except SourceError as exc:
             return policy.failed(slo, at, f"source error ({exc.reason}): {exc}", exc.reason)
@@ -64,8 +64,7 @@ class Engine:
         except Exception as exc:  # the per-SLO isolation point: one SLO's surprise must not stop the rest
             log.exception("evaluating %s failed unexpectedly", slo.id)
             return policy.failed(slo, at, f"internal error while evaluating: {exc!r}", "internal")
-        evaluation = policy.evaluate(slo, observations, at, answers.warnings)
-        return replace(evaluation, canaries=canaries) if canaries else evaluation
+        return policy.evaluate(slo, observations, at, answers.warnings, canaries=canaries)
 
     async def _ask(self, planned: Sequence[PlannedQuery], at: datetime) -> _Answers:
         if not self._combine:
@@ -102,7 +101,10 @@ def _quality(result: QueryResult) -> tuple[str, ...]:
     return tuple(notes)
 
 
-def _single(samples: list[Sample], query: PlannedQuery, summed: bool = False) -> float | str:
+PartValue = Callable[[PlannedQuery], float | str]  # a part's one value, or a string saying why there is none
+
+
+def part_value(samples: Sequence[Sample], query: PlannedQuery, summed: bool = False) -> float | str:
     """The one value of a part (``summed``: the sum of its per-version series); a string says why not."""
     if not samples:
         return "no series"
@@ -119,12 +121,21 @@ def _single(samples: list[Sample], query: PlannedQuery, summed: bool = False) ->
             f"({shown}{', ...' if len(samples) > 3 else ''}); aggregate it to one, e.g. with sum(...): "
             f"{query.expr}"
         )
-    value = samples[0].value
+    return sample_value(samples[0].value)
+
+
+def sample_value(value: float | None) -> float | str:
+    """One series' value as a part's value: NaN (``None``) and infinities say why they are no number."""
     if value is None:
         return "no traffic (NaN)"
     if not math.isfinite(value):
         return f"a non-finite value ({value})"
     return value
+
+
+def answered_values(answers: Mapping[str, Sequence[Sample]], summed: bool) -> PartValue:
+    """``part_value`` of each part from answers keyed by tag (what raw mode has)."""
+    return lambda query: part_value(answers.get(query.tag, ()), query, summed)
 
 
 def _labels(sample: Sample) -> str:
@@ -135,28 +146,45 @@ def _events(value: float, query: PlannedQuery) -> float:
     return value if query.counts else value * query.window.total_seconds()
 
 
-def _observe(
-    slo: SLO, window: timedelta, planned: Iterable[PlannedQuery], answers: dict[str, list[Sample]]
-) -> Observation:
-    parts = {q.part: q for q in planned if q.window == window and q.part not in queries.LATENCY_PARTS}
-    summed = slo.canary is not None
-    values = {part: _single(answers.get(q.tag, []), q, summed) for part, q in parts.items()}
+def observe_windows(
+    slo: SLO,
+    parts: Mapping[timedelta, Mapping[Part, PlannedQuery]],
+    value_of: PartValue,
+    windows: Iterable[timedelta] | None = None,
+) -> dict[timedelta, Observation]:
+    """Each window's observation (every window of the SLO unless ``windows`` are given); ``parts`` is
+    ``queries.by_window``, ``value_of`` gives each part's value (``answered_values`` in raw mode;
+    recording mode reads its recorded series). Raises ``_ShapeError`` for an answer that cannot be
+    one SLO's number."""
+    chosen = slo.windows() if windows is None else windows
+    return {window: _observe(slo, window, parts[window], value_of) for window in chosen}
 
-    if Part.RATIO in values:
-        ratio = values[Part.RATIO]
+
+# Enum members bound once: looking one up on its class costs more than the arithmetic of a window.
+_RATIO, _TOTAL, _GOOD, _ERRORS = Part.RATIO, Part.TOTAL, Part.GOOD, Part.ERRORS
+
+
+def _observe(
+    slo: SLO, window: timedelta, parts: Mapping[Part, PlannedQuery], value_of: PartValue
+) -> Observation:
+    ratio_query = parts.get(_RATIO)
+    if ratio_query is not None:
+        ratio = value_of(ratio_query)
         if isinstance(ratio, str):
             return Observation(window, None, None, ratio)
         return Observation(window, ratio, None)
 
-    total = values[Part.TOTAL]
+    total_query = parts[_TOTAL]
+    total = value_of(total_query)
     if isinstance(total, str):
         return Observation(window, None, None, total)
-    events = _events(total, parts[Part.TOTAL])
+    events = total if total_query.counts else total * window.total_seconds()
     if total <= 0:
         return Observation(window, None, events, "no traffic (0 events)")
 
-    if Part.GOOD in values:
-        good = values[Part.GOOD]
+    good_query = parts.get(_GOOD)
+    if good_query is not None:
+        good = value_of(good_query)
         if good == "no series":
             latency = slo.sli.latency
             assert latency is not None
@@ -168,7 +196,7 @@ def _observe(
             return Observation(window, None, events, f"{good} in the good-events query")
         bad = max(total - good, 0.0)
     else:
-        errors = values[Part.ERRORS]
+        errors = value_of(parts[_ERRORS])
         if isinstance(errors, str) and errors != "no series":
             return Observation(window, None, events, f"{errors} in the error query")
         # No error series beside present traffic: nothing failed (the counter was never created).
@@ -188,7 +216,7 @@ def _by_version(samples: Iterable[Sample], label: str, query: PlannedQuery) -> d
 
 
 def _judge_canaries(
-    slo: SLO, planned: Sequence[PlannedQuery], answers: dict[str, list[Sample]]
+    slo: SLO, planned: Sequence[PlannedQuery], answers: Mapping[str, Sequence[Sample]]
 ) -> tuple[canary.CanaryEvaluation, ...]:
     """Each version's counts over the canary windows, and their judgement (``canary.judge_versions``)."""
     policy = slo.canary
@@ -199,21 +227,21 @@ def _judge_canaries(
     for window in (*policy.windows, policy.baseline_window):
         parts = {q.part: q for q in planned if q.window == window}
         total_q = parts[Part.TOTAL]
-        totals = _by_version(answers.get(total_q.tag, []), policy.label, total_q)
+        totals = _by_version(answers.get(total_q.tag, ()), policy.label, total_q)
         if window == policy.baseline_window:
             traffic = totals
         if Part.GOOD in parts:
-            good = _by_version(answers.get(parts[Part.GOOD].tag, []), policy.label, parts[Part.GOOD])
+            good = _by_version(answers.get(parts[Part.GOOD].tag, ()), policy.label, parts[Part.GOOD])
             errors = {v: max(t - good.get(v, 0.0), 0.0) for v, t in totals.items()}
         else:
-            errors = _by_version(answers.get(parts[Part.ERRORS].tag, []), policy.label, parts[Part.ERRORS])
+            errors = _by_version(answers.get(parts[Part.ERRORS].tag, ()), policy.label, parts[Part.ERRORS])
         counts[window] = {v: Counts(errors.get(v, 0.0), t) for v, t in totals.items()}
     latency = _latency_by_version(policy, planned, answers)
     return canary.judge_versions(policy, slo.error_budget, counts, traffic, latency)
 
 
 def _latency_by_version(
-    policy: CanaryPolicy, planned: Sequence[PlannedQuery], answers: dict[str, list[Sample]]
+    policy: CanaryPolicy, planned: Sequence[PlannedQuery], answers: Mapping[str, Sequence[Sample]]
 ) -> dict[str, Counts | None] | None:
     """Slow requests (``_count`` minus the bucket at the threshold) among all, per version; None for a
     version with requests but no bucket at the threshold (not one of its histogram's boundaries)."""
@@ -221,8 +249,8 @@ def _latency_by_version(
     if policy.latency is None or not parts:
         return None
     total_q, fast_q = parts[Part.LATENCY_TOTAL], parts[Part.LATENCY_FAST]
-    totals = _by_version(answers.get(total_q.tag, []), policy.label, total_q)
-    fast = _by_version(answers.get(fast_q.tag, []), policy.label, fast_q)
+    totals = _by_version(answers.get(total_q.tag, ()), policy.label, total_q)
+    fast = _by_version(answers.get(fast_q.tag, ()), policy.label, fast_q)
     return {
         v: None if v not in fast and t > 0 else Counts(max(t - fast.get(v, 0.0), 0.0), t)
         for v, t in totals.items()

