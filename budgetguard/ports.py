@@ -22,8 +22,7 @@ class Sample(NamedTuple):
     A scalar result is one Sample with empty labels.
 
     A named tuple rather than a frozen dataclass: a large answer holds ~20,000 of them (recording-rule
-    mode at 10,000 SLOs), and a tuple is made three times faster, is smaller, and, holding only
-    strings and a float, is dropped from the garbage collector's watch after its first collection.
+    mode at 10,000 SLOs), and a tuple is made about twice as fast and is a third of the size.
     """
 
     labels: Mapping[str, str]
