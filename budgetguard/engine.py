@@ -147,17 +147,12 @@ def _events(value: float, query: PlannedQuery) -> float:
 
 
 def observe_windows(
-    slo: SLO,
-    parts: Mapping[timedelta, Mapping[Part, PlannedQuery]],
-    value_of: PartValue,
-    windows: Iterable[timedelta] | None = None,
+    slo: SLO, parts: Mapping[timedelta, Mapping[Part, PlannedQuery]], value_of: PartValue
 ) -> dict[timedelta, Observation]:
-    """Each window's observation (every window of the SLO unless ``windows`` are given); ``parts`` is
-    ``queries.by_window``, ``value_of`` gives each part's value (``answered_values`` in raw mode;
-    recording mode reads its recorded series). Raises ``_ShapeError`` for an answer that cannot be
-    one SLO's number."""
-    chosen = slo.windows() if windows is None else windows
-    return {window: _observe(slo, window, parts[window], value_of) for window in chosen}
+    """Every window's observation; ``parts`` is ``queries.by_window``, ``value_of`` gives each part's
+    value (``answered_values`` in raw mode; recording mode reads its recorded series). Raises
+    ``_ShapeError`` for an answer that cannot be one SLO's number."""
+    return {window: _observe(slo, window, parts[window], value_of) for window in slo.windows()}
 
 
 # Enum members bound once: looking one up on its class costs more than the arithmetic of a window.
@@ -178,7 +173,7 @@ def _observe(
     total = value_of(total_query)
     if isinstance(total, str):
         return Observation(window, None, None, total)
-    events = total if total_query.counts else total * window.total_seconds()
+    events = _events(total, total_query)
     if total <= 0:
         return Observation(window, None, events, "no traffic (0 events)")
 

@@ -65,17 +65,10 @@ def by_window(planned: Iterable[PlannedQuery]) -> dict[timedelta, dict[Part, Pla
 
 def render(template: str, window: timedelta) -> str:
     """Replace ``{{.window}}`` (any spacing) with the window as a Prometheus duration."""
-    return WINDOW_PLACEHOLDER.sub(format_duration(window), template)
+    return format_duration(window).join(WINDOW_PLACEHOLDER.split(template))
 
 
-def render_windows(template: str, windows: Iterable[timedelta]) -> list[str]:
-    """``render`` for each window, the template split once (what ``plan`` and ``rules_hash`` need
-    for every SLO: 10,000 SLOs times 8 windows)."""
-    pieces = WINDOW_PLACEHOLDER.split(template)
-    return [format_duration(window).join(pieces) for window in windows]
-
-
-def returns_counts(template: str) -> bool:
+def _returns_counts(template: str) -> bool:
     # Sloth-style queries are rates; a query written with increase() yields events per window instead.
     return bool(re.search(r"\bincrease\s*\(", template)) and not re.search(r"\brate\s*\(", template)
 
@@ -122,17 +115,26 @@ def templates(slo: SLO) -> dict[Part, str]:
     return {Part.GOOD: good, Part.TOTAL: total}
 
 
+def rendered(slo: SLO, windows: Iterable[timedelta] | None = None) -> list[tuple[timedelta, Part, str, bool]]:
+    """``(window, part, query, counts)`` for every part an SLO needs, shortest window first: what ``plan``
+    wraps and what ``rules.rules_hash`` digests (for every SLO of a recording-mode cycle's first run, so
+    each template is split once rather than rendered window by window)."""
+    chosen = slo.windows() if windows is None else tuple(windows)
+    parts = []
+    for part, template in templates(slo).items():
+        pieces = WINDOW_PLACEHOLDER.split(template)
+        parts.append((part, [format_duration(w).join(pieces) for w in chosen], _returns_counts(template)))
+    return [
+        (window, part, exprs[index], counts)
+        for index, window in enumerate(chosen)
+        for part, exprs, counts in parts
+    ]
+
+
 def plan(slo: SLO, windows: Iterable[timedelta] | None = None) -> tuple[PlannedQuery, ...]:
     """Every (window, part) query an SLO needs, shortest window first."""
-    chosen = slo.windows() if windows is None else tuple(windows)
-    parts = [
-        (part, render_windows(template, chosen), returns_counts(template))
-        for part, template in templates(slo).items()
-    ]
     return tuple(
-        PlannedQuery(window=window, part=part, expr=rendered[index], counts=counts)
-        for index, window in enumerate(chosen)
-        for part, rendered, counts in parts
+        PlannedQuery(window, part, expr, counts) for window, part, expr, counts in rendered(slo, windows)
     )
 
 

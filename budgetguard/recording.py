@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -40,7 +39,7 @@ from budgetguard.engine import (
     sample_value,
 )
 from budgetguard.errors import SourceError
-from budgetguard.policy import Evaluation, Observation
+from budgetguard.policy import Evaluation
 from budgetguard.ports import MetricsSource, QueryResult, Sample
 from budgetguard.queries import Part, PlannedQuery
 from budgetguard.rules import SeriesKind
@@ -77,12 +76,10 @@ def window_query(window: timedelta, kinds: Iterable[SeriesKind] = _COUNT_KINDS) 
 
 @dataclass(frozen=True)
 class _Layout:
-    """What recording mode reads of an SLO with these windows: the planned parts, grouped by window,
-    and for counted SLIs each window's (window, errors tag, requests tag, seconds) for ``_observe_counts``."""
+    """What recording mode reads of an SLO with these windows: the planned parts, grouped by window."""
 
     planned: tuple[PlannedQuery, ...]
     by_window: dict[timedelta, dict[Part, PlannedQuery]]
-    counted: tuple[tuple[timedelta, str, str, float], ...]
 
 
 @functools.lru_cache(maxsize=256)
@@ -92,15 +89,7 @@ def _layout(windows: tuple[timedelta, ...], ratio: bool) -> _Layout:
     planned = tuple(
         PlannedQuery(window=w, part=p, expr=rules.series_name(_KIND_OF[p], w)) for w in windows for p in parts
     )
-    grouped = queries.by_window(planned)
-    counted = (
-        ()
-        if ratio
-        else tuple(
-            (w, grouped[w][Part.ERRORS].tag, grouped[w][Part.TOTAL].tag, w.total_seconds()) for w in windows
-        )
-    )
-    return _Layout(planned, grouped, counted)
+    return _Layout(planned, queries.by_window(planned))
 
 
 def _kinds(slo: SLO) -> tuple[SeriesKind, ...]:
@@ -228,12 +217,9 @@ class RecordingEngine:
     def _judge(slo: SLO, at: datetime, answers: Mapping[str, _Entry], warnings: Sequence[str]) -> Evaluation:
         layout = _layout(slo.windows(), slo.sli.raw is not None)
         try:
-            if layout.counted and slo.canary is None:
-                observations = _observe_counts(slo, layout, answers)
-            else:
-                observations = observe_windows(
-                    slo, layout.by_window, _recorded_values(answers, slo.canary is not None)
-                )
+            observations = observe_windows(
+                slo, layout.by_window, _recorded_values(answers, slo.canary is not None)
+            )
             canaries = _judge_canaries(slo, layout.planned, _as_samples(answers)) if slo.canary else ()
         except _ShapeError:
             raise
@@ -255,32 +241,6 @@ def _recorded_values(answers: Mapping[str, _Entry], summed: bool) -> PartValue:
         return sample_value(entry)  # type: ignore[arg-type]  # float or None: the list is handled above
 
     return value_of
-
-
-def _observe_counts(slo: SLO, layout: _Layout, answers: Mapping[str, _Entry]) -> dict[timedelta, Observation]:
-    """``observe_windows`` for one counted SLI's recorded rates, without its general machinery where a
-    window's requests are a finite positive number and its errors a finite number or absent (the
-    common case, 10,000 SLOs x 8 windows a cycle); any other window takes ``observe_windows``' path.
-    The two agree exactly: tests/test_recording.py checks it on arbitrary values."""
-    out: dict[timedelta, Observation] = {}
-    isfinite = math.isfinite
-    value_of: PartValue | None = None
-    for window, errors_tag, requests_tag, seconds in layout.counted:
-        total = answers.get(requests_tag)
-        errors = answers.get(errors_tag, _ABSENT)
-        if type(total) is float and total > 0.0 and isfinite(total):
-            bad = None
-            if errors is _ABSENT:
-                bad = 0.0
-            elif type(errors) is float and isfinite(errors):
-                bad = max(errors, 0.0)
-            if bad is not None:
-                out[window] = Observation(window, bad / total, total * seconds)
-                continue
-        if value_of is None:
-            value_of = _recorded_values(answers, False)
-        out[window] = observe_windows(slo, {window: layout.by_window[window]}, value_of, (window,))[window]
-    return out
 
 
 def _as_samples(answers: Mapping[str, _Entry]) -> dict[str, list[Sample]]:

@@ -155,30 +155,18 @@ def rules_hash(slo: SLO) -> str:
     and the canary label), the windows, the SLO window, the objective and ``RULES_SCHEMA``; not
     names, labels, descriptions, alerting or tiers except through the windows they add.
     """
-    direct = _direct_windows(slo)
     payload = {
         "schema": RULES_SCHEMA,
         "objective_ratio": str(slo.objective_ratio),  # exact: "999/1000"
         "window": format_duration(slo.window),
-        "source_window": format_duration(min(direct)),
-        "queries": _hashed_queries(slo, direct),
+        "source_window": format_duration(source_window(slo)),
+        "queries": [
+            [format_duration(window), str(part), expr, counts]
+            for window, part, expr, counts in queries.rendered(slo, _direct_windows(slo))
+        ],
     }
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
-
-
-def _hashed_queries(slo: SLO, windows: tuple[timedelta, ...]) -> list[list[object]]:
-    """``[window, part, query, counts]`` of each of ``queries.plan(slo, windows)``, built without the
-    plan's objects: a cycle of recording-rule mode hashes every SLO it has not seen before."""
-    parts = [
-        (str(part), queries.render_windows(template, windows), queries.returns_counts(template))
-        for part, template in queries.templates(slo).items()
-    ]
-    return [
-        [format_duration(window), part, rendered[index], counts]
-        for index, window in enumerate(windows)
-        for part, rendered, counts in parts
-    ]
 
 
 # --- PromQL text -------------------------------------------------------------------------------------

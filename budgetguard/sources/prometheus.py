@@ -59,7 +59,6 @@ _MAX_DETAIL_CHARS = 500
 # would garble messages without protecting anything.
 _MIN_REDACTED_HEADER_CHARS = 6
 _REDACTED = "[redacted]"
-_MISSING = object()  # a key absent from a decoded JSON object
 
 # errorType is a free-form string (VictoriaMetrics sends "422", Mimir adds its own), so these are
 # lookups with a default, never a closed enum.
@@ -400,7 +399,7 @@ def _classify(status: int, error_type: str | None) -> type[SourceError]:
 
 
 class _VectorElement(msgspec.Struct, gc=False):
-    value: tuple[float, str | float]  # [<unix time>, "<value>"]; plain numbers from look-alikes
+    value: tuple[float, float]  # [<unix time>, "<value>"], the value string read as a number (lax mode)
     metric: dict[str, str] = {}
 
 
@@ -416,60 +415,21 @@ class _VectorAnswer(msgspec.Struct, gc=False):
     isPartial: bool | None = None  # VictoriaMetrics cluster, top level
 
 
-class _NumericElement(msgspec.Struct, gc=False):
-    value: tuple[float, float]  # the value string read as a number by msgspec's lax mode
-    metric: dict[str, str] = {}
-
-
-class _NumericData(msgspec.Struct, gc=False):
-    resultType: Literal["vector"]
-    result: list[_NumericElement]
-
-
-class _NumericAnswer(msgspec.Struct, gc=False):
-    status: Literal["success"]
-    data: _NumericData
-    warnings: list[str] | None = None
-    isPartial: bool | None = None
-
-
-# Lax mode reads "0.25", "1e-05", "NaN", "Inf" and "-Inf" as floats in C, but not Prometheus' "+Inf"
-# (nor anything float() would take that Prometheus never writes): those answers take the string decoder.
+# Lax mode reads "0.25", "1e-05", "NaN", "Inf" and "-Inf" (and plain JSON numbers) as floats in C, but not
+# Prometheus' "+Inf": such an answer takes the general path, as does anything else float() would read.
 # One difference from float(): lax mode reads "-0" as 0.0, which no arithmetic here tells apart.
-_NUMERIC_DECODER = msgspec.json.Decoder(_NumericAnswer, strict=False)
-_VECTOR_DECODER = msgspec.json.Decoder(_VectorAnswer)
+_VECTOR_DECODER = msgspec.json.Decoder(_VectorAnswer, strict=False)
 
 
 def _vector_answer(content: bytes) -> QueryResult | None:
     """A successful vector answer, or None when it is anything else (the general path decides)."""
     try:
-        numeric = _NUMERIC_DECODER.decode(content)
-    except msgspec.MsgspecError:  # not JSON, not exactly these types, or a "+Inf"
-        pass
-    else:
-        isnan = math.isnan
-        return _answer(
-            [Sample(e.metric, None if isnan(e.value[1]) else e.value[1]) for e in numeric.data.result],
-            numeric.warnings,
-            numeric.isPartial,
-        )
-    try:
         answer = _VECTOR_DECODER.decode(content)
-    except msgspec.MsgspecError:
+    except msgspec.MsgspecError:  # not JSON, not exactly these types, or a "+Inf"
         return None
-    samples = []
-    for element in answer.data.result:
-        raw = element.value[1]
-        try:
-            value = float(raw)
-        except ValueError:
-            return None  # "abc": the general path says which sample
-        samples.append(Sample(labels=element.metric, value=None if math.isnan(value) else value))
-    return _answer(samples, answer.warnings, answer.isPartial)
-
-
-def _answer(samples: list[Sample], warnings: list[str] | None, partial: bool | None) -> QueryResult:
-    return QueryResult(samples=tuple(samples), warnings=_warnings(warnings), partial=partial is True)
+    isnan = math.isnan
+    samples = tuple(Sample(e.metric, None if isnan(e.value[1]) else e.value[1]) for e in answer.data.result)
+    return QueryResult(samples=samples, warnings=_warnings(answer.warnings), partial=answer.isPartial is True)
 
 
 def _samples(result_type: object, result: object) -> tuple[Sample, ...]:
@@ -514,34 +474,27 @@ def _matrix(result_type: object, result: object) -> tuple[RangeSeries, ...]:
 
 
 def _vector_sample(element: object) -> Sample:
-    # The hot loop of a large answer (recording-rule mode reads ~20,000 series per query): exact type
-    # checks and no copies. The label dict is the decoder's own, referenced by nothing else; JSON object
-    # keys are always strings, so only the values need checking.
-    if type(element) is not dict:
+    if not isinstance(element, dict):
         raise ValueError(f"a vector element must be an object, got {element!r}")
-    labels = element.get("metric", _MISSING)
-    if labels is _MISSING:
-        labels = {}
-    elif type(labels) is not dict:
+    labels = element.get("metric", {})
+    if not isinstance(labels, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
+    ):
         raise ValueError(f"vector element labels must map strings to strings, got {labels!r}")
-    for text in labels.values():
-        if type(text) is not str:
-            raise ValueError(f"vector element labels must map strings to strings, got {labels!r}")
-    pair = element.get("value", _MISSING)
-    if pair is _MISSING:
+    if "value" not in element:
         if "histogram" in element:
             raise ValueError(f"native histogram sample where a float was expected, series {labels!r}")
         raise ValueError(f"vector element without a value, series {labels!r}")
-    return Sample(labels=labels, value=_sample_value(pair))
+    return Sample(labels=dict(labels), value=_sample_value(element["value"]))
 
 
 def _sample_value(pair: object) -> float | None:
     """``[<unix_time>, "<value>"]`` -> float; ``"NaN"`` (Prometheus' 0/0) becomes ``None``."""
-    if type(pair) is not list or len(pair) != 2:
+    if not isinstance(pair, list) or len(pair) != 2:
         raise ValueError(f"a sample must be [<time>, <value>], got {pair!r}")
     raw = pair[1]
     # Prometheus quotes every value (reference 1.3); plain JSON numbers are accepted from look-alikes.
-    if type(raw) is not str and (isinstance(raw, bool) or not isinstance(raw, int | float)):
+    if isinstance(raw, bool) or not isinstance(raw, str | int | float):
         raise ValueError(f"a sample value must be a string, got {raw!r}")
     try:
         value = float(raw)
