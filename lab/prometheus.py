@@ -32,7 +32,6 @@ import json
 import logging
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -40,13 +39,14 @@ import time
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
 
 import httpx
 
+from lab import _process
 from lab.openmetrics import Series, write_openmetrics
 
 __all__ = ["BackfillReport", "LabError", "PrometheusLab", "PrometheusNotInstalled", "QuerySample"]
@@ -56,11 +56,8 @@ log = logging.getLogger(__name__)
 _INSTALL_HINT = (
     "install it with `apt-get install prometheus` (Debian/Ubuntu; provides prometheus and promtool)"
 )
-_POLL_SECONDS = 0.05
-_STOP_TIMEOUT = timedelta(seconds=10)
 _PROMTOOL_TIMEOUT = timedelta(minutes=5)
 _QUERY_TIMEOUT = timedelta(seconds=30)
-_LOG_TAIL_LINES = 40
 
 
 class LabError(RuntimeError):
@@ -114,42 +111,10 @@ def _which(binary: str) -> str:
     return found
 
 
-def _tail(path: Path, lines: int = _LOG_TAIL_LINES) -> str:
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return "(no log)"
-    return "\n".join(text.splitlines()[-lines:])
-
-
 def _check_loopback(target: str) -> None:
     host, sep, port = target.rpartition(":")
     if not sep or not port.isdigit() or host != "127.0.0.1":
         raise ValueError(f"scrape target {target!r} must be 127.0.0.1:PORT (the lab stays on loopback)")
-
-
-def _reap(
-    processes: list[subprocess.Popen[bytes]],
-    files: list[IO[bytes]],
-    clients: list[httpx.Client],
-    work_dir: Path,
-) -> None:
-    """Kill what is still running, close what is open, delete the work directory. Idempotent."""
-    for client in clients:
-        client.close()
-    clients.clear()
-    for process in processes:
-        if process.poll() is None:
-            process.kill()
-            try:
-                process.wait(timeout=_STOP_TIMEOUT.total_seconds())
-            except subprocess.TimeoutExpired:
-                log.warning("prometheus pid %s did not die after SIGKILL", process.pid)
-    processes.clear()
-    for handle in files:
-        handle.close()
-    files.clear()
-    shutil.rmtree(work_dir, ignore_errors=True)
 
 
 class PrometheusLab:
@@ -207,7 +172,14 @@ class PrometheusLab:
         self._clients: list[httpx.Client] = []  # at most one; a list so the finalizer can close it
         self._work_dir = Path(tempfile.mkdtemp(prefix="budgetguard-lab-"))
         self._finalizer = weakref.finalize(
-            self, _reap, self._processes, self._files, self._clients, self._work_dir
+            self,
+            _process.reap,
+            "prometheus",
+            log,
+            processes=self._processes,
+            files=self._files,
+            clients=self._clients,
+            work_dir=self._work_dir,
         )
         self._data_dir = Path(data_dir).resolve() if data_dir is not None else self._work_dir / "data"
         self._data_dir.mkdir(parents=True, exist_ok=True)
@@ -347,14 +319,7 @@ class PrometheusLab:
             f"--storage.tsdb.retention.time={_prometheus_duration(self._retention)}",
             f"--web.listen-address=127.0.0.1:{self._port}",
         ]
-        log_file = open(self._log_path, "ab")  # noqa: SIM115 (closed by stop() or the finalizer)
-        self._files.append(log_file)
-        log_file.write(f"--- lab start {datetime.now(UTC).isoformat()}: {' '.join(command)}\n".encode())
-        log_file.flush()
-        process = subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT, cwd=self._work_dir
-        )
-        self._processes.append(process)
+        process = _process.launch(command, self._log_path, self._work_dir, self._processes, self._files)
         try:
             self._wait_ready(process)
         except LabError:
@@ -370,47 +335,21 @@ class PrometheusLab:
         return self._clients[0]
 
     def _wait_ready(self, process: subprocess.Popen[bytes]) -> None:
-        deadline = time.monotonic() + self._ready_timeout.total_seconds()
-        last = "no answer yet"
-        while time.monotonic() < deadline:
-            code = process.poll()
-            if code is not None:
-                raise LabError(
-                    f"prometheus exited with status {code} before it was ready:\n{_tail(self._log_path)}"
-                )
-            try:
-                response = self._http().get(f"{self.url}/-/ready", timeout=1.0)
-            except httpx.TransportError as exc:
-                last = repr(exc)
-            else:
-                if response.status_code == 200:
-                    return
-                last = f"HTTP {response.status_code} {response.text.strip()}"
-            time.sleep(_POLL_SECONDS)
-        raise LabError(
-            f"prometheus was not ready on {self.url} within {self._ready_timeout} ({last}):\n"
-            f"{_tail(self._log_path)}"
+        _process.wait_answering(
+            "prometheus",
+            "ready",
+            process,
+            client=self._http(),
+            url=self.url,
+            path="/-/ready",
+            log_path=self._log_path,
+            timeout=self._ready_timeout,
+            error=LabError,
         )
 
     def stop(self) -> None:
         """SIGTERM, wait up to 10 s, then SIGKILL. Data and port stay for the next ``start()``."""
-        while self._processes:
-            process = self._processes.pop()
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(timeout=_STOP_TIMEOUT.total_seconds())
-                except subprocess.TimeoutExpired:
-                    log.warning(
-                        "prometheus pid %s ignored SIGTERM for %s; killing it", process.pid, _STOP_TIMEOUT
-                    )
-                    process.kill()
-                    process.wait(timeout=_STOP_TIMEOUT.total_seconds())
-            log.info("prometheus pid %s stopped with status %s", process.pid, process.returncode)
-        while self._files:
-            self._files.pop().close()
-        while self._clients:
-            self._clients.pop().close()
+        _process.stop("prometheus", log, self._processes, self._files, self._clients)
 
     def close(self) -> None:
         """Stop Prometheus and delete the work directory (and the data, unless ``data_dir`` was given)."""
@@ -486,7 +425,7 @@ class PrometheusLab:
             if value is not None:
                 return value
             if time.monotonic() >= deadline:
-                raise LabError(f"{expr!r} had no value within {timeout}:\n{_tail(self._log_path)}")
+                raise LabError(f"{expr!r} had no value within {timeout}:\n{_process.tail(self._log_path)}")
             time.sleep(0.1)
 
     def query_value(self, expr: str, at: float | datetime | None = None) -> float | None:

@@ -47,7 +47,6 @@ import json
 import logging
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -62,6 +61,7 @@ from typing import IO, Self
 
 import httpx
 
+from lab import _process
 from lab.openmetrics import Series
 from lab.prometheus import LabError, QuerySample
 
@@ -70,11 +70,8 @@ __all__ = ["ImportReport", "VictoriaLab", "VictoriaMetricsNotInstalled", "import
 log = logging.getLogger(__name__)
 
 _INSTALL_HINT = "install it with `apt-get install victoria-metrics` (Debian/Ubuntu; scripts/setup does)"
-_POLL_SECONDS = 0.05
-_STOP_TIMEOUT = timedelta(seconds=10)
 _HTTP_TIMEOUT = timedelta(seconds=60)
 _COUNT_TIMEOUT = timedelta(seconds=10)
-_LOG_TAIL_LINES = 40
 _ROWS_ADDED = re.compile(r"^vm_rows_added_to_storage_total (\d+)$", re.MULTILINE)
 _ROWS_IGNORED = re.compile(r'^vm_rows_ignored_total\{reason="([^"]+)"\} (\d+)$', re.MULTILINE)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -127,38 +124,6 @@ def _free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
-
-
-def _tail(path: Path, lines: int = _LOG_TAIL_LINES) -> str:
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return "(no log)"
-    return "\n".join(text.splitlines()[-lines:])
-
-
-def _reap(
-    processes: list[subprocess.Popen[bytes]],
-    files: list[IO[bytes]],
-    clients: list[httpx.Client],
-    work_dir: Path,
-) -> None:
-    """Kill what is still running, close what is open, delete the work directory. Idempotent."""
-    for client in clients:
-        client.close()
-    clients.clear()
-    for process in processes:
-        if process.poll() is None:
-            process.kill()
-            try:
-                process.wait(timeout=_STOP_TIMEOUT.total_seconds())
-            except subprocess.TimeoutExpired:
-                log.warning("victoria-metrics pid %s did not die after SIGKILL", process.pid)
-    processes.clear()
-    for handle in files:
-        handle.close()
-    files.clear()
-    shutil.rmtree(work_dir, ignore_errors=True)
 
 
 def _whole_days(value: timedelta) -> str:
@@ -218,7 +183,14 @@ class VictoriaLab:
         self._clients: list[httpx.Client] = []  # at most one; a list so the finalizer can close it
         self._work_dir = Path(tempfile.mkdtemp(prefix="budgetguard-vmlab-"))
         self._finalizer = weakref.finalize(
-            self, _reap, self._processes, self._files, self._clients, self._work_dir
+            self,
+            _process.reap,
+            "victoria-metrics",
+            log,
+            processes=self._processes,
+            files=self._files,
+            clients=self._clients,
+            work_dir=self._work_dir,
         )
         self._data_dir = self._work_dir / "data"
         self._log_path = self._work_dir / "victoria-metrics.log"
@@ -282,14 +254,7 @@ class VictoriaLab:
         ]
         if self._disable_cache:
             command.append("-search.disableCache")
-        log_file = open(self._log_path, "ab")  # noqa: SIM115 (closed by stop() or the finalizer)
-        self._files.append(log_file)
-        log_file.write(f"--- lab start {datetime.now(UTC).isoformat()}: {' '.join(command)}\n".encode())
-        log_file.flush()
-        process = subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT, cwd=self._work_dir
-        )
-        self._processes.append(process)
+        process = _process.launch(command, self._log_path, self._work_dir, self._processes, self._files)
         try:
             self._wait_healthy(process)
         except LabError:
@@ -304,50 +269,21 @@ class VictoriaLab:
         return self._clients[0]
 
     def _wait_healthy(self, process: subprocess.Popen[bytes]) -> None:
-        deadline = time.monotonic() + self._ready_timeout.total_seconds()
-        last = "no answer yet"
-        while time.monotonic() < deadline:
-            code = process.poll()
-            if code is not None:
-                raise LabError(
-                    f"victoria-metrics exited with status {code} before it was healthy:\n"
-                    f"{_tail(self._log_path)}"
-                )
-            try:
-                response = self._http().get(f"{self.url}/health", timeout=1.0)
-            except httpx.TransportError as exc:
-                last = repr(exc)
-            else:
-                if response.status_code == 200:
-                    return
-                last = f"HTTP {response.status_code} {response.text.strip()}"
-            time.sleep(_POLL_SECONDS)
-        raise LabError(
-            f"victoria-metrics was not healthy on {self.url} within {self._ready_timeout} ({last}):\n"
-            f"{_tail(self._log_path)}"
+        _process.wait_answering(
+            "victoria-metrics",
+            "healthy",
+            process,
+            client=self._http(),
+            url=self.url,
+            path="/health",
+            log_path=self._log_path,
+            timeout=self._ready_timeout,
+            error=LabError,
         )
 
     def stop(self) -> None:
         """SIGTERM (it flushes to disk), wait up to 10 s, then SIGKILL. Data and port stay for ``start()``."""
-        while self._processes:
-            process = self._processes.pop()
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(timeout=_STOP_TIMEOUT.total_seconds())
-                except subprocess.TimeoutExpired:
-                    log.warning(
-                        "victoria-metrics pid %s ignored SIGTERM for %s; killing it",
-                        process.pid,
-                        _STOP_TIMEOUT,
-                    )
-                    process.kill()
-                    process.wait(timeout=_STOP_TIMEOUT.total_seconds())
-            log.info("victoria-metrics pid %s stopped with status %s", process.pid, process.returncode)
-        while self._files:
-            self._files.pop().close()
-        while self._clients:
-            self._clients.pop().close()
+        _process.stop("victoria-metrics", log, self._processes, self._files, self._clients)
 
     def close(self) -> None:
         """Stop VictoriaMetrics and delete the work directory with the data."""
@@ -429,7 +365,7 @@ class VictoriaLab:
             received = now.added - before.added
             if received >= sent or time.monotonic() >= deadline:
                 break
-            time.sleep(_POLL_SECONDS)
+            time.sleep(_process.POLL_SECONDS)
         ignored = {
             reason: count - before.ignored.get(reason, 0)
             for reason, count in now.ignored.items()
