@@ -4,7 +4,7 @@ Synthetic Poisson traffic, no Prometheus. Every canary is born at t=0 (its windo
 it has served) and each second its requests are Poisson(rate) and its errors Binomial(requests, ratio).
 The same streams are judged, in the same run, by four rules:
 
-(a) budgetguard over one window: ``budgetguard.canary.judge`` over the last ``--window`` (default 5m)
+(a) budgetguard over one window: ``budgetguard.core.canary.judge`` over the last ``--window`` (default 5m)
     at ``--confidence`` (0.95), evaluated every second, streak 1, no baseline (the baseline comparison
     can only add a condition to BURNING, so it would only slow detection and lower false rollbacks);
 (b) budgetguard's default canary policy (``spec.resolve_canary``): the same, but over each of
@@ -59,7 +59,7 @@ import numpy.typing as npt
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from budgetguard.canary import (  # noqa: E402
+from budgetguard.core.canary import (  # noqa: E402
     CanaryKnobs,
     Counts,
     burning_errors,
@@ -67,9 +67,9 @@ from budgetguard.canary import (  # noqa: E402
     judge_versions,
     knobs_for,
 )
-from budgetguard.durations import format_duration, parse_duration  # noqa: E402
-from budgetguard.policy import Verdict  # noqa: E402
-from budgetguard.spec import SLI, CanaryPolicy, CanarySpec, EventsSLI, default_tiers, resolve_canary  # noqa: E402
+from budgetguard.core.durations import format_duration, parse_duration  # noqa: E402
+from budgetguard.core.spec import SLI, CanaryPolicy, CanarySpec, EventsSLI, default_tiers, resolve_canary  # noqa: E402
+from budgetguard.core.verdict import Verdict  # noqa: E402
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]

@@ -30,9 +30,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from budgetguard.core.ports import QueryResult  # noqa: E402
 from budgetguard.engine import Engine  # noqa: E402 - after the path set-up, so it runs from a checkout
 from budgetguard.loader import load_text  # noqa: E402
-from budgetguard.ports import QueryResult  # noqa: E402
 from budgetguard.sources.prometheus import PrometheusConfig, PrometheusSource  # noqa: E402
 from lab.history import align_end  # noqa: E402
 from lab.prometheus import PrometheusLab  # noqa: E402

@@ -1,6 +1,6 @@
 """Benchmark: recording-rule mode against raw mode at 1,000 and 10,000 SLOs, on a real Prometheus (#5).
 
-One run, one Prometheus 2.42 (the lab) evaluating the rules ``budgetguard.rules`` generates, and
+One run, one Prometheus 2.42 (the lab) evaluating the rules ``budgetguard.core.rules`` generates, and
 budgetguard asking it through the real ``PrometheusSource``: per SLO count, one evaluation cycle of
 ``Engine`` (raw mode) and of ``RecordingEngine`` (recording-rule mode), each in a fresh process so its
 peak RSS is its own. Prints wall time, queries, CPU seconds of budgetguard's process and of
@@ -13,7 +13,7 @@ Where the recorded series come from. Prometheus records them itself, live, from 
   promtool backfills ``HISTORY`` of them (a sample every 5 minutes, every 30 s over the last hour:
   the longest window that is not the SLO window is 3d), and a scrape target in this process serves
   the same counters from the clock, continuing the backfill, so the 5m window is always fed;
-- the rule file is ``budgetguard.rules.rule_file`` of the SLOs, as JSON (JSON is YAML), with groups
+- the rule file is ``budgetguard.core.rules.rule_file`` of the SLOs, as JSON (JSON is YAML), with groups
   every ``--rule-interval`` (per phase: 1m for 1,000 SLOs, 3m for 10,000, since one round of 10,000
   groups cost this 2-core machine 90-170 CPU seconds: at 1m Prometheus fell minutes behind);
   a phase waits until Prometheus reports every group evaluated
@@ -30,7 +30,7 @@ Traffic: burn 0.2, 0.5, 0.8 or 2 (per SLO, against objectives of 99.9, 99.5 and 
 an incident burning 20x for the last 8 hours, one in a hundred without any series. So the expected
 verdicts are known (healthy, warning from the 3d/6h tier, burning, inconclusive), and both modes must
 give them, SLO by SLO. The SLO-window (30d) numbers differ by design: raw mode reads the backfilled
-counters, recorded series only cover the time since the rules were loaded (see ``budgetguard.rules``).
+counters, recorded series only cover the time since the rules were loaded (see ``budgetguard.core.rules``).
 
 The ruler's cost measured here is a floor: the backfilled counters have a sample every 5 minutes
 (a real scrape: every 15-30 s), and the SLO-window rules average minutes of recorded points where, after
@@ -85,13 +85,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from daemon_bench import cpu_seconds  # noqa: E402 - bench/ is not a package
 from eval_bench import CountingSource, write_history  # noqa: E402
 
-from budgetguard import memory, rules  # noqa: E402 - after the path set-up, so it runs from a checkout
-from budgetguard.durations import format_duration, parse_duration  # noqa: E402
+from budgetguard import memory  # noqa: E402 - after the path set-up, so it runs from a checkout
+from budgetguard.core import rules  # noqa: E402
+from budgetguard.core.durations import format_duration, parse_duration  # noqa: E402
+from budgetguard.core.spec import SLO  # noqa: E402
 from budgetguard.engine import Engine  # noqa: E402
 from budgetguard.loader import load_document  # noqa: E402
 from budgetguard.recording import RecordingEngine  # noqa: E402
 from budgetguard.sources.prometheus import PrometheusConfig, PrometheusSource  # noqa: E402
-from budgetguard.spec import SLO  # noqa: E402
 from lab.prometheus import PrometheusLab  # noqa: E402
 
 METRIC = "rbench_requests"

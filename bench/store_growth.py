@@ -25,10 +25,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from budgetguard.core.policy import Evaluation, Observation, evaluate
+from budgetguard.core.records import to_record
+from budgetguard.core.spec import SLO, Severity
+from budgetguard.core.verdict import Verdict
 from budgetguard.loader import load_text
-from budgetguard.policy import Evaluation, Observation, Verdict, evaluate
-from budgetguard.records import to_record
-from budgetguard.spec import SLO, Severity
 from budgetguard.store import KEEP_RETENTION, RAW_RETENTION, Store, encode_record
 
 SERVICE_TEMPLATE = """

@@ -3,7 +3,7 @@
 The public API is what this module exports; everything else is private and may change.
 """
 
-from budgetguard.errors import (
+from budgetguard.core.errors import (
     BudgetguardError,
     ConfigError,
     QueryError,
@@ -15,8 +15,9 @@ from budgetguard.errors import (
     SpecError,
     SpecProblem,
 )
-from budgetguard.policy import Evaluation, Observation, Verdict
-from budgetguard.spec import SLO, BurnTier, Severity
+from budgetguard.core.policy import Evaluation, Observation
+from budgetguard.core.spec import SLO, BurnTier, Severity
+from budgetguard.core.verdict import Verdict
 
 __version__ = "0.1.0"
 

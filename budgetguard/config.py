@@ -29,9 +29,9 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from budgetguard.actions import ActionConfig
-from budgetguard.durations import format_duration, parse_duration
-from budgetguard.errors import ConfigError
-from budgetguard.spec import Duration
+from budgetguard.core.durations import format_duration, parse_duration
+from budgetguard.core.errors import ConfigError
+from budgetguard.core.spec import Duration
 
 
 def _zero_or_more(value: Any) -> timedelta:

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from budgetguard import affected
-from budgetguard.errors import ControlError
-from budgetguard.guard import Decision, Delivery, Incident, IncidentState, resolve, resolve_entries_from
-from budgetguard.records import format_time
+from budgetguard.core import affected
+from budgetguard.core.errors import ControlError
+from budgetguard.core.guard import Decision, Delivery, Incident, IncidentState, resolve, resolve_entries_from
+from budgetguard.core.records import format_time
 from budgetguard.store import Store
 
 

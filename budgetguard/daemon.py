@@ -7,7 +7,7 @@ of files keeps the last good one running and is reported in the logs, the metric
 
 After a cycle's decisions are stored and the outbox woken (so a halt is on its way), each incident that
 opened for an SLO with ``canary.affected_by`` gets one background query that says who is affected
-(``budgetguard.affected``); storing its answer releases the notify deliveries held for it. At start-up,
+(``budgetguard.core.affected``); storing its answer releases the notify deliveries held for it. At start-up,
 actions that can check their targets (an Istio VirtualService's owners) are asked once, in the
 background, and what they say is logged as warnings.
 
@@ -32,24 +32,26 @@ from typing import Any
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from budgetguard import __version__, affected, guard, memory
+from budgetguard import __version__, memory
 from budgetguard.actions import RESOLVABLE_TYPES, build_action, placeholders_of
-from budgetguard.canary import Streak
 from budgetguard.config import Settings, split_listen
 from budgetguard.control import Control
+from budgetguard.core import affected, guard
+from budgetguard.core.canary import Streak
+from budgetguard.core.errors import BudgetguardError
+from budgetguard.core.guard import Decision, Delivery, Incident, IncidentState
+from budgetguard.core.policy import Evaluation
+from budgetguard.core.ports import Action, Affected, MetricsSource
+from budgetguard.core.spec import SLO
+from budgetguard.core.verdict import Verdict
 from budgetguard.engine import Engine
-from budgetguard.errors import BudgetguardError
 from budgetguard.exporter import Exporter
-from budgetguard.guard import Decision, Delivery, Incident, IncidentState
 from budgetguard.loader import KnownActions, discover, load_paths
 from budgetguard.outbox import OutboxWorker, RetryPolicy
-from budgetguard.policy import Evaluation, Verdict
-from budgetguard.ports import Action, Affected, MetricsSource
 from budgetguard.recording import RecordingEngine
-from budgetguard.server import HttpServer, create_app
 from budgetguard.sources.prometheus import PrometheusConfig, PrometheusSource
-from budgetguard.spec import SLO
 from budgetguard.store import Store
+from budgetguard.web import HttpServer, create_app
 
 log = logging.getLogger("budgetguard")
 

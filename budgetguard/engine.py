@@ -15,14 +15,14 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from budgetguard import budget, canary, policy, queries
-from budgetguard.canary import Counts
-from budgetguard.durations import format_duration
-from budgetguard.errors import QueryError, SourceError
-from budgetguard.policy import Evaluation, Observation
-from budgetguard.ports import MetricsSource, QueryResult, Sample
-from budgetguard.queries import Part, PlannedQuery
-from budgetguard.spec import SLO, CanaryPolicy
+from budgetguard.core import budget, canary, policy, queries
+from budgetguard.core.canary import Counts
+from budgetguard.core.durations import format_duration
+from budgetguard.core.errors import QueryError, SourceError
+from budgetguard.core.policy import Evaluation, Observation
+from budgetguard.core.ports import MetricsSource, QueryResult, Sample
+from budgetguard.core.queries import Part, PlannedQuery
+from budgetguard.core.spec import SLO, CanaryPolicy
 
 log = logging.getLogger(__name__)
 

@@ -33,9 +33,10 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import GaugeMetricFamily, InfoMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from budgetguard.durations import format_duration
-from budgetguard.policy import Evaluation, TierState, Verdict
-from budgetguard.spec import SLO, BurnTier
+from budgetguard.core.durations import format_duration
+from budgetguard.core.policy import Evaluation, TierState
+from budgetguard.core.spec import SLO, BurnTier
+from budgetguard.core.verdict import Verdict
 
 # Evaluation.error_kind is a closed set (policy.Evaluation); anything else is counted as "other", so a
 # bug that invents kinds cannot grow the counter's cardinality.

@@ -5,7 +5,7 @@ file) and the translation of validation errors into ``SpecProblem``s that name t
 SLO and the field, and say how to fix it. It never stops at the first problem: a user fixing a file
 wants the whole list.
 
-Documents with an ``apiVersion`` (OpenSLO, Sloth's CRD, Pyrra) go to ``budgetguard.formats``, all those
+Documents with an ``apiVersion`` (OpenSLO, Sloth's CRD, Pyrra) go to ``budgetguard.core.formats``, all those
 of one ``load_paths`` call together, since OpenSLO objects refer to each other across files.
 """
 
@@ -22,9 +22,9 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from budgetguard import formats
-from budgetguard.errors import SpecProblem
-from budgetguard.spec import (
+from budgetguard.core import formats
+from budgetguard.core.errors import SpecProblem
+from budgetguard.core.spec import (
     NATIVE_VERSION,
     SLO,
     SLOTH_VERSION,

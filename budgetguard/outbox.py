@@ -25,8 +25,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from budgetguard.errors import BudgetguardError
-from budgetguard.ports import Action, ActionOutcome, ActionResult, EventKind
+from budgetguard.core.errors import BudgetguardError
+from budgetguard.core.ports import Action, ActionOutcome, ActionResult, EventKind
 from budgetguard.store import OutboxRow, OutboxStatus, Store
 
 log = logging.getLogger(__name__)

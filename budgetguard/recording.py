@@ -26,8 +26,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from budgetguard import policy, queries, rules
-from budgetguard.durations import format_duration
+from budgetguard.core import policy, queries, rules
+from budgetguard.core.durations import format_duration
+from budgetguard.core.errors import SourceError
+from budgetguard.core.policy import Evaluation
+from budgetguard.core.ports import MetricsSource, QueryResult, Sample
+from budgetguard.core.queries import Part, PlannedQuery
+from budgetguard.core.rules import SeriesKind
+from budgetguard.core.spec import SLO
 from budgetguard.engine import (
     Engine,
     PartValue,
@@ -38,12 +44,6 @@ from budgetguard.engine import (
     part_value,
     sample_value,
 )
-from budgetguard.errors import SourceError
-from budgetguard.policy import Evaluation
-from budgetguard.ports import MetricsSource, QueryResult, Sample
-from budgetguard.queries import Part, PlannedQuery
-from budgetguard.rules import SeriesKind
-from budgetguard.spec import SLO
 
 RECORDING = "recording"
 _PART_OF = {

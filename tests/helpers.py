@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import textwrap
 
+from budgetguard.core.spec import SLO
 from budgetguard.loader import load_text
-from budgetguard.spec import SLO
 
 AVAILABILITY = """
 version: budgetguard/v1

@@ -30,8 +30,8 @@ from budgetguard.actions.argo_rollouts import build as build_rollouts
 from budgetguard.actions.argocd import ArgoCDConfig
 from budgetguard.actions.argocd import build as build_argocd
 from budgetguard.actions.flags import LaunchDarklyConfig, UnleashConfig, build_launchdarkly, build_unleash
-from budgetguard.errors import ConfigError
-from budgetguard.ports import Action, ActionOutcome, ActionRequest, ActionResult, EventKind
+from budgetguard.core.errors import ConfigError
+from budgetguard.core.ports import Action, ActionOutcome, ActionRequest, ActionResult, EventKind
 from lab.fakes.argocd import ARGOCD_TOKEN, ArgoCDFake
 from lab.fakes.flags import LD_TOKEN, UNLEASH_TOKEN, LaunchDarklyFake, UnleashFake
 from lab.fakes.kubernetes import K8S_TOKEN, ROLLOUTS, KubernetesFake, TLSFiles, reconcile_rollout

@@ -30,8 +30,8 @@ from pydantic import ValidationError
 
 from budgetguard.actions import alertmanager, pagerduty, slack, webhook
 from budgetguard.actions._config import SecretRef
-from budgetguard.errors import ConfigError
-from budgetguard.ports import Action, ActionOutcome, ActionRequest, EventKind
+from budgetguard.core.errors import ConfigError
+from budgetguard.core.ports import Action, ActionOutcome, ActionRequest, EventKind
 from lab.fakes import AlertmanagerFake, Answer, FakeService, PagerDutyFake, SlackFake, WebhookReceiver
 
 AT = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)

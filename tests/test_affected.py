@@ -20,20 +20,21 @@ from typing import Any
 
 import pytest
 
-from budgetguard import affected, daemon
+from budgetguard import daemon
 from budgetguard.actions import pagerduty, slack, webhook
 from budgetguard.cli import main
 from budgetguard.config import Settings
 from budgetguard.control import Control
+from budgetguard.core import affected
+from budgetguard.core.errors import QueryError
+from budgetguard.core.guard import Decision, Delivery, OutboxEntry, open_entries
+from budgetguard.core.ports import Affected, AffectedShare, QueryResult, Sample
+from budgetguard.core.records import request_from_record, request_to_record
 from budgetguard.daemon import Daemon
 from budgetguard.engine import Engine
-from budgetguard.errors import QueryError
 from budgetguard.exporter import Exporter
-from budgetguard.guard import Decision, Delivery, OutboxEntry, open_entries
 from budgetguard.loader import load_text
 from budgetguard.outbox import OutboxWorker
-from budgetguard.ports import Affected, AffectedShare, QueryResult, Sample
-from budgetguard.records import request_from_record, request_to_record
 from budgetguard.store import MIGRATIONS, OutboxStatus, Store
 from tests.helpers import slo_from
 from tests.test_canary_versions import per_version

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from budgetguard import budget
-from budgetguard.spec import Severity, burn_rate_for, default_tiers
+from budgetguard.core import budget
+from budgetguard.core.spec import Severity, burn_rate_for, default_tiers
 
 DAY = timedelta(days=1)
 HOUR = timedelta(hours=1)

@@ -17,12 +17,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from budgetguard.canary import CanaryEvaluation, Counts, Streak, judge_versions
 from budgetguard.cli import main
-from budgetguard.guard import Delivery, decide
+from budgetguard.core.canary import CanaryEvaluation, Counts, Streak, judge_versions
+from budgetguard.core.guard import Delivery, decide
+from budgetguard.core.policy import Evaluation
+from budgetguard.core.spec import SLO, burn_rate_for
+from budgetguard.core.verdict import Verdict
 from budgetguard.loader import load_paths, load_text
-from budgetguard.policy import Evaluation, Verdict
-from budgetguard.spec import SLO, burn_rate_for
 from tests.helpers import slo_from
 
 T0 = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)

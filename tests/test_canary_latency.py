@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import beta
 
-from budgetguard.canary import (
+from budgetguard.core.canary import (
     CanaryEvaluation,
     CanaryKnobs,
     Counts,
@@ -27,15 +27,16 @@ from budgetguard.canary import (
     judge_latency,
     judge_versions,
 )
+from budgetguard.core.guard import Decision, Delivery, Incident, decide
+from budgetguard.core.policy import Evaluation
+from budgetguard.core.ports import EventKind, QueryResult, Sample
+from budgetguard.core.queries import PART_LABEL, Part, plan, plan_latency
+from budgetguard.core.records import canary_from_record, canary_to_record
+from budgetguard.core.spec import SLO
+from budgetguard.core.verdict import Verdict
 from budgetguard.engine import Engine
-from budgetguard.guard import Decision, Delivery, Incident, decide
 from budgetguard.loader import load_text
-from budgetguard.policy import Evaluation, Verdict
-from budgetguard.ports import EventKind, QueryResult, Sample
-from budgetguard.queries import PART_LABEL, Part, plan, plan_latency
 from budgetguard.recording import RecordingEngine
-from budgetguard.records import canary_from_record, canary_to_record
-from budgetguard.spec import SLO
 from tests.helpers import slo_from
 from tests.test_recording import Recorded
 

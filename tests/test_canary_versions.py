@@ -7,13 +7,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from budgetguard.canary import CanaryEvaluation, Counts, judge_versions, pick_baseline
+from budgetguard.core.canary import CanaryEvaluation, Counts, judge_versions, pick_baseline
+from budgetguard.core.ports import QueryResult, Sample
+from budgetguard.core.queries import PART_LABEL, plan
+from budgetguard.core.spec import SLO
+from budgetguard.core.verdict import Verdict
 from budgetguard.engine import Engine
 from budgetguard.loader import load_text
-from budgetguard.policy import Verdict
-from budgetguard.ports import QueryResult, Sample
-from budgetguard.queries import PART_LABEL, plan
-from budgetguard.spec import SLO
 from tests.helpers import slo_from
 
 AT = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)

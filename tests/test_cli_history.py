@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from budgetguard.cli import main
+from budgetguard.core.policy import Observation, evaluate
 from budgetguard.daemon import configure_logging, exposure_warning
-from budgetguard.policy import Observation, evaluate
 from budgetguard.store import Store
 from tests.helpers import slo_from
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from budgetguard.config import DEFAULT_LISTEN, PrometheusSettings, Settings, load_settings, split_listen
-from budgetguard.errors import ConfigError
+from budgetguard.core.errors import ConfigError
 
 
 @pytest.fixture(autouse=True)

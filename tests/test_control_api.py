@@ -14,10 +14,10 @@ import pytest
 
 from budgetguard.cli import main as cli
 from budgetguard.control import Control
-from budgetguard.guard import Decision, Delivery, OutboxEntry
-from budgetguard.ports import EventKind
-from budgetguard.server import create_app
+from budgetguard.core.guard import Decision, Delivery, OutboxEntry
+from budgetguard.core.ports import EventKind
 from budgetguard.store import OutboxStatus, Store
+from budgetguard.web import create_app
 from tests.test_outbox import INCIDENT, request
 from tests.test_server import Metrics, View
 

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from budgetguard.config import Settings
+from budgetguard.core.guard import IncidentState
 from budgetguard.daemon import Daemon
 from budgetguard.engine import Engine
 from budgetguard.exporter import Exporter
-from budgetguard.guard import IncidentState
 from budgetguard.store import Store
 from tests.helpers import slo_from
 from tests.test_canary_versions import CANARY, OneAnswer, per_version

@@ -20,10 +20,11 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from budgetguard import __version__, policy
+from budgetguard import __version__
 from budgetguard.cli import main
+from budgetguard.core import policy
+from budgetguard.core.policy import Evaluation, Observation
 from budgetguard.exporter import Exporter
-from budgetguard.policy import Evaluation, Observation
 from tests.helpers import slo_from
 
 ROOT = Path(__file__).resolve().parent.parent

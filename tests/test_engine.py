@@ -12,13 +12,14 @@ from urllib.parse import parse_qs
 
 import pytest
 
+from budgetguard.core.errors import QueryError, SourceUnavailable
+from budgetguard.core.policy import Evaluation
+from budgetguard.core.ports import QueryResult, Sample
+from budgetguard.core.queries import PART_LABEL, combine, plan
+from budgetguard.core.spec import SLO
+from budgetguard.core.verdict import Verdict
 from budgetguard.engine import Engine
-from budgetguard.errors import QueryError, SourceUnavailable
-from budgetguard.policy import Evaluation, Verdict
-from budgetguard.ports import QueryResult, Sample
-from budgetguard.queries import PART_LABEL, combine, plan
 from budgetguard.sources.prometheus import PrometheusConfig, PrometheusSource
-from budgetguard.spec import SLO
 from tests.helpers import AVAILABILITY, slo_from
 
 AT = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from budgetguard.cli import main
-from budgetguard.durations import parse_duration
+from budgetguard.core.durations import parse_duration
 from lab.history import align_end
 from lab.openmetrics import (
     LogNormalLatency,

@@ -19,11 +19,13 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from budgetguard import __version__, policy
-from budgetguard.durations import format_duration, parse_duration
+from budgetguard import __version__
+from budgetguard.core import policy
+from budgetguard.core.durations import format_duration, parse_duration
+from budgetguard.core.policy import Evaluation, Observation
+from budgetguard.core.spec import SLO
+from budgetguard.core.verdict import Verdict
 from budgetguard.exporter import DURATION_BUCKETS, RESERVED_LABELS, SOURCE_ERROR_REASONS, Exporter
-from budgetguard.policy import Evaluation, Observation, Verdict
-from budgetguard.spec import SLO
 from tests.helpers import slo_from, slos_from
 
 PROMTOOL = Path("/usr/bin/promtool")

@@ -19,10 +19,10 @@ from typing import Any
 import pytest
 
 from budgetguard.cli import main
-from budgetguard.durations import parse_duration
-from budgetguard.formats.pyrra import pyrra_tiers
+from budgetguard.core.durations import parse_duration
+from budgetguard.core.formats.pyrra import pyrra_tiers
+from budgetguard.core.spec import SLO, Severity
 from budgetguard.loader import load_paths, load_text
-from budgetguard.spec import SLO, Severity
 from lab.history import align_end
 from lab.openmetrics import LogNormalLatency, Series, counters_from_increments, gauge, histogram_from_steps
 from tests.conftest import LabFactory

@@ -1,7 +1,7 @@
 """The release freeze and shadow traffic: the policy as declared, decided, estimated and served.
 
 The workbook's error budget policy (Appendix B): while a service's budget is spent, releases wait,
-except the changes the policy names. Decisions are pure (``budgetguard.freeze``, ``budgetguard.gates``)
+except the changes the policy names. Decisions are pure (``budgetguard.core.freeze``, ``budgetguard.core.gates``)
 and tested edge by edge here; the routes are driven through the fakes of ``tests/test_gates.py``, which
 read answers exactly as Flagger and Argo Rollouts do, against the real server; ``budgetguard gate``
 talks to that server over HTTP. The end to end runs, with a real Prometheus and the daemon, are in
@@ -30,19 +30,19 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from budgetguard import freeze, gates
 from budgetguard.cli import main
+from budgetguard.core import freeze, gates
+from budgetguard.core.errors import SourceProtocolError, SourceUnavailable
+from budgetguard.core.freeze import FreezeState, Recovery, RecoveryQuery
+from budgetguard.core.gates import GuardStatus
+from budgetguard.core.policy import Evaluation, Observation, evaluate, failed
+from budgetguard.core.ports import QueryResult, RangeResult, RangeSeries, Sample
+from budgetguard.core.queries import PART_LABEL, plan
+from budgetguard.core.spec import SLO
 from budgetguard.engine import Engine
-from budgetguard.errors import SourceProtocolError, SourceUnavailable
-from budgetguard.freeze import FreezeState, Recovery, RecoveryQuery
-from budgetguard.gates import GuardStatus
 from budgetguard.loader import load_paths, load_text
-from budgetguard.policy import Evaluation, Observation, evaluate, failed
-from budgetguard.ports import QueryResult, RangeResult, RangeSeries, Sample
-from budgetguard.queries import PART_LABEL, plan
-from budgetguard.server import HttpServer, RangeSource, RecoveryEstimates, create_app
 from budgetguard.sources import PrometheusConfig, PrometheusSource
-from budgetguard.spec import SLO
+from budgetguard.web import HttpServer, RangeSource, RecoveryEstimates, create_app
 from tests.helpers import slos_from
 from tests.test_gates import FakeArgo, FakeFlagger, Metrics, OneAnswer, free_port
 

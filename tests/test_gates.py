@@ -28,14 +28,15 @@ import httpx
 import pytest
 import yaml
 
-from budgetguard import gates
+from budgetguard.core import gates
+from budgetguard.core.gates import GuardStatus
+from budgetguard.core.policy import Evaluation, failed
+from budgetguard.core.ports import QueryResult, Sample
+from budgetguard.core.queries import PART_LABEL, plan
+from budgetguard.core.spec import SLO
+from budgetguard.core.verdict import Verdict
 from budgetguard.engine import Engine
-from budgetguard.gates import GuardStatus
-from budgetguard.policy import Evaluation, Verdict, failed
-from budgetguard.ports import QueryResult, Sample
-from budgetguard.queries import PART_LABEL, plan
-from budgetguard.server import HttpServer, create_app
-from budgetguard.spec import SLO
+from budgetguard.web import HttpServer, create_app
 from tests.helpers import slo_from
 
 ROOT = Path(__file__).resolve().parent.parent

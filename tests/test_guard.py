@@ -7,11 +7,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from budgetguard.canary import CanaryEvaluation, Counts, Streak, judge_versions
-from budgetguard.guard import Decision, Delivery, Incident, decide, idempotency_key, resolve_entries_from
-from budgetguard.policy import Evaluation, Verdict
-from budgetguard.ports import EventKind
-from budgetguard.spec import SLO
+from budgetguard.core.canary import CanaryEvaluation, Counts, Streak, judge_versions
+from budgetguard.core.guard import Decision, Delivery, Incident, decide, idempotency_key, resolve_entries_from
+from budgetguard.core.policy import Evaluation
+from budgetguard.core.ports import EventKind
+from budgetguard.core.spec import SLO
+from budgetguard.core.verdict import Verdict
 from tests.helpers import slo_from
 
 T0 = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)

@@ -24,7 +24,7 @@ from pydantic import TypeAdapter, ValidationError
 from budgetguard.actions import RESOLVABLE_TYPES, ActionConfig, build_action, placeholders_of
 from budgetguard.actions.istio import IstioAction, IstioConfig, Side, build, ownership, plan, shift_patch
 from budgetguard.cli import main
-from budgetguard.ports import ActionOutcome, ActionRequest, ActionResult, EventKind
+from budgetguard.core.ports import ActionOutcome, ActionRequest, ActionResult, EventKind
 from lab.fakes.kubernetes import (
     K8S_TOKEN,
     VIRTUAL_SERVICE_VERSIONS,

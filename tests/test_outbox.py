@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from budgetguard.control import Control
-from budgetguard.errors import ControlError
-from budgetguard.guard import Decision, Delivery, Incident, OutboxEntry, idempotency_key
+from budgetguard.core.errors import ControlError
+from budgetguard.core.guard import Decision, Delivery, Incident, OutboxEntry, idempotency_key
+from budgetguard.core.ports import ActionOutcome, ActionRequest, ActionResult, EventKind
 from budgetguard.outbox import OutboxWorker, RetryPolicy
-from budgetguard.ports import ActionOutcome, ActionRequest, ActionResult, EventKind
 from budgetguard.store import OutboxStatus, Store
 
 T0 = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)

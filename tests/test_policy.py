@@ -8,9 +8,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from budgetguard import budget
-from budgetguard.policy import Observation, Verdict, evaluate
-from budgetguard.spec import SLO
+from budgetguard.core import budget
+from budgetguard.core.policy import Observation, evaluate
+from budgetguard.core.spec import SLO
+from budgetguard.core.verdict import Verdict
 from tests.helpers import slo_from
 
 AT = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)

@@ -6,8 +6,8 @@ from datetime import timedelta
 
 import pytest
 
-from budgetguard.ports import Sample
-from budgetguard.queries import PART_LABEL, Part, combine, le_matcher, plan, render, split
+from budgetguard.core.ports import Sample
+from budgetguard.core.queries import PART_LABEL, Part, combine, le_matcher, plan, render, split
 from tests.helpers import slo_from
 
 

@@ -11,14 +11,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from budgetguard import rules
+from budgetguard.core import rules
+from budgetguard.core.errors import QueryError
+from budgetguard.core.policy import Evaluation
+from budgetguard.core.ports import QueryResult, Sample
+from budgetguard.core.spec import SLO
+from budgetguard.core.verdict import Verdict
 from budgetguard.engine import Engine
-from budgetguard.errors import QueryError
-from budgetguard.policy import Evaluation, Verdict
-from budgetguard.ports import QueryResult, Sample
 from budgetguard.recording import RecordingEngine, window_query
 from budgetguard.sources.prometheus import PrometheusConfig, PrometheusSource
-from budgetguard.spec import SLO
 from lab.target import MetricsTarget, metrics_target
 from tests.conftest import LabFactory
 from tests.helpers import slos_from

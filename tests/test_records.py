@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given
 from hypothesis import strategies as st
 
-from budgetguard.policy import Observation, evaluate
-from budgetguard.records import from_record, to_record
+from budgetguard.core.policy import Observation, evaluate
+from budgetguard.core.records import from_record, to_record
 from tests.helpers import slo_from
 
 SLO = slo_from()

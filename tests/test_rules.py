@@ -28,11 +28,11 @@ from typing import Any
 import pytest
 import yaml
 
-from budgetguard import rules
 from budgetguard.cli import main
-from budgetguard.durations import format_duration
-from budgetguard.rules import SeriesKind, recorded_windows, rules_hash, series_name, source_window
-from budgetguard.spec import SLO, Severity
+from budgetguard.core import rules
+from budgetguard.core.durations import format_duration
+from budgetguard.core.rules import SeriesKind, recorded_windows, rules_hash, series_name, source_window
+from budgetguard.core.spec import SLO, Severity
 from lab.history import align_end
 from lab.openmetrics import (
     LogNormalLatency,
@@ -331,7 +331,7 @@ def test_every_window_of_an_events_slo_gets_errors_requests_and_their_ratio() ->
     assert recorded["budgetguard:slo_error_ratio:rate30d"]["expr"] == (
         f"budgetguard:slo_errors:rate30d{selector}\n/\nbudgetguard:slo_requests:rate30d{selector}"
     )
-    # the windows come from budgetguard.queries, exactly as `eval` renders them
+    # the windows come from budgetguard.core.queries, exactly as `eval` renders them
     assert 'code="500"}[1h]' in recorded["budgetguard:slo_errors:rate1h"]["expr"]
 
 

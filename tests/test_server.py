@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
-from budgetguard.policy import Evaluation, Observation, evaluate
-from budgetguard.server import create_app
+from budgetguard.core.policy import Evaluation, Observation, evaluate
+from budgetguard.web import create_app
 from tests.helpers import slo_from
 
 SLO = slo_from()

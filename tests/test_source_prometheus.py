@@ -29,7 +29,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from budgetguard.errors import (
+from budgetguard.core.errors import (
     ConfigError,
     QueryError,
     SourceAuthError,
@@ -38,7 +38,7 @@ from budgetguard.errors import (
     SourceTimeout,
     SourceUnavailable,
 )
-from budgetguard.ports import MetricsSource, QueryResult, Sample
+from budgetguard.core.ports import MetricsSource, QueryResult, Sample
 from budgetguard.sources import PrometheusConfig, PrometheusSource
 
 EXPR = 'sum(rate(http_requests_total{code=~"5.."}[5m])) / sum(rate(http_requests_total[5m]))'

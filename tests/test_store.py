@@ -22,10 +22,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from budgetguard import store as store_module
-from budgetguard.errors import ConfigError
-from budgetguard.policy import Evaluation, Observation, Verdict, evaluate
-from budgetguard.records import format_time, to_record
-from budgetguard.spec import SLO, Severity
+from budgetguard.core.errors import ConfigError
+from budgetguard.core.policy import Evaluation, Observation, evaluate
+from budgetguard.core.records import format_time, to_record
+from budgetguard.core.spec import SLO, Severity
+from budgetguard.core.verdict import Verdict
 from budgetguard.store import (
     DOWNSAMPLE_BUCKET,
     MIGRATIONS,

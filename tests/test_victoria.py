@@ -48,11 +48,11 @@ from pathlib import Path
 
 import pytest
 
+from budgetguard.core.errors import QueryError
+from budgetguard.core.policy import Evaluation
+from budgetguard.core.ports import QueryResult
 from budgetguard.engine import Engine
-from budgetguard.errors import QueryError
 from budgetguard.loader import load_paths
-from budgetguard.policy import Evaluation
-from budgetguard.ports import QueryResult
 from budgetguard.sources import PrometheusConfig, PrometheusSource
 from lab.history import demo_history, demo_timeline
 from lab.metricsql import expected_vm_increase, expected_vm_rate, vm_query_millis

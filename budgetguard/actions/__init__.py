@@ -15,7 +15,7 @@ from pydantic import Field
 
 from budgetguard.actions import alertmanager, argo_rollouts, argocd, flags, istio, pagerduty, slack, webhook
 from budgetguard.actions._http import placeholders
-from budgetguard.ports import Action
+from budgetguard.core.ports import Action
 
 ActionConfig = Annotated[
     webhook.WebhookConfig

@@ -15,8 +15,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
-from budgetguard.errors import ConfigError
-from budgetguard.spec import Duration
+from budgetguard.core.errors import ConfigError
+from budgetguard.core.spec import Duration
 
 
 class SecretRef(BaseModel):

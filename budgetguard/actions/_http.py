@@ -15,7 +15,7 @@ from email.utils import parsedate_to_datetime
 
 import httpx
 
-from budgetguard.ports import ActionOutcome, ActionResult
+from budgetguard.core.ports import ActionOutcome, ActionResult
 
 RETRYABLE_4XX = frozenset({408, 409, 425, 429})
 DETAIL_LIMIT = 300

@@ -22,8 +22,8 @@ from pydantic import Field, field_validator, model_validator
 
 from budgetguard.actions._config import ActionBase, SecretRef
 from budgetguard.actions._http import short, transport_failure
-from budgetguard.errors import ConfigError
-from budgetguard.ports import ActionOutcome, ActionResult
+from budgetguard.core.errors import ConfigError
+from budgetguard.core.ports import ActionOutcome, ActionResult
 
 __all__ = [
     "IN_CLUSTER_URL",

@@ -49,8 +49,8 @@ from budgetguard.actions._http import (
     short,
     transport_failure,
 )
-from budgetguard.ports import ActionOutcome, ActionRequest, ActionResult, EventKind
-from budgetguard.spec import Duration
+from budgetguard.core.ports import ActionOutcome, ActionRequest, ActionResult, EventKind
+from budgetguard.core.spec import Duration
 
 __all__ = ["VALIDITY_FACTOR", "AlertmanagerAction", "AlertmanagerConfig", "BasicAuth", "alert", "build"]
 

@@ -41,7 +41,7 @@ from budgetguard.actions._kubernetes import (
     message,
     verification,
 )
-from budgetguard.ports import ActionOutcome, ActionRequest, ActionResult, EventKind
+from budgetguard.core.ports import ActionOutcome, ActionRequest, ActionResult, EventKind
 
 __all__ = [
     "IN_CLUSTER_URL",

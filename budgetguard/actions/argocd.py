@@ -45,8 +45,8 @@ from pydantic import Field, field_validator, model_validator
 
 from budgetguard.actions._config import ActionBase, SecretRef
 from budgetguard.actions._http import classify, redact, render, short, transport_failure
-from budgetguard.errors import ConfigError
-from budgetguard.ports import ActionOutcome, ActionRequest, ActionResult, EventKind
+from budgetguard.core.errors import ConfigError
+from budgetguard.core.ports import ActionOutcome, ActionRequest, ActionResult, EventKind
 
 __all__ = ["ArgoCDAction", "ArgoCDConfig", "build"]
 

@@ -36,7 +36,7 @@ from pydantic import AfterValidator, Field
 
 from budgetguard.actions._config import ActionBase, SecretRef
 from budgetguard.actions._http import classify, redact, render, retry_after, short, transport_failure
-from budgetguard.ports import ActionOutcome, ActionRequest, ActionResult, EventKind
+from budgetguard.core.ports import ActionOutcome, ActionRequest, ActionResult, EventKind
 
 __all__ = [
     "LaunchDarklyAction",

@@ -54,7 +54,7 @@ from budgetguard.actions._kubernetes import (
     message,
     verification,
 )
-from budgetguard.ports import ActionOutcome, ActionRequest, ActionResult, EventKind
+from budgetguard.core.ports import ActionOutcome, ActionRequest, ActionResult, EventKind
 
 __all__ = ["IstioAction", "IstioConfig", "Plan", "Shift", "Side", "build", "ownership", "plan", "shift_patch"]
 

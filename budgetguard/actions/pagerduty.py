@@ -30,10 +30,10 @@ from typing import Any, Literal, Self
 import httpx
 from pydantic import Field, field_validator
 
-from budgetguard import affected
 from budgetguard.actions._config import ActionBase, SecretRef
 from budgetguard.actions._http import MIN_SECRET_CHARS, classify, redact, short, transport_failure
-from budgetguard.ports import ActionOutcome, ActionRequest, ActionResult, EventKind
+from budgetguard.core import affected
+from budgetguard.core.ports import ActionOutcome, ActionRequest, ActionResult, EventKind
 
 __all__ = ["EVENTS_URL", "PagerDutyAction", "PagerDutyConfig", "build", "dedup_key", "event"]
 

@@ -32,11 +32,11 @@ from typing import Any, Literal, Self
 import httpx
 from pydantic import Field
 
-from budgetguard import affected
 from budgetguard.actions._config import ActionBase, SecretRef
 from budgetguard.actions._http import classify, redact, transport_failure
-from budgetguard.errors import ConfigError
-from budgetguard.ports import ActionOutcome, ActionRequest, ActionResult, EventKind
+from budgetguard.core import affected
+from budgetguard.core.errors import ConfigError
+from budgetguard.core.ports import ActionOutcome, ActionRequest, ActionResult, EventKind
 
 __all__ = ["SlackAction", "SlackConfig", "build", "message"]
 

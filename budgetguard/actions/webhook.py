@@ -37,7 +37,6 @@ from urllib.parse import quote
 import httpx
 from pydantic import Field, field_validator
 
-from budgetguard import affected
 from budgetguard.actions._config import ActionBase, SecretRef
 from budgetguard.actions._http import (
     MIN_SECRET_CHARS,
@@ -47,8 +46,9 @@ from budgetguard.actions._http import (
     render,
     transport_failure,
 )
-from budgetguard.errors import ConfigError
-from budgetguard.ports import ActionOutcome, ActionRequest, ActionResult, Affected, EventKind
+from budgetguard.core import affected
+from budgetguard.core.errors import ConfigError
+from budgetguard.core.ports import ActionOutcome, ActionRequest, ActionResult, Affected, EventKind
 
 __all__ = ["EVENT_TYPES", "WebhookAction", "WebhookConfig", "build", "payload", "sign", "signing_key"]
 

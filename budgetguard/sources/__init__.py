@@ -1,7 +1,7 @@
 """Metrics sources: adapters that answer PromQL instant queries for the engine (``ports.MetricsSource``).
 
 Each adapter owns its third-party client (httpx here) and translates its failures into
-``budgetguard.errors.SourceError``; nothing outside this package talks to a metrics backend.
+``budgetguard.core.errors.SourceError``; nothing outside this package talks to a metrics backend.
 """
 
 from budgetguard.sources.prometheus import PrometheusConfig, PrometheusSource

@@ -31,7 +31,7 @@ from typing import Literal, Self
 import httpx
 import msgspec
 
-from budgetguard.errors import (
+from budgetguard.core.errors import (
     ConfigError,
     QueryError,
     SourceAuthError,
@@ -40,7 +40,7 @@ from budgetguard.errors import (
     SourceTimeout,
     SourceUnavailable,
 )
-from budgetguard.ports import QueryResult, RangeResult, RangeSeries, Sample
+from budgetguard.core.ports import QueryResult, RangeResult, RangeSeries, Sample
 
 logger = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ to roll one back (403 always), while the promotion gates refuse it by the same r
 
 The release gates (Flagger's ``confirm-rollout``, a web metric for Argo Rollouts' pre-promotion analysis,
 ``budgetguard gate`` in CI) ask about a whole service: may a new release start? No while any of its SLOs
-with a ``freeze:`` policy has spent its budget (``budgetguard.freeze``) and does not exempt the caller's
+with a ``freeze:`` policy has spent its budget (``budgetguard.core.freeze``) and does not exempt the caller's
 labels, or while the version asked about is a shadow that burns or has an open incident. No verdict
 (an SLO with a policy failed to evaluate, and nothing else freezes) is its own answer, 503.
 
@@ -39,11 +39,12 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from budgetguard.canary import CanaryEvaluation
-from budgetguard.durations import format_duration
-from budgetguard.freeze import FreezeState, Recovery, SloFreeze, judge
-from budgetguard.policy import Evaluation, Verdict
-from budgetguard.records import format_time
+from budgetguard.core.canary import CanaryEvaluation
+from budgetguard.core.durations import format_duration
+from budgetguard.core.freeze import FreezeState, Recovery, SloFreeze, judge
+from budgetguard.core.policy import Evaluation
+from budgetguard.core.records import format_time
+from budgetguard.core.verdict import Verdict
 
 OK = 200
 BAD_REQUEST = 400

@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import StrEnum
 
-from budgetguard.durations import format_duration
-from budgetguard.ports import Sample
-from budgetguard.spec import SLO, WINDOW_PLACEHOLDER, LatencySLI
+from budgetguard.core.durations import format_duration
+from budgetguard.core.ports import Sample
+from budgetguard.core.spec import SLO, WINDOW_PLACEHOLDER, LatencySLI
 
 # The label that tags each part of a combined query. An ordinary label name: the API returns it as is.
 PART_LABEL = "budgetguard_query"

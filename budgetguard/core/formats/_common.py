@@ -22,9 +22,9 @@ from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
-from budgetguard.durations import parse_duration
-from budgetguard.errors import SpecProblem
-from budgetguard.spec import NATIVE_VERSION, SLO, FieldError, SLOFile, build_slo
+from budgetguard.core.durations import parse_duration
+from budgetguard.core.errors import SpecProblem
+from budgetguard.core.spec import NATIVE_VERSION, SLO, FieldError, SLOFile, build_slo
 
 Loc = tuple[str | int, ...]
 LineOf = Callable[[Loc], int | None]

@@ -17,11 +17,11 @@ Endpoints (the JSON schema is documented in the README, "HTTP API"):
     GET /gates/argo/{service}/{slo}       Argo Rollouts web metric: 200 {"data": {"ok", ...}}, 503 no verdict
     GET /gates/release/{service}          the release freeze, for Argo and `budgetguard gate`: 200 {"data"}
 
-The gates decide in ``budgetguard.gates``; here they only meet HTTP. With an API token configured,
+The gates decide in ``budgetguard.core.gates``; here they only meet HTTP. With an API token configured,
 /api/, /gates/argo/ and /gates/release/ require ``Authorization: Bearer <token>``; Flagger sends no
 headers, so its gates also accept the token as the webhook's ``metadata.token``.
 
-A frozen release's answer says when the budget is expected back (``budgetguard.freeze``), from a range
+A frozen release's answer says when the budget is expected back (``budgetguard.core.freeze``), from a range
 query the server sends through the ``RangeSource`` it is given: at most every few minutes per SLO, and
 never holding a gate's answer more than a couple of seconds (a slow source leaves it "being estimated").
 """
@@ -44,15 +44,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from budgetguard import freeze, gates
-from budgetguard.durations import parse_duration
-from budgetguard.errors import BudgetguardError, ControlError
-from budgetguard.freeze import Recovery
-from budgetguard.gates import Gate, GuardStatus
-from budgetguard.guard import IncidentState
-from budgetguard.policy import Evaluation
-from budgetguard.ports import RangeResult
-from budgetguard.records import format_time, to_record
+from budgetguard.core import freeze, gates
+from budgetguard.core.durations import parse_duration
+from budgetguard.core.errors import BudgetguardError, ControlError
+from budgetguard.core.freeze import Recovery
+from budgetguard.core.gates import Gate, GuardStatus
+from budgetguard.core.guard import IncidentState
+from budgetguard.core.policy import Evaluation
+from budgetguard.core.ports import RangeResult
+from budgetguard.core.records import format_time, to_record
 
 log = logging.getLogger(__name__)
 

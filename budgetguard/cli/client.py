@@ -19,7 +19,7 @@ from urllib.error import HTTPError, URLError
 from urllib.parse import quote, urlencode
 from urllib.request import Request, urlopen
 
-from budgetguard.errors import DaemonUnreachable
+from budgetguard.core.errors import DaemonUnreachable
 
 DEFAULT_URL = "http://127.0.0.1:8731"
 

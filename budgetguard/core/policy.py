@@ -15,27 +15,19 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from enum import StrEnum
 from typing import TYPE_CHECKING, NamedTuple
 
-from budgetguard import budget
-from budgetguard.durations import format_duration
-from budgetguard.spec import SLO, BurnTier, Severity
+from budgetguard.core import budget
+from budgetguard.core.durations import format_duration
+from budgetguard.core.spec import SLO, BurnTier, Severity
+from budgetguard.core.verdict import Verdict
 
 if TYPE_CHECKING:  # canary builds on this module; its results ride on an Evaluation
-    from budgetguard.canary import CanaryEvaluation
+    from budgetguard.core.canary import CanaryEvaluation
 
 # rate() extrapolates bad and total events separately; a ratio a little above 1 is that artefact.
 # Far above 1 the error query counts events the total query does not: a configuration problem.
 _RATIO_ARTEFACT_LIMIT = 1.05
-
-
-class Verdict(StrEnum):
-    HEALTHY = "healthy"
-    WARNING = "warning"
-    BURNING = "burning"
-    INCONCLUSIVE = "inconclusive"
-    ERROR = "error"
 
 
 # Observation, WindowStat and TierState are named tuples rather than frozen dataclasses: an evaluation

@@ -68,19 +68,19 @@ from typing import Any
 
 import sqlite_utils
 
-from budgetguard import affected as affected_records
-from budgetguard.errors import BudgetguardError, ConfigError
-from budgetguard.guard import Decision, Incident, IncidentState
-from budgetguard.policy import Evaluation
-from budgetguard.ports import ActionRequest, Affected
-from budgetguard.records import (
+from budgetguard.core import affected as affected_records
+from budgetguard.core.errors import BudgetguardError, ConfigError
+from budgetguard.core.guard import Decision, Incident, IncidentState
+from budgetguard.core.policy import Evaluation
+from budgetguard.core.ports import ActionRequest, Affected
+from budgetguard.core.records import (
     format_time,
     from_record,
     request_from_record,
     request_to_record,
     to_record,
 )
-from budgetguard.spec import SLO
+from budgetguard.core.spec import SLO
 
 log = logging.getLogger(__name__)
 

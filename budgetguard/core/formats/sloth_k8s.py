@@ -17,8 +17,8 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
-from budgetguard.errors import SpecProblem
-from budgetguard.formats._common import Collector, Document, Draft, Field, Loc, Refused, Sourced
+from budgetguard.core.errors import SpecProblem
+from budgetguard.core.formats._common import Collector, Document, Draft, Field, Loc, Refused, Sourced
 
 API_VERSION = "sloth.slok.dev/v1"
 KIND = "PrometheusServiceLevel"

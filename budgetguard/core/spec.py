@@ -30,7 +30,7 @@ from pydantic import (
     model_validator,
 )
 
-from budgetguard.durations import format_duration, parse_duration
+from budgetguard.core.durations import format_duration, parse_duration
 
 NATIVE_VERSION = "budgetguard/v1"
 SLOTH_VERSION = "prometheus/v1"
@@ -623,7 +623,7 @@ class CanaryPolicy(BaseModel):
 
 class FreezePolicy(BaseModel):
     """A resolved ``freeze:``: releases of the service stop while this SLO's budget is under ``below``
-    (or spent), except for callers whose labels match ``exceptions`` (``budgetguard.freeze``)."""
+    (or spent), except for callers whose labels match ``exceptions`` (``budgetguard.core.freeze``)."""
 
     model_config = ConfigDict(frozen=True)
 

@@ -27,11 +27,12 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from budgetguard.canary import CanaryEvaluation, Hold, Streak, format_held
-from budgetguard.durations import format_duration
-from budgetguard.policy import Evaluation, Verdict
-from budgetguard.ports import ActionRequest, Affected, EventKind
-from budgetguard.spec import SLO
+from budgetguard.core.canary import CanaryEvaluation, Hold, Streak, format_held
+from budgetguard.core.durations import format_duration
+from budgetguard.core.policy import Evaluation
+from budgetguard.core.ports import ActionRequest, Affected, EventKind
+from budgetguard.core.spec import SLO
+from budgetguard.core.verdict import Verdict
 
 
 class IncidentState(StrEnum):

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from budgetguard.errors import SpecProblem
-from budgetguard.formats import openslo, pyrra, sloth_k8s
-from budgetguard.formats._common import Document, Draft, Translation, finish
-from budgetguard.spec import SLO, SLOFile
+from budgetguard.core.errors import SpecProblem
+from budgetguard.core.formats import openslo, pyrra, sloth_k8s
+from budgetguard.core.formats._common import Document, Draft, Translation, finish
+from budgetguard.core.spec import SLO, SLOFile
 
 __all__ = ["FORMATS", "Document", "Translated", "Translation", "is_foreign", "native_data", "translate"]
 

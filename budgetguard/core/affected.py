@@ -24,11 +24,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
-from budgetguard import queries
-from budgetguard.durations import format_duration, parse_duration
-from budgetguard.ports import Affected, AffectedShare, Sample
-from budgetguard.queries import Part
-from budgetguard.spec import SLO
+from budgetguard.core import queries
+from budgetguard.core.durations import format_duration, parse_duration
+from budgetguard.core.ports import Affected, AffectedShare, Sample
+from budgetguard.core.queries import Part
+from budgetguard.core.spec import SLO
 
 __all__ = [
     "TOP",

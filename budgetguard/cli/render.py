@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from budgetguard.durations import format_duration
-from budgetguard.policy import Evaluation, Verdict
+from budgetguard.core.durations import format_duration
+from budgetguard.core.policy import Evaluation
+from budgetguard.core.verdict import Verdict
 
 
 def _pct(value: float | None) -> str:

@@ -28,20 +28,23 @@ from typing import Any, TextIO
 
 import yaml
 
-from budgetguard import __version__, client, formats, memory
+from budgetguard import __version__, memory
+from budgetguard.cli import client
+from budgetguard.cli.render import history_table, table
 from budgetguard.config import Settings, load_settings
 from budgetguard.control import Control
+from budgetguard.core import formats
+from budgetguard.core.durations import parse_duration
+from budgetguard.core.errors import ConfigError, ControlError, DaemonUnreachable
+from budgetguard.core.guard import IncidentState
+from budgetguard.core.policy import Evaluation
+from budgetguard.core.records import to_record
+from budgetguard.core.rules import DEFAULT_INTERVAL, RuleFormat, render_rules
+from budgetguard.core.verdict import Verdict
 from budgetguard.daemon import Daemon, configure_logging, delivery_of, known_actions
-from budgetguard.durations import parse_duration
 from budgetguard.engine import Engine
-from budgetguard.errors import ConfigError, ControlError, DaemonUnreachable
-from budgetguard.guard import IncidentState
 from budgetguard.loader import LoadResult, load_paths, translate_paths
-from budgetguard.policy import Evaluation, Verdict
 from budgetguard.recording import RecordingEngine
-from budgetguard.records import to_record
-from budgetguard.render import history_table, table
-from budgetguard.rules import DEFAULT_INTERVAL, RuleFormat, render_rules
 from budgetguard.sources.prometheus import PrometheusConfig, PrometheusSource
 from budgetguard.store import Store
 

@@ -48,9 +48,9 @@ from fractions import Fraction
 from statistics import NormalDist
 from typing import Literal
 
-from budgetguard.durations import format_duration
-from budgetguard.policy import Verdict
-from budgetguard.spec import BudgetConsumption, CanaryLatencySpec, CanaryPolicy, seconds_text
+from budgetguard.core.durations import format_duration
+from budgetguard.core.spec import BudgetConsumption, CanaryLatencySpec, CanaryPolicy, seconds_text
+from budgetguard.core.verdict import Verdict
 
 Method = Literal["wilson", "exact"]
 

@@ -13,12 +13,13 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from budgetguard import affected
-from budgetguard.canary import CanaryEvaluation, CanaryJudgement, CanaryWindow, Counts, LatencyCheck
-from budgetguard.durations import format_duration, parse_duration
-from budgetguard.policy import Evaluation, TierState, Verdict, WindowStat
-from budgetguard.ports import ActionRequest, EventKind
-from budgetguard.spec import SLO
+from budgetguard.core import affected
+from budgetguard.core.canary import CanaryEvaluation, CanaryJudgement, CanaryWindow, Counts, LatencyCheck
+from budgetguard.core.durations import format_duration, parse_duration
+from budgetguard.core.policy import Evaluation, TierState, WindowStat
+from budgetguard.core.ports import ActionRequest, EventKind
+from budgetguard.core.spec import SLO
+from budgetguard.core.verdict import Verdict
 
 RECORD_VERSION = 1
 

@@ -29,10 +29,10 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
-from budgetguard.durations import format_duration
-from budgetguard.errors import SpecProblem
-from budgetguard.formats._common import Collector, Document, Draft, Field, Loc, Sourced, note, percent
-from budgetguard.formats._promql import (
+from budgetguard.core.durations import format_duration
+from budgetguard.core.errors import SpecProblem
+from budgetguard.core.formats._common import Collector, Document, Draft, Field, Loc, Sourced, note, percent
+from budgetguard.core.formats._promql import (
     WINDOW,
     Selector,
     bad_from_good,

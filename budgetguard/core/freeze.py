@@ -9,7 +9,7 @@ and does not exempt the caller.
 
 Owns: one SLO's part in that decision (``judge``), and when a frozen SLO's budget is expected back
 above its floor (``estimate_recovery``) with the range query that estimate reads (``recovery_query``).
-``budgetguard.gates`` turns decisions into answers for Flagger, Argo Rollouts and the command line.
+``budgetguard.core.gates`` turns decisions into answers for Flagger, Argo Rollouts and the command line.
 
 The recovery estimate: the budget of a rolling window comes back as old errors leave it. A range query
 gives the errors of each step of the window (an hour for a 30-day window), oldest first; assuming **no
@@ -31,13 +31,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from budgetguard import queries
-from budgetguard.durations import format_duration
-from budgetguard.policy import Evaluation, Verdict
-from budgetguard.ports import RangeSeries
-from budgetguard.queries import Part
-from budgetguard.records import format_time
-from budgetguard.spec import SLO, FreezePolicy
+from budgetguard.core import queries
+from budgetguard.core.durations import format_duration
+from budgetguard.core.policy import Evaluation
+from budgetguard.core.ports import RangeSeries
+from budgetguard.core.queries import Part
+from budgetguard.core.records import format_time
+from budgetguard.core.spec import SLO, FreezePolicy
+from budgetguard.core.verdict import Verdict
 
 # Steps of the recovery range query: an hour for a 30-day window, never under a minute (a rate needs
 # a few scrapes in its range) and never more than Prometheus' 11,000 points.

@@ -44,9 +44,9 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any, TypeVar, cast
 
-from budgetguard.durations import format_duration, parse_duration
-from budgetguard.errors import SpecProblem
-from budgetguard.formats._common import (
+from budgetguard.core.durations import format_duration, parse_duration
+from budgetguard.core.errors import SpecProblem
+from budgetguard.core.formats._common import (
     Collector,
     Document,
     Draft,
@@ -57,8 +57,8 @@ from budgetguard.formats._common import (
     note,
     percent,
 )
-from budgetguard.formats._promql import bad_from_good, parse_selector, rate_sum, summed_selector
-from budgetguard.spec import DEFAULT_WINDOW, WINDOW_PLACEHOLDER
+from budgetguard.core.formats._promql import bad_from_good, parse_selector, rate_sum, summed_selector
+from budgetguard.core.spec import DEFAULT_WINDOW, WINDOW_PLACEHOLDER
 
 API_VERSION = "openslo/v1"
 SHORT_WINDOW_ANNOTATION = "budgetguard.dev/short-window"

@@ -62,7 +62,7 @@ class RangeResult:
 class MetricsSource(Protocol):
     """Answers PromQL instant queries at an explicit evaluation time.
 
-    Raises ``budgetguard.errors.SourceError`` (or a subclass) when the query cannot be answered; never
+    Raises ``budgetguard.core.errors.SourceError`` (or a subclass) when the query cannot be answered; never
     returns made-up numbers.
     """
 
