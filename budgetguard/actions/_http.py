@@ -1,4 +1,5 @@
-"""What every HTTP action shares: classifying a target's answer, and templated names.
+"""What every HTTP action shares: one connection pool and its lifecycle, one bounded request,
+classifying a target's answer, and templated names.
 
 Retry policy (issue #4, reference integrations.md §8.3): network errors, timeouts and 5xx are
 transient; of the 4xx only 408 (timeout), 409 (conflict, e.g. a concurrent idempotent request), 425
@@ -8,10 +9,14 @@ honoured in both of its forms (seconds, or an HTTP date).
 
 from __future__ import annotations
 
+import asyncio
 import re
+import ssl
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
+from types import TracebackType
+from typing import Any, Self
 
 import httpx
 
@@ -98,3 +103,65 @@ def placeholders(template: str) -> set[str]:
 def render(template: str, context: Mapping[str, str]) -> str:
     """Fill ``${name}`` placeholders; a name missing from the context is a KeyError (checked at load)."""
     return _PLACEHOLDER.sub(lambda m: context[m.group(1)], template)
+
+
+class HttpAction:
+    """One target over HTTP: its connection pool, the pool's lifecycle, and one request bounded in time.
+
+    Every action owns one pool: use it as an async context manager or call ``aclose``. Redirects are
+    never followed (a redirected halt would go to a place nobody configured, and could carry a token).
+    ``_request`` never raises for the network: a timeout or a transport fault comes back as a RETRY
+    result, which the outbox retries; the subclass reads every answer that did arrive.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        what: str,
+        *,
+        timeout: timedelta,
+        transport: httpx.AsyncBaseTransport | None,
+        base_url: str = "",
+        headers: Mapping[str, str] | None = None,
+        verify: ssl.SSLContext | bool = True,
+    ) -> None:
+        self.name = name
+        self._what = what
+        self._timeout_seconds = timeout.total_seconds()
+        self._client = httpx.AsyncClient(
+            base_url=base_url,
+            headers={"User-Agent": "budgetguard", **(headers or {})},
+            timeout=httpx.Timeout(self._timeout_seconds),
+            verify=verify,
+            transport=transport,
+            follow_redirects=False,
+        )
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def _request(
+        self, method: str, url: str | httpx.URL, *, what: str | None = None, **kwargs: Any
+    ) -> httpx.Response | ActionResult:
+        """Send one request within the action's timeout; the answer, or why there is none."""
+        what = what or self._what
+        try:
+            async with asyncio.timeout(self._timeout_seconds):
+                return await self._client.request(method, url, **kwargs)
+        except TimeoutError:
+            return ActionResult(
+                ActionOutcome.RETRY, f"{what}: timed out (no answer within {self._timeout_seconds:g}s)"
+            )
+        except httpx.HTTPError as exc:
+            return self._transport_failure(exc, what)
+
+    def _transport_failure(self, exc: httpx.HTTPError, what: str) -> ActionResult:
+        return transport_failure(exc, what)

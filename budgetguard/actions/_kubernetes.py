@@ -5,8 +5,10 @@ In-cluster by default (reference integrations.md §1.1, §5): the API at ``https
 the pod's service-account CA, and the service-account token, re-read before every request because the
 kubelet rotates projected tokens. Or an explicit ``api_url`` and ``token``.
 
-It must not put a token into results, reprs or logs, follow redirects, or decide what an answer means
-for an action (each action classifies its own answers).
+``KubernetesAction`` is the base of the actions that change Kubernetes objects (Argo Rollouts, Istio):
+the connection to the API, a request with a fresh token, and the API's refusals worded with the RBAC
+rule that would allow the change. It must not put a token into results, reprs or logs, follow
+redirects, or decide what a successful answer means for an action (each action reads its own).
 """
 
 from __future__ import annotations
@@ -14,20 +16,22 @@ from __future__ import annotations
 import json
 import re
 import ssl
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 from pydantic import Field, field_validator, model_validator
 
 from budgetguard.actions._config import ActionBase, SecretRef
-from budgetguard.actions._http import short, transport_failure
+from budgetguard.actions._http import HttpAction, classify, short, transport_failure
 from budgetguard.core.errors import ConfigError
 from budgetguard.core.ports import ActionOutcome, ActionResult
 
 __all__ = [
     "IN_CLUSTER_URL",
     "SERVICE_ACCOUNT_DIR",
+    "KubernetesAction",
     "KubernetesApiConfig",
     "bearer_token",
     "connection_failure",
@@ -161,3 +165,74 @@ def connection_failure(exc: httpx.HTTPError, what: str) -> ActionResult:
             ActionOutcome.FAILED, f"{what}: TLS: the API server's certificate is not trusted; set `ca_file`"
         )
     return transport_failure(exc, what)
+
+
+class KubernetesAction(HttpAction):
+    """An action on Kubernetes objects: the API's address, a token read per request, the API's refusals.
+
+    ``patch_content_type`` is the patch flavour the subclass sends (merge patch, JSON patch).
+    """
+
+    patch_content_type: ClassVar[str]
+
+    def __init__(
+        self,
+        name: str,
+        what: str,
+        config: KubernetesApiConfig,
+        *,
+        token: str | None,
+        verify: ssl.SSLContext | bool,
+        transport: httpx.AsyncBaseTransport | None,
+    ) -> None:
+        super().__init__(
+            name,
+            what,
+            timeout=config.timeout,
+            transport=transport,
+            base_url=config.api_url or IN_CLUSTER_URL,
+            headers={"Accept": "application/json"},
+            verify=verify,
+        )
+        self._api = config
+        self._token = token
+
+    def _bearer_token(self) -> str | ActionResult:
+        return bearer_token(self._api, self._token, self._what)
+
+    async def _send(
+        self, method: str, path: str, token: str, *, content: bytes | None = None
+    ) -> httpx.Response | ActionResult:
+        headers = {"Authorization": f"Bearer {token}"}
+        if content is not None:
+            headers["Content-Type"] = self.patch_content_type
+        return await self._request(
+            method, path, what=f"{self._what}: {method} {path}", content=content, headers=headers
+        )
+
+    def _transport_failure(self, exc: httpx.HTTPError, what: str) -> ActionResult:
+        return connection_failure(exc, what)
+
+    def _refusal(
+        self, response: httpx.Response, verb: str, target: str, *, resource: str, namespace: str, grant: str
+    ) -> ActionResult:
+        """What a non-2xx answer to ``verb`` on ``target`` means, naming the RBAC rule a 403 lacks."""
+        status = response.status_code
+        if status == 401:
+            return ActionResult(
+                ActionOutcome.FAILED,
+                f"{self._what}: the Kubernetes API rejected our credentials (HTTP 401) to {verb} {target}: "
+                "check `token`, or the service-account token file",
+                status,
+            )
+        if status == 403:
+            return ActionResult(
+                ActionOutcome.FAILED,
+                f"{self._what}: RBAC forbids {verb} on {resource} in namespace {namespace} "
+                f"(HTTP 403: {message(response)}); {grant}",
+                status,
+            )
+        result = classify(response, self._what)
+        return replace(
+            result, detail=f"{self._what}: {verb} {target}: HTTP {status} {message(response)}".strip()
+        )

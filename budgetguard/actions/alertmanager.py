@@ -23,7 +23,6 @@ credentials into results, reprs or logs.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import logging
@@ -32,8 +31,7 @@ import re
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Any, Literal
 from urllib.parse import quote
 
 import httpx
@@ -42,14 +40,14 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from budgetguard.actions._config import ActionBase, SecretRef
 from budgetguard.actions._http import (
     MIN_SECRET_CHARS,
+    HttpAction,
     classify,
     placeholders,
     redact,
     render,
     short,
-    transport_failure,
 )
-from budgetguard.core.ports import ActionOutcome, ActionRequest, ActionResult, EventKind
+from budgetguard.core.ports import ActionRequest, ActionResult, EventKind
 from budgetguard.core.spec import Duration
 
 __all__ = ["VALIDITY_FACTOR", "AlertmanagerAction", "AlertmanagerConfig", "BasicAuth", "alert", "build"]
@@ -196,7 +194,7 @@ def _now() -> datetime:
     return datetime.now(tz=UTC)
 
 
-class AlertmanagerAction:
+class AlertmanagerAction(HttpAction):
     """Posts each incident as an alert to one Alertmanager; see the module docstring.
 
     Owns one connection pool: use it as an async context manager or call ``aclose``.
@@ -212,36 +210,17 @@ class AlertmanagerAction:
         transport: httpx.AsyncBaseTransport | None = None,
         clock: Callable[[], datetime] = _now,
     ) -> None:
-        self.name = name
+        headers = {} if authorization is None else {"Authorization": authorization}
+        super().__init__(
+            name, f"alertmanager {name}", timeout=config.timeout, transport=transport, headers=headers
+        )
         self._config = config
         self._clock = clock
         self._secrets = tuple(s for s in secrets if len(s) >= MIN_SECRET_CHARS)
-        self._what = f"alertmanager {name}"
         self._url = config.url.rstrip("/") + ALERTS_PATH
-        self._timeout_seconds = config.timeout.total_seconds()
-        headers = {"User-Agent": "budgetguard"}
-        if authorization is not None:
-            headers["Authorization"] = authorization
-        self._client = httpx.AsyncClient(
-            headers=headers,
-            timeout=httpx.Timeout(self._timeout_seconds),
-            transport=transport,
-            follow_redirects=False,
-        )
 
     def __repr__(self) -> str:
         return f"AlertmanagerAction(name={self.name!r}, url={self._config.url!r})"
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        await self._client.aclose()
 
     def needs_resend(self) -> timedelta | None:
         """How often the daemon must re-deliver the trigger of a still-open incident (never None here).
@@ -263,15 +242,8 @@ class AlertmanagerAction:
 
     async def deliver(self, request: ActionRequest) -> ActionResult:
         body = [alert(request, self._config, self._clock(), self._generator_url(request))]
-        try:
-            async with asyncio.timeout(self._timeout_seconds):
-                response = await self._client.post(self._url, json=body)
-        except TimeoutError:
-            result = ActionResult(ActionOutcome.RETRY, f"{self._what}: timed out")
-        except httpx.HTTPError as exc:
-            result = transport_failure(exc, self._what)
-        else:
-            result = self._read(response)
+        answer = await self._request("POST", self._url, json=body)
+        result = answer if isinstance(answer, ActionResult) else self._read(answer)
         result = replace(result, detail=redact(result.detail, self._secrets))
         logger.debug("%s: %s %s -> %s", self._what, request.event, request.incident_id, result.outcome)
         return result

@@ -17,24 +17,21 @@ into results, reprs or logs.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import ssl
 from dataclasses import replace
-from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Any, Literal
 from urllib.parse import quote
 
 import httpx
 from pydantic import Field, field_validator
 
-from budgetguard.actions._http import classify, redact, render, short
+from budgetguard.actions._http import redact, render, short
 from budgetguard.actions._kubernetes import (
     IN_CLUSTER_URL,
     SERVICE_ACCOUNT_DIR,
+    KubernetesAction,
     KubernetesApiConfig,
-    bearer_token,
-    connection_failure,
     is_label,
     is_object_name,
     json_object,
@@ -77,11 +74,13 @@ class ArgoRolloutsConfig(KubernetesApiConfig):
         return template
 
 
-class ArgoRolloutsAction:
+class ArgoRolloutsAction(KubernetesAction):
     """Aborts one templated Rollout per incident; see the module docstring for the protocol.
 
     Owns one connection pool: use it as an async context manager or call ``aclose``.
     """
+
+    patch_content_type = _MERGE_PATCH
 
     def __init__(
         self,
@@ -92,33 +91,13 @@ class ArgoRolloutsAction:
         verify: ssl.SSLContext | bool,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self.name = name
-        self._config = config
-        self._token = token
-        self._what = f"argo-rollouts {name}"
-        self._timeout_seconds = config.timeout.total_seconds()
-        self._client = httpx.AsyncClient(
-            base_url=config.api_url or IN_CLUSTER_URL,
-            headers={"User-Agent": "budgetguard", "Accept": "application/json"},
-            timeout=httpx.Timeout(self._timeout_seconds),
-            verify=verify,
-            transport=transport,
-            follow_redirects=False,
+        super().__init__(
+            name, f"argo-rollouts {name}", config, token=token, verify=verify, transport=transport
         )
+        self._config = config
 
     def __repr__(self) -> str:
         return f"ArgoRolloutsAction(name={self.name!r}, api_url={self._config.api_url or IN_CLUSTER_URL!r})"
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        await self._client.aclose()
 
     async def deliver(self, request: ActionRequest) -> ActionResult:
         if request.event is EventKind.RESOLVE:
@@ -225,45 +204,16 @@ class ArgoRolloutsAction:
             )
         return namespace, rollout
 
-    def _bearer_token(self) -> str | ActionResult:
-        return bearer_token(self._config, self._token, self._what)
-
-    async def _send(
-        self, method: str, path: str, token: str, *, content: bytes | None = None
-    ) -> httpx.Response | ActionResult:
-        what = f"{self._what}: {method} {path}"
-        headers = {"Authorization": f"Bearer {token}"}
-        if content is not None:
-            headers["Content-Type"] = _MERGE_PATCH
-        try:
-            async with asyncio.timeout(self._timeout_seconds):
-                return await self._client.request(method, path, content=content, headers=headers)
-        except TimeoutError:
-            return ActionResult(ActionOutcome.RETRY, f"{what}: no answer within {self._timeout_seconds:g}s")
-        except httpx.HTTPError as exc:
-            return connection_failure(exc, what)
-
     def _refused(
         self, response: httpx.Response, verb: str, resource: str, namespace: str, target: str
     ) -> ActionResult:
-        status = response.status_code
-        if status == 401:
-            return ActionResult(
-                ActionOutcome.FAILED,
-                f"{self._what}: the Kubernetes API rejected our credentials (HTTP 401) to {verb} {target}: "
-                "check `token`, or the service-account token file",
-                status,
-            )
-        if status == 403:
-            return ActionResult(
-                ActionOutcome.FAILED,
-                f"{self._what}: RBAC forbids {verb} on {resource}.argoproj.io in namespace {namespace} "
-                f"(HTTP 403: {message(response)}); grant get on rollouts and patch on rollouts/status",
-                status,
-            )
-        result = classify(response, self._what)
-        return replace(
-            result, detail=f"{self._what}: {verb} {target}: HTTP {status} {message(response)}".strip()
+        return self._refusal(
+            response,
+            verb,
+            target,
+            resource=f"{resource}.argoproj.io",
+            namespace=namespace,
+            grant="grant get on rollouts and patch on rollouts/status",
         )
 
 

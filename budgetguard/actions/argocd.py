@@ -27,7 +27,6 @@ owns those), follow redirects, or put the token into results, reprs or logs.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import re
@@ -36,15 +35,14 @@ from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Any, Literal
 from urllib.parse import quote
 
 import httpx
 from pydantic import Field, field_validator, model_validator
 
 from budgetguard.actions._config import ActionBase, SecretRef
-from budgetguard.actions._http import classify, redact, render, short, transport_failure
+from budgetguard.actions._http import HttpAction, classify, redact, render, short, transport_failure
 from budgetguard.core.errors import ConfigError
 from budgetguard.core.ports import ActionOutcome, ActionRequest, ActionResult, EventKind
 
@@ -124,7 +122,7 @@ class ArgoCDConfig(ActionBase):
         return self
 
 
-class ArgoCDAction:
+class ArgoCDAction(HttpAction):
     """Aborts a Rollout or rolls an application back through Argo CD; see the module docstring.
 
     Owns one connection pool: use it as an async context manager or call ``aclose``.
@@ -139,33 +137,20 @@ class ArgoCDAction:
         verify: ssl.SSLContext | bool,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self.name = name
+        super().__init__(
+            name,
+            f"argocd {name}",
+            timeout=config.timeout,
+            transport=transport,
+            base_url=config.url,
+            headers={"Accept": _JSON, "Authorization": f"Bearer {token}"},
+            verify=verify,
+        )
         self._config = config
         self._token = token
-        self._what = f"argocd {name}"
-        self._timeout_seconds = config.timeout.total_seconds()
-        self._client = httpx.AsyncClient(
-            base_url=config.url,
-            headers={"User-Agent": "budgetguard", "Accept": _JSON, "Authorization": f"Bearer {token}"},
-            timeout=httpx.Timeout(self._timeout_seconds),
-            verify=verify,
-            transport=transport,
-            follow_redirects=False,
-        )
 
     def __repr__(self) -> str:
         return f"ArgoCDAction(name={self.name!r}, url={self._config.url!r}, mode={self._config.mode!r})"
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        await self._client.aclose()
 
     async def deliver(self, request: ActionRequest) -> ActionResult:
         if request.event is EventKind.RESOLVE:
@@ -399,19 +384,15 @@ class ArgoCDAction:
         content = None if body is None else json.dumps(body).encode()
         # Every request with a body carries exactly application/json (DELETE too, were one sent).
         headers = {} if method == "GET" else {"Content-Type": _JSON}
-        try:
-            async with asyncio.timeout(self._timeout_seconds):
-                return await self._client.request(
-                    method, path, params=params, content=content, headers=headers
-                )
-        except TimeoutError:
-            return ActionResult(ActionOutcome.RETRY, f"{what}: no answer within {self._timeout_seconds:g}s")
-        except httpx.HTTPError as exc:
-            if isinstance(exc, httpx.ConnectError) and "CERTIFICATE_VERIFY_FAILED" in str(exc):
-                return ActionResult(
-                    ActionOutcome.FAILED, f"{what}: TLS: Argo CD's certificate is not trusted; set `ca_file`"
-                )
-            return transport_failure(exc, what)
+        return await self._request(method, path, what=what, params=params, content=content, headers=headers)
+
+    def _transport_failure(self, exc: httpx.HTTPError, what: str) -> ActionResult:
+        if isinstance(exc, httpx.ConnectError) and "CERTIFICATE_VERIFY_FAILED" in str(exc):
+            # Retrying cannot fix trust: name the setting that does.
+            return ActionResult(
+                ActionOutcome.FAILED, f"{what}: TLS: Argo CD's certificate is not trusted; set `ca_file`"
+            )
+        return transport_failure(exc, what)
 
     def _refused(self, response: httpx.Response, rbac: str, application: str, target: str) -> ActionResult:
         status, message = response.status_code, _message(response)

@@ -20,22 +20,27 @@ redirects, or put a token into results, reprs or logs.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import re
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from types import TracebackType
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
 import httpx
 from pydantic import AfterValidator, Field
 
 from budgetguard.actions._config import ActionBase, SecretRef
-from budgetguard.actions._http import classify, redact, render, retry_after, short, transport_failure
+from budgetguard.actions._http import (
+    HttpAction,
+    classify,
+    redact,
+    render,
+    retry_after,
+    short,
+)
 from budgetguard.core.ports import ActionOutcome, ActionRequest, ActionResult, EventKind
 
 __all__ = [
@@ -103,7 +108,7 @@ def _now() -> datetime:
     return datetime.now(tz=UTC)
 
 
-class _FlagAction:
+class _FlagAction(HttpAction):
     """What both switches share: one client with the raw token, bounded sends, no leaked token."""
 
     kind = "flags"
@@ -117,31 +122,18 @@ class _FlagAction:
         timeout: timedelta,
         transport: httpx.AsyncBaseTransport | None,
     ) -> None:
-        self.name = name
-        self._token = token
-        self._what = f"{self.kind} {name}"
-        self._timeout_seconds = timeout.total_seconds()
-        self._client = httpx.AsyncClient(
-            base_url=url,
-            headers={"User-Agent": "budgetguard", "Accept": "application/json", "Authorization": token},
-            timeout=httpx.Timeout(self._timeout_seconds),
+        super().__init__(
+            name,
+            f"{self.kind} {name}",
+            timeout=timeout,
             transport=transport,
-            follow_redirects=False,
+            base_url=url,
+            headers={"Accept": "application/json", "Authorization": token},
         )
+        self._token = token
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        await self._client.aclose()
 
     async def deliver(self, request: ActionRequest) -> ActionResult:
         if request.event is EventKind.RESOLVE:
@@ -172,14 +164,9 @@ class _FlagAction:
     async def _send(
         self, method: str, path: str, *, content: bytes | None = None, headers: dict[str, str] | None = None
     ) -> httpx.Response | ActionResult:
-        what = f"{self._what}: {method} {path}"
-        try:
-            async with asyncio.timeout(self._timeout_seconds):
-                return await self._client.request(method, path, content=content, headers=headers)
-        except TimeoutError:
-            return ActionResult(ActionOutcome.RETRY, f"{what}: no answer within {self._timeout_seconds:g}s")
-        except httpx.HTTPError as exc:
-            return transport_failure(exc, what)
+        return await self._request(
+            method, path, what=f"{self._what}: {method} {path}", content=content, headers=headers
+        )
 
     def _refused(self, response: httpx.Response, target: str, forbidden_hint: str) -> ActionResult:
         status, message = response.status_code, _message(response)

@@ -29,25 +29,22 @@ token into results, reprs or logs.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import ssl
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Any, Literal
 from urllib.parse import quote
 
 import httpx
 from pydantic import Field, field_validator, model_validator
 
-from budgetguard.actions._http import classify, placeholders, redact, render
+from budgetguard.actions._http import placeholders, redact, render
 from budgetguard.actions._kubernetes import (
     IN_CLUSTER_URL,
+    KubernetesAction,
     KubernetesApiConfig,
-    bearer_token,
-    connection_failure,
     is_label,
     is_object_name,
     json_object,
@@ -349,11 +346,13 @@ class _Target:
         return f"VirtualService {self.namespace}/{self.name}"
 
 
-class IstioAction:
+class IstioAction(KubernetesAction):
     """Shifts a templated VirtualService's canary weight to stable; see the module docstring.
 
     Owns one connection pool: use it as an async context manager or call ``aclose``.
     """
+
+    patch_content_type = _JSON_PATCH
 
     def __init__(
         self,
@@ -364,33 +363,11 @@ class IstioAction:
         verify: ssl.SSLContext | bool,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self.name = name
+        super().__init__(name, f"istio {name}", config, token=token, verify=verify, transport=transport)
         self._config = config
-        self._token = token
-        self._what = f"istio {name}"
-        self._timeout_seconds = config.timeout.total_seconds()
-        self._client = httpx.AsyncClient(
-            base_url=config.api_url or IN_CLUSTER_URL,
-            headers={"User-Agent": "budgetguard", "Accept": "application/json"},
-            timeout=httpx.Timeout(self._timeout_seconds),
-            verify=verify,
-            transport=transport,
-            follow_redirects=False,
-        )
 
     def __repr__(self) -> str:
         return f"IstioAction(name={self.name!r}, api_url={self._config.api_url or IN_CLUSTER_URL!r})"
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        await self._client.aclose()
 
     # --- delivering ---
 
@@ -401,7 +378,7 @@ class IstioAction:
                 f"{self._what}: nothing to do on resolve: the canary stays at 0% until a human or the "
                 "next release shifts traffic to it again",
             )
-        token = bearer_token(self._config, self._token, self._what)
+        token = self._bearer_token()
         if isinstance(token, ActionResult):
             return token
         target = self._target(request.context)
@@ -557,40 +534,14 @@ class IstioAction:
                 )
         return _Target(namespace, name, sides[0], sides[1])
 
-    async def _send(
-        self, method: str, path: str, token: str, *, content: bytes | None = None
-    ) -> httpx.Response | ActionResult:
-        what = f"{self._what}: {method} {path}"
-        headers = {"Authorization": f"Bearer {token}"}
-        if content is not None:
-            headers["Content-Type"] = _JSON_PATCH
-        try:
-            async with asyncio.timeout(self._timeout_seconds):
-                return await self._client.request(method, path, content=content, headers=headers)
-        except TimeoutError:
-            return ActionResult(ActionOutcome.RETRY, f"{what}: no answer within {self._timeout_seconds:g}s")
-        except httpx.HTTPError as exc:
-            return connection_failure(exc, what)
-
     def _refused(self, response: httpx.Response, verb: str, target: _Target) -> ActionResult:
-        status = response.status_code
-        if status == 401:
-            return ActionResult(
-                ActionOutcome.FAILED,
-                f"{self._what}: the Kubernetes API rejected our credentials (HTTP 401) to {verb} {target}: "
-                "check `token`, or the service-account token file",
-                status,
-            )
-        if status == 403:
-            return ActionResult(
-                ActionOutcome.FAILED,
-                f"{self._what}: RBAC forbids {verb} on virtualservices.networking.istio.io in namespace "
-                f"{target.namespace} (HTTP 403: {message(response)}); grant get and patch on virtualservices",
-                status,
-            )
-        result = classify(response, self._what)
-        return replace(
-            result, detail=f"{self._what}: {verb} {target}: HTTP {status} {message(response)}".strip()
+        return self._refusal(
+            response,
+            verb,
+            str(target),
+            resource="virtualservices.networking.istio.io",
+            namespace=target.namespace,
+            grant="grant get and patch on virtualservices",
         )
 
     # --- the start-up check ---
@@ -601,7 +552,7 @@ class IstioAction:
         A context whose names need the canary (``${canary}``, unknown before a release) is skipped. Never
         raises for the API's answers: an unreadable object is a warning too.
         """
-        token = bearer_token(self._config, self._token, self._what)
+        token = self._bearer_token()
         if isinstance(token, ActionResult):
             return [token.detail]
         unknown = placeholders(self._config.namespace) | placeholders(self._config.virtual_service)

@@ -17,23 +17,21 @@ It must not retry, sleep or decide about dry runs (the outbox owns them), nor pu
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import logging
 import math
 from dataclasses import replace
 from datetime import UTC, datetime
-from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Any, Literal
 
 import httpx
 from pydantic import Field, field_validator
 
 from budgetguard.actions._config import ActionBase, SecretRef
-from budgetguard.actions._http import MIN_SECRET_CHARS, classify, redact, short, transport_failure
+from budgetguard.actions._http import MIN_SECRET_CHARS, HttpAction, classify, redact, short
 from budgetguard.core import affected
-from budgetguard.core.ports import ActionOutcome, ActionRequest, ActionResult, EventKind
+from budgetguard.core.ports import ActionRequest, ActionResult, EventKind
 
 __all__ = ["EVENTS_URL", "PagerDutyAction", "PagerDutyConfig", "build", "dedup_key", "event"]
 
@@ -141,7 +139,7 @@ def event(request: ActionRequest, *, routing_key: str, severity: str, source: st
     return body
 
 
-class PagerDutyAction:
+class PagerDutyAction(HttpAction):
     """Sends incident events to one PagerDuty integration; see the module docstring.
 
     Owns one connection pool: use it as an async context manager or call ``aclose``.
@@ -155,46 +153,20 @@ class PagerDutyAction:
         routing_key: str,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self.name = name
+        super().__init__(name, f"pagerduty {name}", timeout=config.timeout, transport=transport)
         self._config = config
         self._routing_key = routing_key
         self._secrets = (routing_key,) if len(routing_key) >= MIN_SECRET_CHARS else ()
-        self._what = f"pagerduty {name}"
-        self._timeout_seconds = config.timeout.total_seconds()
-        self._client = httpx.AsyncClient(
-            headers={"User-Agent": "budgetguard"},
-            timeout=httpx.Timeout(self._timeout_seconds),
-            transport=transport,
-            follow_redirects=False,
-        )
 
     def __repr__(self) -> str:
         return f"PagerDutyAction(name={self.name!r}, url={self._config.url!r})"
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        await self._client.aclose()
 
     async def deliver(self, request: ActionRequest) -> ActionResult:
         body = event(
             request, routing_key=self._routing_key, severity=self._config.severity, source=self._config.source
         )
-        try:
-            async with asyncio.timeout(self._timeout_seconds):
-                response = await self._client.post(self._config.url, json=body)
-        except TimeoutError:
-            result = ActionResult(ActionOutcome.RETRY, f"{self._what}: timed out")
-        except httpx.HTTPError as exc:
-            result = transport_failure(exc, self._what)
-        else:
-            result = self._read(response, body["dedup_key"])
+        answer = await self._request("POST", self._config.url, json=body)
+        result = answer if isinstance(answer, ActionResult) else self._read(answer, body["dedup_key"])
         result = replace(result, detail=redact(result.detail, self._secrets))
         logger.debug("%s: %s %s -> %s", self._what, request.event, body["dedup_key"], result.outcome)
         return result

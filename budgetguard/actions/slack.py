@@ -20,20 +20,18 @@ It must not retry, sleep or decide about dry runs: the outbox owns all three.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import urllib.request
 from dataclasses import replace
 from datetime import UTC
-from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Any, Literal
 
 import httpx
 from pydantic import Field
 
 from budgetguard.actions._config import ActionBase, SecretRef
-from budgetguard.actions._http import classify, redact, transport_failure
+from budgetguard.actions._http import HttpAction, classify, redact
 from budgetguard.core import affected
 from budgetguard.core.errors import ConfigError
 from budgetguard.core.ports import ActionOutcome, ActionRequest, ActionResult, EventKind
@@ -149,7 +147,7 @@ def _environment_transport(url: httpx.URL) -> httpx.AsyncBaseTransport:
     return httpx.AsyncHTTPTransport()
 
 
-class SlackAction:
+class SlackAction(HttpAction):
     """Posts incident events to one Slack incoming webhook; see the module docstring.
 
     Owns one connection pool: use it as an async context manager or call ``aclose``.
@@ -163,46 +161,29 @@ class SlackAction:
         webhook_url: str,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self.name = name
-        self._config = config
-        self._what = f"slack {name}"
+        what = f"slack {name}"
         try:
             secret_url = httpx.URL(webhook_url)
         except httpx.InvalidURL as exc:
             # Not chained: httpx's message quotes parts of the URL, which is the secret.
-            raise ConfigError(
-                f"{self._what}: webhook_url is not a valid URL ({type(exc).__name__})"
-            ) from None
+            raise ConfigError(f"{what}: webhook_url is not a valid URL ({type(exc).__name__})") from None
         if secret_url.scheme not in ("http", "https") or not secret_url.host:
-            raise ConfigError(
-                f"{self._what}: webhook_url must be an absolute https URL (not shown: it is secret)"
-            )
+            raise ConfigError(f"{what}: webhook_url must be an absolute https URL (not shown: it is secret)")
         # The URL as given and as httpx writes it, and its path alone (the token is in the path).
         self._secrets = tuple(
             sorted({webhook_url, str(secret_url), secret_url.path} - {"", "/"}, key=len, reverse=True)
         )
         self._stand_in = secret_url.copy_with(path=_STAND_IN_PATH, query=None, fragment=None)
-        self._timeout_seconds = config.timeout.total_seconds()
-        self._client = httpx.AsyncClient(
-            headers={"User-Agent": "budgetguard"},
-            timeout=httpx.Timeout(self._timeout_seconds),
+        super().__init__(
+            name,
+            what,
+            timeout=config.timeout,
             transport=_SecretPathTransport(transport or _environment_transport(secret_url), secret_url),
-            follow_redirects=False,
         )
+        self._config = config
 
     def __repr__(self) -> str:
         return f"SlackAction(name={self.name!r})"
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        await self._client.aclose()
 
     def body(self, request: ActionRequest) -> dict[str, Any]:
         body = message(request)
@@ -213,15 +194,8 @@ class SlackAction:
         return body
 
     async def deliver(self, request: ActionRequest) -> ActionResult:
-        try:
-            async with asyncio.timeout(self._timeout_seconds):
-                response = await self._client.post(self._stand_in, json=self.body(request))
-        except TimeoutError:
-            result = ActionResult(ActionOutcome.RETRY, f"{self._what}: timed out")
-        except httpx.HTTPError as exc:
-            result = transport_failure(exc, self._what)
-        else:
-            result = self._read(response)
+        answer = await self._request("POST", self._stand_in, json=self.body(request))
+        result = answer if isinstance(answer, ActionResult) else self._read(answer)
         result = replace(result, detail=redact(result.detail, self._secrets))
         logger.debug("%s: %s %s -> %s", self._what, request.event, request.incident_id, result.outcome)
         return result

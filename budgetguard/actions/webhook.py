@@ -19,7 +19,6 @@ a token) into results, reprs or logs.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import hashlib
@@ -30,8 +29,7 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
-from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Any, Literal
 from urllib.parse import quote
 
 import httpx
@@ -40,11 +38,11 @@ from pydantic import Field, field_validator
 from budgetguard.actions._config import ActionBase, SecretRef
 from budgetguard.actions._http import (
     MIN_SECRET_CHARS,
+    HttpAction,
     classify,
     placeholders,
     redact,
     render,
-    transport_failure,
 )
 from budgetguard.core import affected
 from budgetguard.core.errors import ConfigError
@@ -179,7 +177,7 @@ def _now() -> datetime:
     return datetime.now(tz=UTC)
 
 
-class WebhookAction:
+class WebhookAction(HttpAction):
     """Posts each incident event to one endpoint; see the module docstring for the wire format.
 
     Owns one connection pool: use it as an async context manager or call ``aclose``.
@@ -194,34 +192,17 @@ class WebhookAction:
         transport: httpx.AsyncBaseTransport | None = None,
         clock: Callable[[], datetime] = _now,
     ) -> None:
-        self.name = name
+        super().__init__(
+            name, f"webhook {name}", timeout=config.timeout, transport=transport, headers=config.headers
+        )
         self._config = config
         self._key = key
         self._clock = clock
-        self._what = f"webhook {name}"
         # A receiver or proxy that echoes the request must not leak header values into the incident log.
         self._secrets = tuple(v for v in config.headers.values() if len(v) >= MIN_SECRET_CHARS)
-        self._timeout_seconds = config.timeout.total_seconds()
-        self._client = httpx.AsyncClient(
-            headers={"User-Agent": "budgetguard", **config.headers},
-            timeout=httpx.Timeout(self._timeout_seconds),
-            transport=transport,
-            follow_redirects=False,
-        )
 
     def __repr__(self) -> str:
         return f"WebhookAction(name={self.name!r}, signed={self._key is not None})"
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        await self._client.aclose()
 
     def headers_for(self, request: ActionRequest, body: bytes) -> dict[str, str]:
         """The per-delivery headers: idempotency always, Standard Webhooks' three when signing."""
@@ -242,16 +223,10 @@ class WebhookAction:
             )
         body = json.dumps(payload(request), separators=(",", ":"), ensure_ascii=False).encode("utf-8")
         try:
-            async with asyncio.timeout(self._timeout_seconds):
-                response = await self._client.post(url, content=body, headers=self.headers_for(request, body))
-        except TimeoutError:
-            result = ActionResult(ActionOutcome.RETRY, f"{self._what}: timed out")
-        except httpx.HTTPError as exc:
-            result = transport_failure(exc, self._what)
+            answer = await self._request("POST", url, content=body, headers=self.headers_for(request, body))
         except httpx.InvalidURL:
-            result = ActionResult(ActionOutcome.FAILED, f"{self._what}: the rendered url is not valid")
-        else:
-            result = self._read(response)
+            answer = ActionResult(ActionOutcome.FAILED, f"{self._what}: the rendered url is not valid")
+        result = answer if isinstance(answer, ActionResult) else self._read(answer)
         result = replace(result, detail=redact(result.detail, self._secrets))
         logger.debug("%s: %s %s -> %s", self._what, request.event, request.incident_id, result.outcome)
         return result
