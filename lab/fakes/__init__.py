@@ -1,6 +1,7 @@
 """Fakes of the services budgetguard's actions talk to: real HTTP servers on 127.0.0.1, for tests and demos.
 
-Each fake is a ``ThreadingHTTPServer`` on a free loopback port that answers like the real service,
+Each fake is a ``LoopbackServer`` (``_server``: a threaded HTTP server on a free loopback port) that
+answers like the real service,
 status codes, body formats and quirks included (as recorded in the project's
 ``reference/integrations.md``), records every request it received, and can be scripted to fail.
 budgetguard talks to them through its production code path (httpx over a socket), so a test exercises

@@ -31,17 +31,19 @@ import copy
 import itertools
 import json
 import logging
-import ssl
 import threading
 from collections import deque
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from http.server import BaseHTTPRequestHandler
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
+
+import jsonpatch
+import jsonpointer
+
+from lab.fakes._server import LoopbackServer, TLSFiles
 
 __all__ = [
     "K8S_TOKEN",
@@ -70,9 +72,6 @@ JSON = dict[str, Any]
 
 K8S_TOKEN = "fake-service-account-token"
 _SERVICE_ACCOUNT = "system:serviceaccount:budgetguard:budgetguard"
-_JOIN_TIMEOUT_SECONDS = 5.0
-# A client that connects and sends nothing must not pin a handler thread (or close()) forever.
-_SOCKET_TIMEOUT_SECONDS = 10.0
 
 # The API server's own words (kubernetes-client/java#3106, quoted in the reference §5).
 _UNSUPPORTED_PATCH = (
@@ -144,14 +143,6 @@ class Reply:
 
 
 @dataclass(frozen=True)
-class TLSFiles:
-    """A server certificate chain and its key (PEM), to serve HTTPS instead of HTTP."""
-
-    cert: Path
-    key: Path
-
-
-@dataclass(frozen=True)
 class _Scripted:
     status: int
     message: str | None
@@ -159,7 +150,7 @@ class _Scripted:
     method: str | None  # only requests with this method consume it
 
 
-class FakeServer:
+class FakeServer(LoopbackServer):
     """A threaded HTTP server on 127.0.0.1 that records every request and answers through ``handle``.
 
     Subclasses implement ``handle`` (called under ``lock``, so handlers need no locking of their own)
@@ -168,51 +159,10 @@ class FakeServer:
     """
 
     def __init__(self, *, name: str, tls: TLSFiles | None = None) -> None:
+        super().__init__(name=name, tls=tls)
         self.lock = threading.RLock()
-        self._name = name
         self._requests: list[RecordedRequest] = []
         self._scripted: deque[_Scripted] = deque()
-        self._server = _Server(("127.0.0.1", 0), _handler_for(self))
-        self._scheme = "http"
-        if tls is not None:
-            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            context.load_cert_chain(str(tls.cert), str(tls.key))
-            # The handshake happens in the handler thread (Handler.setup), never in the accept loop.
-            self._server.socket = context.wrap_socket(
-                self._server.socket, server_side=True, do_handshake_on_connect=False
-            )
-            self._scheme = "https"
-        # A short poll interval: close() waits up to one interval for the serving loop to notice.
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name=name, daemon=True
-        )
-        self._started = False
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"{self._scheme}://{host!s}:{port}"
-
-    def start(self) -> Self:
-        if not self._started:
-            self._thread.start()
-            self._started = True
-        return self
-
-    def close(self) -> None:
-        if self._started:
-            self._server.shutdown()
-            self._thread.join(timeout=_JOIN_TIMEOUT_SECONDS)
-            self._started = False
-        self._server.server_close()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
     @property
     def requests(self) -> list[RecordedRequest]:
@@ -267,51 +217,26 @@ class FakeServer:
                 logger.exception("%s: the fake failed on %s %s", self._name, request.method, request.path)
                 return Reply.text(500, "the fake itself failed; see the log")
 
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # A client that hung up, or refused our certificate, is part of some tests: no tracebacks.
-        logger.debug("fake server: error while serving %s", client_address, exc_info=True)
-
-
-def _handler_for(fake: FakeServer) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        timeout = _SOCKET_TIMEOUT_SECONDS
-
-        def setup(self) -> None:
-            super().setup()
-            if isinstance(self.connection, ssl.SSLSocket):
-                self.connection.do_handshake()
-
-        def _serve(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else b""
-            url = urlsplit(self.path)
-            request = RecordedRequest(
-                method=self.command,
-                path=url.path,
-                query=parse_qs(url.query, keep_blank_values=True),
-                headers={name.lower(): value for name, value in self.headers.items()},
-                body=body,
-            )
-            reply = fake.dispatch(request)
-            self.send_response(reply.status)
-            if reply.content_type is not None:
-                self.send_header("Content-Type", reply.content_type)
-            for name, value in reply.headers.items():
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(len(reply.body)))
-            self.end_headers()
-            self.wfile.write(reply.body)
-
-        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve
-
-        def log_message(self, format: str, *args: object) -> None:  # quiet in tests
-            return
-
-    return Handler
+    def _serve(self, handler: BaseHTTPRequestHandler) -> None:
+        length = int(handler.headers.get("Content-Length") or 0)
+        body = handler.rfile.read(length) if length else b""
+        url = urlsplit(handler.path)
+        request = RecordedRequest(
+            method=handler.command,
+            path=url.path,
+            query=parse_qs(url.query, keep_blank_values=True),
+            headers={name.lower(): value for name, value in handler.headers.items()},
+            body=body,
+        )
+        reply = self.dispatch(request)
+        handler.send_response(reply.status)
+        if reply.content_type is not None:
+            handler.send_header("Content-Type", reply.content_type)
+        for name, value in reply.headers.items():
+            handler.send_header(name, value)
+        handler.send_header("Content-Length", str(len(reply.body)))
+        handler.end_headers()
+        handler.wfile.write(reply.body)
 
 
 # --- Kubernetes objects and patches ---------------------------------------------------------------
@@ -403,82 +328,26 @@ def merge_patch(target: object, patch: object) -> Any:
     return result
 
 
-def _pointer(path: str) -> list[str]:
-    if path == "":
-        return []
-    if not path.startswith("/"):
-        raise ApiError(422, f"invalid JSON pointer {path!r}")
-    return [part.replace("~1", "/").replace("~0", "~") for part in path[1:].split("/")]
-
-
-def _parent(document: Any, parts: list[str], path: str) -> Any:
-    node = document
-    for part in parts[:-1]:
-        if isinstance(node, dict) and part in node:
-            node = node[part]
-        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
-            node = node[int(part)]
-        else:
-            raise ApiError(422, f"the server rejected our request: path {path!r} does not exist")
-    return node
-
-
 def json_patch(document: object, operations: object) -> Any:
-    """RFC 6902 ``add``, ``remove``, ``replace`` and ``test`` (a failed ``test`` is 422, reference §5)."""
+    """RFC 6902, applied by the ``jsonpatch`` library one operation at a time, answered as the API server
+    answers: a body that is not a list is 400, a failed ``test`` or any other bad operation 422 with the
+    API server's words (reference §5), and nothing changes unless every operation applies."""
     if not isinstance(operations, list):
         raise ApiError(400, "json: cannot unmarshal object into Go value of type jsonpatch.Patch")
     result = copy.deepcopy(document)
     for operation in operations:
-        if not isinstance(operation, dict) or not isinstance(operation.get("path"), str):
-            raise ApiError(422, f"invalid JSON patch operation {operation!r}")
-        op, path = operation.get("op"), operation["path"]
-        parts = _pointer(path)
-        if not parts:
-            raise ApiError(422, "the fake does not patch the whole document")
-        parent, last = _parent(result, parts, path), parts[-1]
-        if op == "test":
-            found = parent.get(last, _MISSING) if isinstance(parent, dict) else _list_get(parent, last)
-            if found != operation.get("value"):
-                cause = {
-                    "reason": "UnexpectedServerResponse",
-                    "message": f"testing value {path} failed: test failed",
-                }
-                raise ApiError(422, _REJECTED, {"causes": [cause]})
-        elif op in ("add", "replace"):
-            value = copy.deepcopy(operation.get("value"))
-            if isinstance(parent, dict):
-                if op == "replace" and last not in parent:
-                    raise ApiError(422, f"the server rejected our request: replace of missing {path!r}")
-                parent[last] = value
-            elif isinstance(parent, list):
-                index = len(parent) if last == "-" else int(last) if last.isdigit() else -1
-                if not 0 <= index <= len(parent) or (op == "replace" and index == len(parent)):
-                    raise ApiError(422, f"the server rejected our request: bad array index in {path!r}")
-                if op == "add":
-                    parent.insert(index, value)
-                else:
-                    parent[index] = value
-            else:
-                raise ApiError(422, f"the server rejected our request: {path!r} is not in a container")
-        elif op == "remove":
-            if isinstance(parent, dict) and last in parent:
-                del parent[last]
-            elif isinstance(parent, list) and last.isdigit() and int(last) < len(parent):
-                del parent[int(last)]
-            else:
-                raise ApiError(422, f"the server rejected our request: remove of missing {path!r}")
-        else:
-            raise ApiError(422, f"the fake implements add, remove, replace and test, not {op!r}")
+        path = operation.get("path") if isinstance(operation, dict) else None
+        try:
+            result = jsonpatch.JsonPatch([operation]).apply(result, in_place=True)
+        except jsonpatch.JsonPatchTestFailed:
+            cause = {
+                "reason": "UnexpectedServerResponse",
+                "message": f"testing value {path} failed: test failed",
+            }
+            raise ApiError(422, _REJECTED, {"causes": [cause]}) from None
+        except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException, TypeError) as exc:
+            raise ApiError(422, f"the server rejected our request: {operation!r}: {exc}") from None
     return result
-
-
-_MISSING = object()
-
-
-def _list_get(node: object, index: str) -> object:
-    if isinstance(node, list) and index.isdigit() and int(index) < len(node):
-        return node[int(index)]
-    return _MISSING
 
 
 def _now_rfc3339() -> str:

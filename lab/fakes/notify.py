@@ -39,10 +39,11 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
-from typing import Any, Self
+from http.server import BaseHTTPRequestHandler
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from lab.fakes._server import LoopbackServer
 
 __all__ = [
     "AlertmanagerFake",
@@ -59,8 +60,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _DEFAULT_WAIT = timedelta(seconds=5)
-# A client that opens a connection and sends nothing must not pin a handler thread (and close()) forever.
-_SOCKET_TIMEOUT_SECONDS = 10.0
 
 
 def _utcnow() -> datetime:
@@ -117,15 +116,7 @@ def _text_answer(status: int, text: str, *, accepted: bool = False) -> Answer:
     return Answer(status, text, {"Content-Type": "text/plain; charset=utf-8"}, accepted=accepted)
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # A client that hung up mid-answer (a timeout test) is expected; never print tracebacks.
-        log.debug("fake server: error while serving %s", client_address, exc_info=True)
-
-
-class FakeService:
+class FakeService(LoopbackServer):
     """A loopback HTTP server that records requests and answers through ``_respond`` (or a script).
 
     Use it as a context manager (or ``start()`` and ``close()``). Thread-safe: handlers run in their own
@@ -137,70 +128,12 @@ class FakeService:
     def __init__(
         self, *, script: Iterable[int | Answer] = (), clock: Callable[[], datetime] = _utcnow
     ) -> None:
+        super().__init__(name=f"fake-{self.service}")
         self.clock = clock
         self._script: deque[int | Answer] = deque(script)
         self._requests: list[Recorded] = []
         self._accepted: list[Recorded] = []
         self._changed = threading.Condition()
-        self._closing = threading.Event()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-
-    # --- life -------------------------------------------------------------------------------------
-
-    def start(self) -> Self:
-        if self._server is not None:
-            return self
-        self._closing.clear()
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            timeout = _SOCKET_TIMEOUT_SECONDS
-
-            def do_GET(self) -> None:
-                fake._serve(self)
-
-            do_POST = do_PUT = do_PATCH = do_DELETE = do_GET
-
-            def log_message(self, format: str, *args: object) -> None:  # quiet in tests
-                return
-
-        self._server = _Server(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name=f"fake-{self.service}",
-            daemon=True,  # close() joins it; daemon only so a forgotten fake cannot hang the interpreter
-        )
-        self._thread.start()
-        return self
-
-    def close(self) -> None:
-        """Stop serving, end scripted delays, and join every thread; safe to call twice."""
-        self._closing.set()
-        server, thread = self._server, self._thread
-        self._server = self._thread = None
-        if server is None or thread is None:
-            return
-        server.shutdown()
-        server.server_close()  # joins the handler threads
-        thread.join(timeout=_SOCKET_TIMEOUT_SECONDS)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
-    @property
-    def url(self) -> str:
-        """``http://127.0.0.1:<port>``; the fake must be started."""
-        if self._server is None:
-            raise RuntimeError(f"the {self.service} fake is not running: use it as a context manager")
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
 
     # --- what tests read and steer --------------------------------------------------------------------
 
@@ -273,7 +206,7 @@ class FakeService:
             if answer.accepted:
                 self._accepted.append(record)
             self._changed.notify_all()
-        if answer.delay > timedelta(0) and self._closing.wait(answer.delay.total_seconds()):
+        if answer.delay > timedelta(0) and self.closing.wait(answer.delay.total_seconds()):
             answer = replace(answer, drop=True)
         if answer.drop:
             # Linger 0: the close resets the connection instead of a graceful FIN where it can.
