@@ -1,10 +1,11 @@
 """The daemon's settings: defaults, then ``BUDGETGUARD_*`` environment, then a config file, then flags.
 
 Read once, at start-up, by the composition root (``daemon``); nothing else reads the environment.
-Every field says why its default is what it is. Secrets (tokens, passwords) are ``SecretStr`` so they
-never print, and can come from a file instead of the environment (``*_file``), the way Kubernetes
-mounts secrets. The file is YAML with the same field names as the environment variables, nested where
-they nest (``BUDGETGUARD_PROMETHEUS__URL`` is ``prometheus: {url: ...}``).
+Every field says why its default is what it is. Secrets (tokens, passwords) are ``SecretRef``s, the
+same as in actions: inline, ``{env: NAME}`` or ``{file: /path}`` (the way Kubernetes mounts secrets;
+``BUDGETGUARD_API_TOKEN__FILE`` in the environment), and never print. The older ``*_file`` settings
+are read as ``{file: ...}``. The file is YAML with the same field names as the environment variables,
+nested where they nest (``BUDGETGUARD_PROMETHEUS__URL`` is ``prometheus: {url: ...}``).
 """
 
 from __future__ import annotations
@@ -22,13 +23,13 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
-    SecretStr,
     ValidationError,
     field_validator,
+    model_validator,
 )
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
-from budgetguard.actions import ActionConfig
+from budgetguard.actions import ActionConfig, SecretRef
 from budgetguard.core.durations import format_duration, parse_duration
 from budgetguard.core.errors import ConfigError
 from budgetguard.core.spec import Duration
@@ -52,17 +53,33 @@ ZeroOrMoreDuration = Annotated[
 DEFAULT_LISTEN = "127.0.0.1:8731"
 
 
-def _read_secret(value: SecretStr | None, path: Path | None, what: str) -> str | None:
-    if value is not None:
-        return value.get_secret_value()
-    if path is None:
-        return None
-    try:
-        return path.read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        raise ConfigError(
-            f"cannot read {what} from {path}: {exc.strerror}; check the path and its permissions"
-        ) from exc
+# A secret setting: a plain string from the environment is the secret itself (never JSON-decoded), a
+# mapping from the config file or BUDGETGUARD_X__FILE is a reference.
+Secret = Annotated[SecretRef | None, NoDecode]
+
+
+def _file_aliases(data: Any, names: tuple[str, ...]) -> Any:
+    """Read the older ``<name>_file: /path`` spelling (kept as a field, so that its environment variable
+    is still read) as ``<name>: {file: /path}``: one way to resolve a secret whichever was written."""
+    if not isinstance(data, dict):
+        return data
+    data = dict(data)
+    for name in names:
+        path = data.get(f"{name}_file")
+        if path is None:
+            continue
+        if data.get(name) is not None:
+            raise ValueError(f"give one of {name} and {name}_file (write {name}: {{file: ...}})")
+        data[name] = {"file": path}
+    return data
+
+
+def _deprecated_file(name: str) -> Any:
+    return Field(default=None, description=f"Older spelling of `{name}: {{file: /path}}`; still read.")
+
+
+def _resolve(secret: SecretRef | None, what: str) -> str | None:
+    return None if secret is None else secret.resolve(what)
 
 
 class PrometheusSettings(BaseModel):
@@ -78,20 +95,21 @@ class PrometheusSettings(BaseModel):
         description="X-Scope-OrgID for Mimir/Cortex; none by default "
         "because single-tenant Prometheus rejects nothing without it.",
     )
-    bearer_token: SecretStr | None = Field(
-        default=None, description="Bearer token; prefer bearer_token_file."
-    )
-    bearer_token_file: Path | None = Field(
+    bearer_token: Secret = Field(
         default=None,
-        description="File holding the bearer token, e.g. a mounted Kubernetes secret; re-read only at start.",
+        description="Bearer token: {file: /path} for a mounted Kubernetes secret (read at start), "
+        "{env: NAME}, or inline.",
     )
+    bearer_token_file: Path | None = _deprecated_file("bearer_token")
     basic_auth_username: str | None = Field(
         default=None,
         description="Basic auth, for a Prometheus behind "
         "a reverse proxy; off by default as Prometheus has none.",
     )
-    basic_auth_password: SecretStr | None = Field(default=None, description="Prefer the _file variant.")
-    basic_auth_password_file: Path | None = Field(default=None, description="File holding the password.")
+    basic_auth_password: Secret = Field(
+        default=None, description="The basic auth password: {file: /path}, {env: NAME}, or inline."
+    )
+    basic_auth_password_file: Path | None = _deprecated_file("basic_auth_password")
     ca_file: str | None = Field(
         default=None, description="CA bundle for a private PKI; system CAs otherwise."
     )
@@ -123,15 +141,18 @@ class PrometheusSettings(BaseModel):
         "costs the server CPU and saves nothing.",
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _aliases(cls, data: Any) -> Any:
+        return _file_aliases(data, ("bearer_token", "basic_auth_password"))
+
     def bearer(self) -> str | None:
-        return _read_secret(self.bearer_token, self.bearer_token_file, "prometheus.bearer_token")
+        return _resolve(self.bearer_token, "prometheus.bearer_token")
 
     def basic_auth(self) -> tuple[str, str] | None:
         if self.basic_auth_username is None:
             return None
-        password = _read_secret(
-            self.basic_auth_password, self.basic_auth_password_file, "prometheus.basic_auth_password"
-        )
+        password = _resolve(self.basic_auth_password, "prometheus.basic_auth_password")
         return self.basic_auth_username, password or ""
 
 
@@ -209,10 +230,12 @@ class Settings(BaseSettings):
         default="INFO", description="INFO logs verdict changes and reloads, not every cycle."
     )
     log_json: bool = Field(default=False, description="One JSON object per line, for log shippers.")
-    api_token: SecretStr | None = Field(
-        default=None, description="Bearer token the API requires; prefer api_token_file."
+    api_token: Secret = Field(
+        default=None,
+        description="Bearer token the API requires: {file: /path} (BUDGETGUARD_API_TOKEN__FILE), "
+        "{env: NAME}, or inline.",
     )
-    api_token_file: Path | None = Field(default=None, description="File holding the API token.")
+    api_token_file: Path | None = _deprecated_file("api_token")
     actions: dict[str, ActionConfig] = Field(
         default_factory=dict,
         description="Named actions canaries can call (on_burn, notify); none by default: budgetguard "
@@ -266,8 +289,13 @@ class Settings(BaseSettings):
         # init carries the config file overlaid by the flags; both beat the environment.
         return init_settings, env_settings
 
+    @model_validator(mode="before")
+    @classmethod
+    def _aliases(cls, data: Any) -> Any:
+        return _file_aliases(data, ("api_token",))
+
     def api_token_value(self) -> str | None:
-        return _read_secret(self.api_token, self.api_token_file, "api_token")
+        return _resolve(self.api_token, "api_token")
 
 
 def split_listen(value: str) -> tuple[str, int]:

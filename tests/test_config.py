@@ -126,3 +126,35 @@ def test_a_zero_jitter_is_allowed_from_any_layer(monkeypatch: pytest.MonkeyPatch
     settings = load_settings()
     assert settings.jitter == timedelta(0)
     assert '"jitter":"0s"' in settings.model_dump_json()
+
+
+@pytest.mark.parametrize(
+    ("environment", "config_text"),
+    [
+        pytest.param({"BUDGETGUARD_API_TOKEN": "s3cr3t-plain"}, "", id="a plain string in the environment"),
+        pytest.param(
+            {"BUDGETGUARD_API_TOKEN__FILE": "TOKEN_FILE"}, "", id="a file reference in the environment"
+        ),
+        pytest.param({"BUDGETGUARD_API_TOKEN_FILE": "TOKEN_FILE"}, "", id="the older _FILE variable"),
+        pytest.param({}, "api_token: {file: TOKEN_FILE}\n", id="a file reference in the config file"),
+        pytest.param({}, "api_token_file: TOKEN_FILE\n", id="the older _file setting"),
+        pytest.param({"API_SECRET": "s3cr3t-plain"}, "api_token: {env: API_SECRET}\n", id="an env reference"),
+    ],
+)
+def test_every_spelling_of_a_secret_resolves_through_one_reference(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, environment: dict[str, str], config_text: str
+) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text("s3cr3t-plain\n")
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value.replace("TOKEN_FILE", str(token_file)))
+    config = write(tmp_path, config_text.replace("TOKEN_FILE", str(token_file)) or "{}\n")
+    settings = load_settings(config)
+    assert settings.api_token_value() == "s3cr3t-plain"
+    assert "s3cr3t" not in repr(settings) + settings.model_dump_json()
+
+
+def test_a_secret_given_twice_is_refused_naming_both_spellings(tmp_path: Path) -> None:
+    config = write(tmp_path, f"api_token: inline-token\napi_token_file: {tmp_path / 'token'}\n")
+    with pytest.raises(ConfigError, match="give one of api_token and api_token_file"):
+        load_settings(config)

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 from pydantic import Field
 
 from budgetguard.actions import alertmanager, argo_rollouts, argocd, flags, istio, pagerduty, slack, webhook
+from budgetguard.actions._config import SecretRef
 from budgetguard.actions._http import placeholders
 from budgetguard.core.ports import Action
 
@@ -70,4 +71,4 @@ def build_action(name: str, config: Any) -> Action:
     return _BUILDERS[config.type](name, config)
 
 
-__all__ = ["RESOLVABLE_TYPES", "ActionConfig", "build_action", "placeholders_of"]
+__all__ = ["RESOLVABLE_TYPES", "ActionConfig", "SecretRef", "build_action", "placeholders_of"]

@@ -1,9 +1,10 @@
 """What every action's configuration shares: secrets by reference, dry run, timeouts.
 
-Secrets are given by reference to an environment variable (``{env: NAME}``) or a file
-(``{file: /path}``), or inline for local use (a plain string, or ``{value: ...}``). They are resolved
-once, when the daemon builds the action, and kept as ``SecretStr`` everywhere else so that they never
-print.
+``SecretRef`` is budgetguard's one way to give a secret, in the daemon's settings (``api_token``,
+``prometheus.bearer_token``) and in every action alike: by reference to an environment variable
+(``{env: NAME}``) or a file (``{file: /path}``, a mounted Kubernetes secret), or inline for local use
+(a plain string, or ``{value: ...}``). They are resolved when the daemon builds what uses them, and
+kept as ``SecretStr`` everywhere else so that they never print.
 """
 
 from __future__ import annotations
@@ -37,7 +38,12 @@ class SecretRef(BaseModel):
             raise ValueError("give exactly one of value, env (an environment variable) or file")
         return self
 
+    @classmethod
+    def from_file(cls, path: Path) -> SecretRef:
+        return cls(file=path)
+
     def resolve(self, what: str) -> str:
+        """The secret's text; ``ConfigError`` naming ``what`` and the fix when it cannot be had."""
         if self.value is not None:
             return self.value.get_secret_value()
         if self.env is not None:
@@ -51,7 +57,9 @@ class SecretRef(BaseModel):
         try:
             return self.file.read_text(encoding="utf-8").strip()
         except OSError as exc:
-            raise ConfigError(f"{what}: cannot read {self.file}: {exc.strerror}") from exc
+            raise ConfigError(
+                f"cannot read {what} from {self.file}: {exc.strerror}; check the path and its permissions"
+            ) from exc
 
 
 class ActionBase(BaseModel):
