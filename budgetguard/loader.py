@@ -44,6 +44,8 @@ class LoadResult:
     files: list[str] = field(default_factory=list)
     # Fields of other formats that were read but have no effect in budgetguard (not problems).
     notes: list[SpecProblem] = field(default_factory=list)
+    # The valid native and Sloth prometheus/v1 documents, with their file (``budgetguard convert``).
+    documents: list[tuple[str, SLOFile]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -96,7 +98,7 @@ def _load_paths(
         except (OSError, UnicodeDecodeError) as exc:
             result.problems.append(SpecProblem(str(path), f"cannot read the file: {exc}"))
             continue
-        slos, file_problems = _load_text(text, str(path), actions, foreign)
+        slos, file_problems = _load_text(text, str(path), actions, foreign, result.documents)
         result.slos.extend(slos)
         result.problems.extend(file_problems)
     translated = formats.translate(foreign)
@@ -137,15 +139,21 @@ def load_text(
 ) -> tuple[list[SLO], list[SpecProblem]]:
     """Validate every YAML document of one file (OpenSLO references resolve within the file)."""
     foreign: list[formats.Document] = []
-    slos, problems = _load_text(text, source, actions, foreign)
+    slos, problems = _load_text(text, source, actions, foreign, [])
     translated = formats.translate(foreign)
     return slos + translated.slos, problems + list(translated.problems)
 
 
 def _load_text(
-    text: str, source: str, actions: KnownActions | None, foreign: list[formats.Document]
+    text: str,
+    source: str,
+    actions: KnownActions | None,
+    foreign: list[formats.Document],
+    native: list[tuple[str, SLOFile]],
 ) -> tuple[list[SLO], list[SpecProblem]]:
-    """Validate the native documents of one file; append the other formats' to ``foreign``."""
+    """Validate the native documents of one file (appended to ``native`` when valid); append the other
+    formats' to ``foreign``. A top-level YAML list of foreign objects (OpenSLO's tools write files so) is
+    read as that many documents."""
     try:
         nodes = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
         documents = list(yaml.safe_load_all(text))
@@ -168,7 +176,13 @@ def _load_text(
         if formats.is_foreign(document):
             foreign.append(formats.Document(document, source, partial(_line, node)))
             continue
-        doc_slos, doc_problems = load_document(document, source, node, actions)
+        if isinstance(document, list) and document and all(formats.is_foreign(item) for item in document):
+            foreign.extend(
+                formats.Document(item, source, partial(_line_in, node, index))
+                for index, item in enumerate(document)
+            )
+            continue
+        doc_slos, doc_problems = load_document(document, source, node, actions, native)
         slos.extend(doc_slos)
         problems.extend(doc_problems)
     if not nodes:
@@ -177,7 +191,11 @@ def _load_text(
 
 
 def load_document(
-    document: Any, source: str, node: yaml.Node | None = None, actions: KnownActions | None = None
+    document: Any,
+    source: str,
+    node: yaml.Node | None = None,
+    actions: KnownActions | None = None,
+    native: list[tuple[str, SLOFile]] | None = None,
 ) -> tuple[list[SLO], list[SpecProblem]]:
     if not isinstance(document, dict):
         return [], [
@@ -231,6 +249,8 @@ def load_document(
             problems.extend(_action_problems(slo, index, actions, source, node))
     if problems:
         return [], problems
+    if native is not None:
+        native.append((source, parsed))
     return slos, []
 
 
@@ -364,6 +384,11 @@ def _line(node: yaml.Node | None, loc: Sequence[Any]) -> int | None:
             break
         current = nxt
     return int(current.start_mark.line) + 1
+
+
+def _line_in(node: yaml.Node | None, index: int, loc: Sequence[Any]) -> int | None:
+    """``_line`` inside the ``index``-th item of a top-level list."""
+    return _line(node, (index, *loc))
 
 
 def _model_at(loc: Sequence[Any]) -> type[BaseModel] | None:

@@ -40,6 +40,7 @@ from budgetguard.core.guard import IncidentState
 from budgetguard.core.policy import Evaluation
 from budgetguard.core.records import to_record
 from budgetguard.core.rules import DEFAULT_INTERVAL, RuleFormat, render_rules
+from budgetguard.core.spec import NATIVE_VERSION, SLOTH_VERSION
 from budgetguard.core.verdict import Verdict
 from budgetguard.daemon import Daemon, configure_logging, delivery_of, known_actions
 from budgetguard.engine import Engine
@@ -542,12 +543,23 @@ def _convert(paths: Sequence[str], out: TextIO, err: TextIO) -> int:
     if not loaded.ok:
         _report_problems(loaded, err)
         return EXIT_SPEC
-    if not translated.translations:
-        print("nothing to convert: no OpenSLO, Sloth CRD or Pyrra SLO in the files given", file=err)
+    # A Sloth prometheus/v1 document converts to the same document as budgetguard/v1, which reads every
+    # Sloth field the same way; native documents need nothing.
+    sloth = [(source, d) for source, d in loaded.documents if d.version == SLOTH_VERSION]
+    if not translated.translations and not sloth:
+        print(
+            "nothing to convert: no OpenSLO, Sloth (prometheus/v1 or CRD) or Pyrra SLO in the files given",
+            file=err,
+        )
         return EXIT_OK
     lines = [f"# budgetguard/v1 written by budgetguard {__version__} `budgetguard convert` {' '.join(paths)}"]
     lines += [f"# note: {note}" for note in loaded.notes]
     documents = [
+        f"# Sloth prometheus/v1 service {document.service!r} in {source}\n"
+        f"{_yaml(formats.native_data(document.model_copy(update={'version': NATIVE_VERSION})))}"
+        for source, document in sloth
+    ]
+    documents += [
         f"# {t.describe} in {t.source}\n{_yaml(formats.native_data(t.document))}"
         for t in translated.translations
     ]

@@ -71,6 +71,19 @@ def _objective_decimal(value: Any) -> Any:
 Objective = Annotated[Decimal, BeforeValidator(_objective_decimal)]
 
 
+def _label_text(value: Any) -> Any:
+    """A label or annotation value as Sloth reads it: YAML scalars such as ``2`` or ``true`` are text."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float | Decimal):
+        return str(value)
+    return value
+
+
+# Sloth decodes labels into Go map[string]string, where `tier: 2` is the string "2" (reference §1.1).
+LabelText = Annotated[str, BeforeValidator(_label_text)]
+
+
 def _check_labels(labels: dict[str, str]) -> dict[str, str]:
     for name in labels:
         if not _LABEL_NAME.match(name) or name.startswith("__"):
@@ -179,20 +192,30 @@ class SLI(_Frozen):
 
 class AlertMeta(_Frozen):
     disable: bool = False
-    labels: dict[str, str] = Field(default_factory=dict)
-    annotations: dict[str, str] = Field(default_factory=dict)
+    labels: dict[str, LabelText] = Field(default_factory=dict)
+    annotations: dict[str, LabelText] = Field(default_factory=dict)
 
     check_labels = field_validator("labels")(_check_labels)
 
 
 class Alerting(_Frozen):
-    name: str = Field(min_length=1)
-    labels: dict[str, str] = Field(default_factory=dict)
-    annotations: dict[str, str] = Field(default_factory=dict)
+    # Sloth needs a name only for an alert it generates: an SLO with both alerts disabled may omit it.
+    name: str | None = Field(default=None, min_length=1)
+    labels: dict[str, LabelText] = Field(default_factory=dict)
+    annotations: dict[str, LabelText] = Field(default_factory=dict)
     page_alert: AlertMeta = Field(default_factory=AlertMeta)
     ticket_alert: AlertMeta = Field(default_factory=AlertMeta)
 
     check_labels = field_validator("labels")(_check_labels)
+
+    @model_validator(mode="after")
+    def _named_when_enabled(self) -> Alerting:
+        if self.name is None and not (self.page_alert.disable and self.ticket_alert.disable):
+            raise ValueError(
+                "alerting.name is required while page_alert or ticket_alert is enabled: give the alerts a "
+                "name, or disable both (page_alert: {disable: true}, ticket_alert: {disable: true})"
+            )
+        return self
 
 
 class Severity(StrEnum):
@@ -489,7 +512,7 @@ class SLOSpec(_Frozen):
     name: str = Field(min_length=1)
     objective: Objective
     description: str = ""
-    labels: dict[str, str] = Field(default_factory=dict)
+    labels: dict[str, LabelText] = Field(default_factory=dict)
     sli: SLI
     alerting: Alerting | None = None
     # budgetguard/v1 additions (rejected in prometheus/v1 files, which must stay loadable by Sloth):
@@ -534,7 +557,7 @@ class SLOFile(_Frozen):
 
     version: Literal["budgetguard/v1", "prometheus/v1"]
     service: str = Field(min_length=1)
-    labels: dict[str, str] = Field(default_factory=dict)
+    labels: dict[str, LabelText] = Field(default_factory=dict)
     slos: tuple[SLOSpec, ...] = Field(min_length=1)
     slo_plugins: dict[str, Any] | None = None
     freeze: FreezeField = None  # every SLO's policy unless it declares its own (shadows excepted)

@@ -45,6 +45,7 @@ API_VERSION = "pyrra.dev/v1alpha1"
 KIND = "ServiceLevelObjective"
 LABEL_PREFIX = "pyrra.dev/"
 SERVICE_LABEL = "pyrra.dev/service"
+DEFAULT_NAMESPACE = "default"
 
 _TOP = ("apiVersion", "kind", "metadata", "spec", "status")
 _SPEC = (
@@ -115,10 +116,10 @@ def read(document: Document) -> tuple[list[Draft], list[SpecProblem]]:
     tiers = collector.attempt(lambda: _tiers(spec / "window", window)) if window else None
     sli = collector.attempt(lambda: _indicator(spec / "indicator"))
     alerting = collector.attempt(lambda: _alerting(spec / "alerting"))
-    notes = collector.attempt(lambda: _notes(spec)) or []
+    notes = collector.attempt(lambda: _notes(spec, metadata)) or []
     if collector.problems:
         return [], collector.problems
-    assert name and identity and objective is not None and window and tiers and sli
+    assert name and identity and objective is not None and window and tiers and sli and alerting
     service, labels, service_at = identity
     slo: dict[str, Any] = {"name": name, "objective": objective}
     origins: dict[Loc, Field] = {
@@ -138,9 +139,8 @@ def read(document: Document) -> tuple[list[Draft], list[SpecProblem]]:
     slo["sli"] = sli.value
     origins.update(sli.under(("sli",)))
     slo["tiers"] = tiers
-    if alerting is not None:
-        slo["alerting"] = alerting.value
-        origins.update(alerting.under(("alerting",)))
+    slo["alerting"] = alerting.value
+    origins.update(alerting.under(("alerting",)))
     draft = Draft(f"Pyrra ServiceLevelObjective {name!r}", spec, service, notes=notes)
     draft.origins[("service",)] = service_at
     draft.add_slo(slo, origins)
@@ -158,10 +158,9 @@ def _identity(metadata: Field) -> tuple[str, dict[str, str], Field]:
     namespace = metadata / "namespace"
     if namespace.exists:
         return namespace.text(), propagated, namespace
-    raise metadata.refusal(
-        "budgetguard needs a service for the SLO's id (service/name) and this object has no namespace",
-        f"add metadata.namespace (Pyrra warns without one too) or the label {SERVICE_LABEL}: <service>",
-    )
+    # kubectl puts an object without a namespace into the context's namespace, "default" unless set;
+    # Pyrra only warns. The service is the SLO id's first half, so say where it came from (a note).
+    return DEFAULT_NAMESPACE, propagated, metadata
 
 
 def _target(at: Field) -> Decimal:
@@ -291,9 +290,11 @@ def _latency(at: Field, success: Selector, total: Selector) -> Sourced:
     )
 
 
-def _alerting(at: Field) -> Sourced | None:
-    if not at.mapping(_ALERTING, what="Pyrra alerting"):
-        return None
+def _alerting(at: Field) -> Sourced:
+    """Pyrra's burn-rate alerts, which it generates unless told not to (``burnrates: true`` is its
+    default): named ``ErrorBudgetBurn``, severity ``critical`` for the fast tiers, ``warning`` for the
+    slow ones."""
+    at.mapping(_ALERTING, what="Pyrra alerting")
     enabled = (at / "burnrates").boolean(True) and not (at / "disabled").boolean(False)
     severities = at / "severities"
     severities.mapping(_SEVERITIES, what="Pyrra alerting severities")
@@ -319,8 +320,16 @@ def _one_severity(at: Field, first: str, second: str, default: str) -> str:
     return one
 
 
-def _notes(spec: Field) -> list[SpecProblem]:
+def _notes(spec: Field, metadata: Field) -> list[SpecProblem]:
     notes = []
+    if not (metadata / "namespace").exists and SERVICE_LABEL not in (metadata / "labels").strings():
+        notes.append(
+            note(
+                metadata,
+                f"no metadata.namespace: the SLO's service is {DEFAULT_NAMESPACE!r}, the namespace kubectl "
+                f"would give it; set metadata.namespace or the label {SERVICE_LABEL} to choose another",
+            )
+        )
     alerting = spec / "alerting"
     absent = (alerting / "absent").value is not False
     for key in ("absent", "absentName"):
@@ -332,6 +341,15 @@ def _notes(spec: Field) -> list[SpecProblem]:
                     "('no series') instead",
                 )
             )
+    if (alerting / "burnrates").value is not False and (alerting / "disabled").value is not True:
+        notes.append(
+            note(
+                alerting,
+                "Pyrra's burn-rate alerts become one page (critical) and one ticket (warning) alert, each "
+                "firing when any of its two tiers burns over both windows; Pyrra's per-tier `for` holds "
+                "(2m to 3h at 28d) are not kept, as in Sloth's alerts",
+            )
+        )
     if (alerting / "severities" / "absent").exists and absent:
         notes.append(note(alerting / "severities" / "absent", "no absent alert in budgetguard (see absent)"))
     for key, why in (
