@@ -40,6 +40,7 @@ from budgetguard.core.guard import IncidentState
 from budgetguard.core.policy import Evaluation
 from budgetguard.core.records import to_record
 from budgetguard.core.rules import DEFAULT_INTERVAL, RuleFormat, render_rules
+from budgetguard.core.rules_sloth import sloth_rules
 from budgetguard.core.spec import NATIVE_VERSION, SLOTH_VERSION
 from budgetguard.core.verdict import Verdict
 from budgetguard.daemon import Daemon, configure_logging, delivery_of, known_actions
@@ -241,6 +242,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_INTERVAL,
         metavar="DURATION",
         help="evaluation interval of every group (default 30s)",
+    )
+    rules.add_argument(
+        "--labels",
+        choices=["budgetguard", "sloth"],
+        default="budgetguard",
+        help="sloth: also record Sloth's series names and labels (slo:sli_error:ratio_rate5m, sloth_id, ...) "
+        "so dashboards made for Sloth work unchanged",
     )
     rules.add_argument("--name", default="budgetguard-slos", help="PrometheusRule metadata.name")
     rules.add_argument("--namespace", help="PrometheusRule metadata.namespace")
@@ -490,6 +498,7 @@ def _rules(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             name=args.name,
             namespace=args.namespace,
             labels=dict(args.label),
+            extra=sloth_rules if args.labels == "sloth" else None,
         )
     except ValueError as exc:  # two SLOs whose rule group names collide
         print(exc, file=err)

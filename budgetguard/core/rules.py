@@ -81,7 +81,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
 from enum import StrEnum
 from typing import Any
@@ -172,12 +172,12 @@ def rules_hash(slo: SLO) -> str:
 # --- PromQL text -------------------------------------------------------------------------------------
 
 
-def _string(value: str) -> str:
+def promql_string(value: str) -> str:
     """A PromQL double-quoted string literal (JSON's escapes are a subset of Go's)."""
     return json.dumps(value, ensure_ascii=False)
 
 
-def _number(value: float) -> str:
+def promql_number(value: float) -> str:
     """The shortest text that parses back to the same double (PromQL reads it with Go's ParseFloat)."""
     return str(int(value)) if float(value).is_integer() else repr(float(value))
 
@@ -187,10 +187,10 @@ def _indent(text: str, spaces: int = 2) -> str:
 
 
 def _selector(slo: SLO) -> str:
-    return f"{{{SERVICE_LABEL}={_string(slo.service)}, {SLO_LABEL}={_string(slo.name)}}}"
+    return f"{{{SERVICE_LABEL}={promql_string(slo.service)}, {SLO_LABEL}={promql_string(slo.name)}}}"
 
 
-def _ref(slo: SLO, kind: SeriesKind, window: timedelta) -> str:
+def series_ref(slo: SLO, kind: SeriesKind, window: timedelta) -> str:
     return series_name(kind, window) + _selector(slo)
 
 
@@ -198,16 +198,17 @@ def _identity(slo: SLO) -> dict[str, str]:
     return {SERVICE_LABEL: slo.service, SLO_LABEL: slo.name}
 
 
-def _user_labels(labels: Mapping[str, str]) -> dict[str, str]:
+def user_labels(labels: Mapping[str, str]) -> dict[str, str]:
     return {k: v for k, v in sorted(labels.items()) if not k.startswith(RESERVED_PREFIX)}
 
 
 def _with_slo_labels(slo: SLO, expr: str) -> str:
     """Add each SLO label only where the series lacks it: label_replace's anchored regex "" matches
     only an absent (empty) label, so a label the query keeps wins."""
-    for name, value in _user_labels(slo.labels).items():
-        replacement = _string(value.replace("$", "$$"))  # label_replace expands $1; $$ is a literal $
-        expr = f'label_replace(\n{_indent(expr)},\n  {_string(name)}, {replacement}, {_string(name)}, ""\n)'
+    for name, value in user_labels(slo.labels).items():
+        replacement = promql_string(value.replace("$", "$$"))  # label_replace expands $1; $$ is a literal $
+        label = promql_string(name)
+        expr = f'label_replace(\n{_indent(expr)},\n  {label}, {replacement}, {label}, ""\n)'
     return expr
 
 
@@ -216,7 +217,7 @@ def _per_second(query: PlannedQuery) -> str:
     if not query.counts:
         return expr
     # increase() gives events per window; the series are per second whatever the query's style.
-    return f"({expr}) / {_number(query.window.total_seconds())}"
+    return f"({expr}) / {promql_number(query.window.total_seconds())}"
 
 
 def _record(slo: SLO, kind: SeriesKind, window: timedelta, expr: str) -> Rule:
@@ -224,7 +225,7 @@ def _record(slo: SLO, kind: SeriesKind, window: timedelta, expr: str) -> Rule:
 
 
 def _ratio_of(slo: SLO, window: timedelta) -> str:
-    return f"{_ref(slo, SeriesKind.ERRORS, window)}\n/\n{_ref(slo, SeriesKind.REQUESTS, window)}"
+    return f"{series_ref(slo, SeriesKind.ERRORS, window)}\n/\n{series_ref(slo, SeriesKind.REQUESTS, window)}"
 
 
 def _window_rules(slo: SLO, window: timedelta) -> list[Rule]:
@@ -252,17 +253,20 @@ def _slo_window_rules(slo: SLO) -> list[Rule]:
     period, source = slo.window, source_window(slo)
     span = format_duration(period)
     if slo.sli.raw is not None:
-        average = f"avg_over_time({_ref(slo, SeriesKind.ERROR_RATIO, source)}[{span}])"
+        average = f"avg_over_time({series_ref(slo, SeriesKind.ERROR_RATIO, source)}[{span}])"
         return [_record(slo, SeriesKind.ERROR_RATIO, period, average)]
     return [
         _record(
-            slo, SeriesKind.ERRORS, period, f"avg_over_time({_ref(slo, SeriesKind.ERRORS, source)}[{span}])"
+            slo,
+            SeriesKind.ERRORS,
+            period,
+            f"avg_over_time({series_ref(slo, SeriesKind.ERRORS, source)}[{span}])",
         ),
         _record(
             slo,
             SeriesKind.REQUESTS,
             period,
-            f"avg_over_time({_ref(slo, SeriesKind.REQUESTS, source)}[{span}])",
+            f"avg_over_time({series_ref(slo, SeriesKind.REQUESTS, source)}[{span}])",
         ),
         _record(slo, SeriesKind.ERROR_RATIO, period, _ratio_of(slo, period)),
     ]
@@ -278,14 +282,14 @@ def recording_rules(slo: SLO) -> list[Rule]:
 
 
 def metadata_rules(slo: SLO) -> list[Rule]:
-    labels = {**_user_labels(slo.labels), **_identity(slo), HASH_LABEL: rules_hash(slo)}
+    labels = {**user_labels(slo.labels), **_identity(slo), HASH_LABEL: rules_hash(slo)}
     values = (
         (OBJECTIVE_SERIES, float(slo.objective_ratio)),
         (ERROR_BUDGET_SERIES, slo.error_budget_float),
         (PERIOD_SERIES, slo.window.total_seconds()),
     )
     return [
-        {"record": name, "expr": f"vector({_number(value)})", "labels": dict(labels)}
+        {"record": name, "expr": f"vector({promql_number(value)})", "labels": dict(labels)}
         for name, value in values
     ]
 
@@ -295,38 +299,38 @@ def metadata_rules(slo: SLO) -> list[Rule]:
 
 def _burn(slo: SLO, window: timedelta) -> str:
     """The burn rate over ``window``: the error ratio over the budget, as the daemon computes it."""
-    budget = _number(slo.error_budget_float)
+    budget = promql_number(slo.error_budget_float)
     if slo.canary is None:
-        return f"{_ref(slo, SeriesKind.ERROR_RATIO, window)} / {budget}"
+        return f"{series_ref(slo, SeriesKind.ERROR_RATIO, window)} / {budget}"
     # The recorded series are per version; the service is their sum, as the daemon judges it (each
     # version on its own is the canary guard's job, with confidence bounds these rules cannot have).
     by = slo.canary.label
-    errors = f"sum without ({by}) ({_ref(slo, SeriesKind.ERRORS, window)})"
-    requests = f"sum without ({by}) ({_ref(slo, SeriesKind.REQUESTS, window)})"
+    errors = f"sum without ({by}) ({series_ref(slo, SeriesKind.ERRORS, window)})"
+    requests = f"sum without ({by}) ({series_ref(slo, SeriesKind.REQUESTS, window)})"
     return f"({errors} / {requests}) / {budget}"
 
 
 def _events(slo: SLO, window: timedelta) -> str:
-    requests = _ref(slo, SeriesKind.REQUESTS, window)
+    requests = series_ref(slo, SeriesKind.REQUESTS, window)
     if slo.canary is not None:
         requests = f"sum without ({slo.canary.label}) ({requests})"
-    return f"{requests} * {_number(window.total_seconds())}"
+    return f"{requests} * {promql_number(window.total_seconds())}"
 
 
 def _tier_expr(slo: SLO, tier: BurnTier) -> str:
-    threshold = _number(tier.burn_rate)
+    threshold = promql_number(tier.burn_rate)
     # Short window first: the alert's value is then the short window's burn rate, as in Sloth.
     conditions = [f"{_burn(slo, w)} > {threshold}" for w in (tier.short_window, tier.long_window)]
     if slo.min_events > DEFAULT_MIN_EVENTS and slo.sli.raw is None:
         # A declared low-traffic floor: windows with fewer events are inconclusive for the daemon too.
-        floor = _number(slo.min_events)
+        floor = promql_number(slo.min_events)
         conditions += [f"{_events(slo, w)} >= {floor}" for w in (tier.short_window, tier.long_window)]
     return "(\n" + "\nand\n".join(_indent(c) for c in conditions) + "\n)"
 
 
 def _describe_tiers(tiers: Sequence[BurnTier]) -> str:
     return "; or ".join(
-        f"above {_number(t.burn_rate)}x over both {format_duration(t.long_window)} and "
+        f"above {promql_number(t.burn_rate)}x over both {format_duration(t.long_window)} and "
         f"{format_duration(t.short_window)} ({t.budget_fraction * 100:.3g}% of the budget in "
         f"{format_duration(t.long_window)})"
         for t in tiers
@@ -361,7 +365,7 @@ def alert_rules(slo: SLO) -> list[Rule]:
         tiers = [t for t in slo.tiers if t.severity is severity]
         if meta.disable or not tiers:
             continue
-        labels = {**_user_labels(alerting.labels), **_user_labels(meta.labels), SEVERITY_LABEL: str(severity)}
+        labels = {**user_labels(alerting.labels), **user_labels(meta.labels), SEVERITY_LABEL: str(severity)}
         annotations = {
             **_default_annotations(slo, severity, tiers),
             **alerting.annotations,
@@ -381,23 +385,30 @@ def alert_rules(slo: SLO) -> list[Rule]:
 # --- groups and documents ----------------------------------------------------------------------------
 
 
-def rule_group(slo: SLO, interval: timedelta = DEFAULT_INTERVAL) -> Rule:
-    """One SLO's group: its recorded series, then its metadata, then its alerts."""
+# More rules for an SLO, placed after its metadata (``rules_sloth.sloth_rules``: Sloth's series names).
+ExtraRules = Callable[[SLO], list[Rule]]
+
+
+def rule_group(slo: SLO, interval: timedelta = DEFAULT_INTERVAL, extra: ExtraRules | None = None) -> Rule:
+    """One SLO's group: its recorded series, then its metadata, then ``extra``, then its alerts."""
     if interval <= timedelta(0):
         raise ValueError("the evaluation interval must be longer than zero")
+    more = extra(slo) if extra is not None else []
     return {
         "name": group_name(slo),
         "interval": format_duration(interval),
-        "rules": [*recording_rules(slo), *metadata_rules(slo), *alert_rules(slo)],
+        "rules": [*recording_rules(slo), *metadata_rules(slo), *more, *alert_rules(slo)],
     }
 
 
-def rule_groups(slos: Iterable[SLO], interval: timedelta = DEFAULT_INTERVAL) -> list[Rule]:
+def rule_groups(
+    slos: Iterable[SLO], interval: timedelta = DEFAULT_INTERVAL, extra: ExtraRules | None = None
+) -> list[Rule]:
     """A group per SLO; ``ValueError`` when two SLOs' group names collide (Prometheus refuses that)."""
     groups: list[Rule] = []
     seen: dict[str, str] = {}
     for slo in slos:
-        group = rule_group(slo, interval)
+        group = rule_group(slo, interval, extra)
         if group["name"] in seen:
             raise ValueError(
                 f"SLOs {seen[group['name']]} and {slo.id} would both get the rule group {group['name']!r}; "
@@ -408,9 +419,11 @@ def rule_groups(slos: Iterable[SLO], interval: timedelta = DEFAULT_INTERVAL) -> 
     return groups
 
 
-def rule_file(slos: Iterable[SLO], interval: timedelta = DEFAULT_INTERVAL) -> dict[str, Any]:
+def rule_file(
+    slos: Iterable[SLO], interval: timedelta = DEFAULT_INTERVAL, extra: ExtraRules | None = None
+) -> dict[str, Any]:
     """A Prometheus rule file (``rule_files:``, Thanos Ruler, ``mimirtool rules load``)."""
-    return {"groups": rule_groups(slos, interval)}
+    return {"groups": rule_groups(slos, interval, extra)}
 
 
 def prometheus_rule(
@@ -420,6 +433,7 @@ def prometheus_rule(
     name: str = "budgetguard-slos",
     namespace: str | None = None,
     labels: Mapping[str, str] | None = None,
+    extra: ExtraRules | None = None,
 ) -> dict[str, Any]:
     """A prometheus-operator ``PrometheusRule``; ``labels`` must match the Prometheus' ruleSelector."""
     metadata: dict[str, Any] = {"name": name}
@@ -430,7 +444,7 @@ def prometheus_rule(
         "apiVersion": PROMETHEUS_RULE_API_VERSION,
         "kind": "PrometheusRule",
         "metadata": metadata,
-        "spec": {"groups": rule_groups(slos, interval)},
+        "spec": {"groups": rule_groups(slos, interval, extra)},
     }
 
 
@@ -442,8 +456,9 @@ def render_rules(
     name: str = "budgetguard-slos",
     namespace: str | None = None,
     labels: Mapping[str, str] | None = None,
+    extra: ExtraRules | None = None,
 ) -> dict[str, Any]:
     """The document ``budgetguard rules`` writes, in either format."""
     if RuleFormat(rule_format) is RuleFormat.PROMETHEUS_OPERATOR:
-        return prometheus_rule(slos, interval, name=name, namespace=namespace, labels=labels)
-    return rule_file(slos, interval)
+        return prometheus_rule(slos, interval, name=name, namespace=namespace, labels=labels, extra=extra)
+    return rule_file(slos, interval, extra)
