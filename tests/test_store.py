@@ -21,7 +21,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from budgetguard import store as store_module
 from budgetguard.core.errors import ConfigError
 from budgetguard.core.policy import Evaluation, Observation, evaluate
 from budgetguard.core.records import format_time, to_record
@@ -37,7 +36,10 @@ from budgetguard.store import (
     Transaction,
     decode_record,
     encode_record,
+    retention,
 )
+from budgetguard.store import history as history_queries
+from budgetguard.store.schema import SLOT
 from tests.helpers import slo_from, slos_from
 
 T0 = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
@@ -552,21 +554,19 @@ def test_a_new_file_uses_wal_incremental_vacuum_large_pages_and_the_current_sche
 @pytest.mark.parametrize(
     ("sql", "parameters"),
     [
-        pytest.param(store_module._PREVIOUS_VERDICTS, ["[]"], id="the previous verdicts of a cycle"),
-        pytest.param(store_module._LATEST_RECORDS, ["[]"], id="latest"),
+        pytest.param(history_queries._PREVIOUS_VERDICTS, ["[]"], id="the previous verdicts of a cycle"),
+        pytest.param(history_queries._LATEST_RECORDS, ["[]"], id="latest"),
         pytest.param(
-            store_module._HISTORY,
+            history_queries._HISTORY,
             {"first_slot": 0, "last_slot": 1, "slo_id": "", "since": 0, "until": 1, "limit": -1},
             id="history of one SLO",
         ),
         pytest.param(
-            store_module._DOWNSAMPLE,
+            retention._DOWNSAMPLE,
             {"bucket": 300, "lo": 0, "hi": 1, "lo_slot": 0, "hi_slot": 1},
             id="downsampling",
         ),
-        pytest.param(
-            f"DELETE FROM evaluations WHERE {store_module._SLOT} <= 0 AND at < 1", [], id="deleting by age"
-        ),
+        pytest.param(f"DELETE FROM evaluations WHERE {SLOT} <= 0 AND at < 1", [], id="deleting by age"),
     ],
 )
 def test_no_query_scans_the_evaluations_table(store: Store, path: Path, sql: str, parameters: object) -> None:

@@ -13,6 +13,7 @@ callers never have to know which library sat underneath::
     │   ├── SourceAuthError       401/403: credentials, tenant (Mimir's "no org id")
     │   ├── QueryError            the server rejected the query itself (bad_data, execution): fix the PromQL
     │   └── SourceProtocolError   the answer could not be understood (not JSON, unexpected result type)
+    ├── StoreError                the database could not be read or written (locked, disk full, closed)
     ├── ControlError              a manual control request that cannot be done as asked (carries a status)
     └── DaemonUnreachable         a command asking the running daemon got no HTTP answer from it
 
@@ -121,6 +122,10 @@ class SourceProtocolError(SourceError):
     """The answer was not what the Prometheus HTTP API promises."""
 
     reason = "protocol"
+
+
+class StoreError(BudgetguardError):
+    """The database could not be read or written (locked, disk full, closed, unreadable file)."""
 
 
 class ControlError(BudgetguardError):
