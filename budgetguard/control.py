@@ -10,18 +10,45 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from budgetguard.core import affected
 from budgetguard.core.errors import ControlError
 from budgetguard.core.guard import Decision, Delivery, Incident, IncidentState, resolve, resolve_entries_from
 from budgetguard.core.records import format_time
-from budgetguard.store import Store
+from budgetguard.store import OutboxRow
+
+
+class ControlStore(Protocol):
+    """What manual control needs of the store: incidents, their deliveries, pauses, and writing a decision.
+
+    ``budgetguard.store.Store`` (SQLite) and the PostgreSQL store implement it.
+    """
+
+    def incident(self, incident_id: str) -> Incident | None: ...
+
+    def incidents(
+        self, *, state: IncidentState | None = None, slo_id: str | None = None, limit: int = 100
+    ) -> list[Incident]: ...
+
+    def outbox(self, *, incident_id: str | None = None, limit: int = 100) -> list[OutboxRow]: ...
+
+    def acknowledge(self, incident_id: str, by: str, at: datetime) -> Incident | None: ...
+
+    def write_decision(self, decision: Decision, now: datetime) -> None: ...
+
+    def retry(self, outbox_id: int, now: datetime) -> tuple[OutboxRow | None, bool]: ...
+
+    def pause(self, slo_id: str, at: datetime, *, until: datetime | None, by: str, reason: str) -> None: ...
+
+    def resume(self, slo_id: str) -> bool: ...
+
+    def pauses(self, now: datetime) -> dict[str, dict[str, Any]]: ...
 
 
 @dataclass(frozen=True)
 class Control:
-    store: Store
+    store: ControlStore
     delivery: Delivery
 
     def _incident(self, incident_id: str) -> Incident:

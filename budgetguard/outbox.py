@@ -24,12 +24,37 @@ import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 from budgetguard.core.errors import BudgetguardError
 from budgetguard.core.ports import Action, ActionOutcome, ActionResult, EventKind
-from budgetguard.store import OutboxRow, OutboxStatus, Store
+from budgetguard.store import OutboxRow, OutboxStatus
 
 log = logging.getLogger(__name__)
+
+
+class OutboxStore(Protocol):
+    """What the worker needs of the store: the rows due, when the next falls due, and each attempt's end.
+
+    ``budgetguard.store.Store`` (SQLite) and the PostgreSQL store implement it; a test may pass either.
+    """
+
+    def due(self, now: datetime, limit: int = 50) -> list[OutboxRow]: ...
+
+    def next_due(self) -> datetime | None: ...
+
+    def record_attempt(
+        self,
+        outbox_id: int,
+        *,
+        status: OutboxStatus,
+        at: datetime,
+        last_status: int | None,
+        detail: str,
+        next_attempt_at: datetime | None = None,
+        resend_at: datetime | None = None,
+        counts: bool = True,
+    ) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -65,7 +90,7 @@ class OutboxWorker:
 
     def __init__(
         self,
-        store: Store,
+        store: OutboxStore,
         actions: Mapping[str, Action],
         *,
         retry: RetryPolicy | None = None,
