@@ -32,7 +32,7 @@ Schema (version 3; ``PRAGMA user_version`` is the applied migration's number)::
 
 Migrations only append; the file records the last one applied in ``PRAGMA user_version``. The slot
 expression is here beside the index that spells it, because a query that spells it differently makes
-SQLite scan the table. Nothing here touches a file; ``sqlite`` runs the migrations.
+SQLite scan the table. Nothing here touches a file; ``connection`` runs the migrations.
 """
 
 from __future__ import annotations
