@@ -984,7 +984,7 @@ def test_budgetguard_gate_is_documented() -> None:
     for flag in ("--label", "--canary", "--url", "--token-file", "--json"):
         assert flag in readme, flag
     assert "budgetguard gate" in readme and "### Release freeze" in readme and "### Shadow traffic" in readme
-    cli_doc = (ROOT / "budgetguard" / "cli.py").read_text()
+    cli_doc = (ROOT / "budgetguard" / "cli" / "__init__.py").read_text()
     assert re.search(r"gate\s+0 the release may go, 4 frozen", cli_doc)
 
 
