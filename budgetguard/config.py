@@ -29,10 +29,12 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
-from budgetguard.actions import ActionConfig, SecretRef
+from budgetguard.actions import ActionConfig, SecretRef, placeholders_of
 from budgetguard.core.durations import format_duration, parse_duration
 from budgetguard.core.errors import ConfigError
 from budgetguard.core.spec import Duration
+from budgetguard.loader import KnownActions
+from budgetguard.sources.prometheus import PrometheusConfig
 
 
 def _zero_or_more(value: Any) -> timedelta:
@@ -145,6 +147,23 @@ class PrometheusSettings(BaseModel):
     @classmethod
     def _aliases(cls, data: Any) -> Any:
         return _file_aliases(data, ("bearer_token", "basic_auth_password"))
+
+    def source_config(self) -> PrometheusConfig:
+        """These settings as the source adapter's config: the one place the options are mapped, for the
+        daemon and for ``budgetguard eval`` alike. Raises ``ConfigError`` when a secret file is unreadable."""
+        return PrometheusConfig(
+            url=self.url,
+            timeout=self.timeout,
+            max_concurrency=self.max_concurrency,
+            tenant=self.tenant,
+            bearer_token=self.bearer(),
+            basic_auth=self.basic_auth(),
+            ca_file=self.ca_file,
+            verify_tls=self.verify_tls,
+            headers=self.headers,
+            partial_response=self.partial_response,
+            compression=self.compression,
+        )
 
     def bearer(self) -> str | None:
         return _resolve(self.bearer_token, "prometheus.bearer_token")
@@ -296,6 +315,11 @@ class Settings(BaseSettings):
 
     def api_token_value(self) -> str | None:
         return _resolve(self.api_token, "api_token")
+
+
+def known_actions(settings: Settings) -> KnownActions:
+    """Action names and the placeholders each uses, for checking SLO files at load."""
+    return {name: placeholders_of(config) for name, config in settings.actions.items()}
 
 
 def split_listen(value: str) -> tuple[str, int]:

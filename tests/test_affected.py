@@ -13,28 +13,30 @@ import json
 import math
 import textwrap
 from collections.abc import Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from budgetguard import daemon
+from budgetguard import cycle
 from budgetguard.actions import pagerduty, slack, webhook
 from budgetguard.cli import main
-from budgetguard.config import Settings
+from budgetguard.config import Settings, known_actions
 from budgetguard.control import Control
 from budgetguard.core import affected
 from budgetguard.core.errors import QueryError
 from budgetguard.core.guard import Decision, Delivery, OutboxEntry, open_entries
 from budgetguard.core.ports import Affected, AffectedShare, QueryResult, Sample
 from budgetguard.core.records import request_from_record, request_to_record
-from budgetguard.daemon import Daemon
+from budgetguard.cycle import Cycle, delivery_of
+from budgetguard.daemon import SloFiles
 from budgetguard.engine import Engine
 from budgetguard.exporter import Exporter
 from budgetguard.loader import load_text
 from budgetguard.outbox import OutboxWorker
+from budgetguard.readmodel import ReadModel, State
 from budgetguard.store import MIGRATIONS, OutboxStatus, Store
 from tests.helpers import slo_from
 from tests.test_canary_versions import per_version
@@ -409,8 +411,31 @@ class Source:
         return None
 
 
+@dataclass
+class Running:
+    """What a cycle is built with, over one SLO file in a temporary directory."""
+
+    settings: Settings
+    state: State
+    store: Store
+    exporter: Exporter
+
+    def build_cycle(
+        self, source: Source, affected_timeout: timedelta = cycle.AFFECTED_QUERY_TIMEOUT
+    ) -> Cycle:
+        return Cycle(
+            self.state,
+            Engine(source),
+            self.store,
+            self.exporter,
+            delivery=delivery_of(self.settings),
+            source=source,
+            affected_timeout=affected_timeout,
+        )
+
+
 @pytest.fixture
-def running(tmp_path: Path) -> Iterator[Daemon]:
+def running(tmp_path: Path) -> Iterator[Running]:
     slos = tmp_path / "slos"
     slos.mkdir()
     (slos / "checkout.yaml").write_text(textwrap.dedent(SLO_FILE))
@@ -418,41 +443,40 @@ def running(tmp_path: Path) -> Iterator[Daemon]:
         "abort": {"type": "webhook", "url": "http://127.0.0.1:9/a"},
         "slack": {"type": "webhook", "url": "http://127.0.0.1:9/s"},
     }
-    d = Daemon(Settings(slo_paths=[slos], db=tmp_path / "bg.db", actions=actions))  # type: ignore[arg-type]
-    assert d.load_initial()
-    d._store = Store(d.settings.db)
-    d._exporter = Exporter(d, version="test")
-    yield d
-    d._store.close()
+    settings = Settings(slo_paths=[slos], db=tmp_path / "bg.db", actions=actions)  # type: ignore[arg-type]
+    state = State()
+    assert SloFiles(settings.slo_paths, known_actions(settings), state).load_initial()
+    store = Store(settings.db)
+    yield Running(settings, state, store, Exporter(ReadModel(state, store), version="test"))
+    store.close()
 
 
-def cycle_with(d: Daemon, breakdown: Any) -> tuple[Source, list[tuple[str, datetime | None]]]:
-    """One cycle with a burning v2; returns the source and when each delivery was due right after
-    the cycle's write, before the breakdown ran."""
+def cycle_with(
+    d: Running, breakdown: Any, affected_timeout: timedelta = cycle.AFFECTED_QUERY_TIMEOUT
+) -> tuple[Source, list[tuple[str, datetime | None]], Cycle]:
+    """One cycle with a burning v2; returns the source, when each delivery was due right after
+    the cycle's write, before the breakdown ran, and the cycle."""
     source = Source(d.state.slos[0], {"v1": (995.0, 0.0), "v2": (5.0, 0.2)}, breakdown)
-    d._engine = Engine(source)
-    d._source = source
-    assert d._store is not None
-    store = d._store
+    one = d.build_cycle(source, affected_timeout)
+    store = d.store
 
     async def go() -> list[tuple[str, datetime | None]]:
-        await d.cycle()
+        await one.run()
         before = [(r.action, r.next_attempt_at) for r in store.outbox()]
-        await d.settle()
+        await one.settle()
         return before
 
-    return source, asyncio.run(go())
+    return source, asyncio.run(go()), one
 
 
-def test_the_daemon_breaks_the_errors_down_once_after_storing_the_decision(running: Daemon) -> None:
+def test_the_daemon_breaks_the_errors_down_once_after_storing_the_decision(running: Running) -> None:
     breakdown = [
         sample("v2", "eu-west", "/pay", 0.9),
         sample("v2", "us-east", "/pay", 0.1),
         sample("v1", "us-east", "/pay", 5.0),
     ]
-    source, before = cycle_with(running, breakdown)
-    assert running._store is not None
-    [incident] = running._store.incidents()
+    source, before, one = cycle_with(running, breakdown)
+    [incident] = running.store.incidents()
     assert len(source.asked) == 1 and "[5m]" in source.asked[0]  # the deciding window: 5m bounds it highest
     assert incident.affected is not None and incident.affected.slices[0].labels == {
         "region": "eu-west",
@@ -460,15 +484,15 @@ def test_the_daemon_breaks_the_errors_down_once_after_storing_the_decision(runni
     }
     assert incident.affected.slices[0].share == pytest.approx(0.9)
     held = dict(before)
-    assert held["slack"] == incident.opened_at + daemon.AFFECTED_HOLD  # waiting for the breakdown
+    assert held["slack"] == incident.opened_at + cycle.AFFECTED_HOLD  # waiting for the breakdown
     assert held["abort"] == incident.opened_at  # the halt never waits
-    rows = {r.action: r for r in running._store.outbox()}
+    rows = {r.action: r for r in running.store.outbox()}
     assert (
         rows["slack"].next_attempt_at is not None
-        and rows["slack"].next_attempt_at < incident.opened_at + daemon.AFFECTED_HOLD
+        and rows["slack"].next_attempt_at < incident.opened_at + cycle.AFFECTED_HOLD
     )
     assert rows["slack"].request.affected == incident.affected
-    asyncio.run(running.cycle())  # the incident is open: no second breakdown
+    asyncio.run(one.run())  # the incident is open: no second breakdown
     assert len(source.asked) == 1
 
 
@@ -484,15 +508,13 @@ def test_the_daemon_breaks_the_errors_down_once_after_storing_the_decision(runni
     ],
 )
 def test_without_an_answer_the_incident_says_why_and_the_page_goes_out_at_once(
-    running: Daemon, monkeypatch: pytest.MonkeyPatch, breakdown: Any, note: str
+    running: Running, breakdown: Any, note: str
 ) -> None:
-    monkeypatch.setattr(daemon, "AFFECTED_QUERY_TIMEOUT", timedelta(milliseconds=50))
-    cycle_with(running, breakdown)
-    assert running._store is not None
-    [incident] = running._store.incidents()
+    cycle_with(running, breakdown, affected_timeout=timedelta(milliseconds=50))
+    [incident] = running.store.incidents()
     assert incident.affected is not None and incident.affected.slices == ()
     assert note in incident.affected.note
-    rows = {r.action: r for r in running._store.outbox()}
+    rows = {r.action: r for r in running.store.outbox()}
     assert rows["slack"].next_attempt_at is not None
-    assert rows["slack"].next_attempt_at < incident.opened_at + daemon.AFFECTED_HOLD
-    assert datetime.now(tz=UTC) - incident.opened_at < daemon.AFFECTED_HOLD
+    assert rows["slack"].next_attempt_at < incident.opened_at + cycle.AFFECTED_HOLD
+    assert datetime.now(tz=UTC) - incident.opened_at < cycle.AFFECTED_HOLD

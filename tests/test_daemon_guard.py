@@ -6,16 +6,19 @@ import asyncio
 import sqlite3
 import textwrap
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
-from budgetguard.config import Settings
+from budgetguard.config import Settings, known_actions
 from budgetguard.core.guard import IncidentState
-from budgetguard.daemon import Daemon
+from budgetguard.cycle import Cycle, delivery_of
+from budgetguard.daemon import SloFiles
 from budgetguard.engine import Engine
 from budgetguard.exporter import Exporter
+from budgetguard.readmodel import ReadModel, State
 from budgetguard.store import Store
 from tests.helpers import slo_from
 from tests.test_canary_versions import CANARY, OneAnswer, per_version
@@ -26,33 +29,47 @@ ACTIONS = {
 }
 
 
+@dataclass
+class Running:
+    """A cycle built from its collaborators, over SLO files in a temporary directory."""
+
+    settings: Settings
+    files: SloFiles
+    store: Store
+    source: OneAnswer
+    cycle: Cycle
+
+
 @pytest.fixture
-def daemon(tmp_path: Path) -> Iterator[Daemon]:
+def daemon(tmp_path: Path) -> Iterator[Running]:
     slos = tmp_path / "slos"
     slos.mkdir()
     (slos / "checkout.yaml").write_text(textwrap.dedent(CANARY))
-    d = Daemon(Settings(slo_paths=[slos], db=tmp_path / "bg.db", actions=ACTIONS))  # type: ignore[arg-type]
-    assert d.load_initial()
-    d._store = Store(d.settings.db, busy_timeout=timedelta(milliseconds=100))
-    d._exporter = Exporter(d, version="test")
-    yield d
-    d._store.close()
+    settings = Settings(slo_paths=[slos], db=tmp_path / "bg.db", actions=ACTIONS)  # type: ignore[arg-type]
+    state = State()
+    files = SloFiles(settings.slo_paths, known_actions(settings), state)
+    assert files.load_initial()
+    store = Store(settings.db, busy_timeout=timedelta(milliseconds=100))
+    source = OneAnswer(per_version(slo_from(CANARY), {}))
+    exporter = Exporter(ReadModel(state, store), version="test")
+    cycle = Cycle(state, Engine(source), store, exporter, delivery=delivery_of(settings))
+    yield Running(settings, files, store, source, cycle)
+    store.close()
 
 
-def answer(d: Daemon, rates: dict[str, tuple[float, float]]) -> None:
-    d._engine = Engine(OneAnswer(per_version(slo_from(CANARY), rates)))
+def answer(d: Running, rates: dict[str, tuple[float, float]]) -> None:
+    d.source.answer = per_version(slo_from(CANARY), rates)
 
 
-def cycle(d: Daemon) -> None:
-    asyncio.run(d.cycle())
+def cycle(d: Running) -> None:
+    asyncio.run(d.cycle.run())
 
 
 BURNING = {"v1": (995.0, 0.0), "v2": (5.0, 0.2)}
 
 
-def test_a_decision_that_cannot_be_stored_is_taken_again_next_cycle(daemon: Daemon) -> None:
-    assert daemon._store is not None
-    store = daemon._store
+def test_a_decision_that_cannot_be_stored_is_taken_again_next_cycle(daemon: Running) -> None:
+    store = daemon.store
     answer(daemon, BURNING)
     # Another process holds the file's write lock: the cycle's transaction cannot start (StoreError).
     other = sqlite3.connect(daemon.settings.db, isolation_level=None)
@@ -71,16 +88,17 @@ def test_a_decision_that_cannot_be_stored_is_taken_again_next_cycle(daemon: Daem
     assert len(store.outbox()) == 2
 
 
-def test_incidents_of_an_slo_that_drops_its_canary_block_are_resolved(daemon: Daemon, tmp_path: Path) -> None:
-    assert daemon._store is not None
+def test_incidents_of_an_slo_that_drops_its_canary_block_are_resolved(
+    daemon: Running, tmp_path: Path
+) -> None:
     answer(daemon, BURNING)
     cycle(daemon)
-    assert [i.state for i in daemon._store.incidents()] == [IncidentState.OPEN]
+    assert [i.state for i in daemon.store.incidents()] == [IncidentState.OPEN]
     without = CANARY.split("    canary:")[0].replace("sum by (version) ", "sum ")
     (tmp_path / "slos" / "checkout.yaml").write_text(textwrap.dedent(without))
-    daemon.reload("test")
+    daemon.files.reload("test", daemon.store)
     answer(daemon, {"": (1000.0, 0.001)})
     cycle(daemon)
-    [incident] = daemon._store.incidents()
+    [incident] = daemon.store.incidents()
     assert incident.state is IncidentState.RESOLVED
     assert "no longer declares a canary guard" in (incident.resolution or "")

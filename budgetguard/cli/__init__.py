@@ -31,7 +31,7 @@ import yaml
 from budgetguard import __version__, memory
 from budgetguard.cli import client
 from budgetguard.cli.render import history_table, table
-from budgetguard.config import Settings, load_settings
+from budgetguard.config import Settings, known_actions, load_settings
 from budgetguard.control import Control
 from budgetguard.core import formats
 from budgetguard.core.durations import parse_duration
@@ -43,7 +43,8 @@ from budgetguard.core.rules import DEFAULT_INTERVAL, RuleFormat, render_rules
 from budgetguard.core.rules_sloth import sloth_rules
 from budgetguard.core.spec import NATIVE_VERSION, SLOTH_VERSION
 from budgetguard.core.verdict import Verdict
-from budgetguard.daemon import Daemon, configure_logging, delivery_of, known_actions
+from budgetguard.cycle import delivery_of
+from budgetguard.daemon import configure_logging, run
 from budgetguard.engine import Engine
 from budgetguard.loader import LoadResult, load_paths, translate_paths
 from budgetguard.recording import RecordingEngine
@@ -388,7 +389,7 @@ def _run(args: argparse.Namespace, err: TextIO) -> int:
         print(exc, file=err)
         return EXIT_SPEC
     configure_logging(settings.log_level, settings.log_json)
-    return asyncio.run(Daemon(settings).run())
+    return asyncio.run(run(settings))
 
 
 def _store_settings(args: argparse.Namespace, err: TextIO) -> Settings | None:

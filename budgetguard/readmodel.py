@@ -1,0 +1,68 @@
+"""The read model: what the cycle and the SLO reloads write, and what the web layer and the exporter read.
+
+``State`` holds the SLOs in force, each one's latest evaluation, the problems of a refused reload and
+the number of finished cycles; all of it lives in the daemon's one event loop, so readers need no
+locks or copies. ``ReadModel`` answers the web layer's ``ApiView`` and the exporter's ``MetricsView``
+from that state and the store. It decides nothing and changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from budgetguard.core.guard import IncidentState
+from budgetguard.core.policy import Evaluation
+from budgetguard.core.spec import SLO
+from budgetguard.store import Store
+
+
+@dataclass
+class State:
+    """What the scheduler writes and the server and exporter read, all in one event loop."""
+
+    slos: list[SLO] = field(default_factory=list)
+    latest: dict[str, Evaluation] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+    cycles: int = 0
+
+
+class ReadModel:
+    """The state and the store, as the HTTP API (``budgetguard.web.ApiView``) and the exporter see them."""
+
+    def __init__(
+        self, state: State, store: Store, clock: Callable[[], datetime] = lambda: datetime.now(tz=UTC)
+    ) -> None:
+        self.state = state
+        self._store = store
+        self._clock = clock
+
+    def latest_evaluations(self) -> Sequence[Evaluation]:
+        return [self.state.latest[slo.id] for slo in self.state.slos if slo.id in self.state.latest]
+
+    def config_errors(self) -> int:
+        return len(self.state.problems)
+
+    def config_problems(self) -> Sequence[str]:
+        return list(self.state.problems)
+
+    def readiness(self) -> tuple[bool, str]:
+        if self.state.cycles == 0:
+            return False, "the first evaluation cycle has not finished yet"
+        if not self._store.writable():
+            return False, "the store is not writable"
+        return True, f"{self.state.cycles} cycle(s) done"
+
+    def history(self, slo_id: str, since: datetime, limit: int) -> list[dict[str, Any]]:
+        return self._store.history(slo_id, since, limit=limit)
+
+    def verdict_changes(self, slo_id: str, since: datetime) -> list[dict[str, Any]]:
+        return self._store.verdict_changes(slo_id, since)
+
+    def guard_status(self, slo_id: str) -> tuple[bool, frozenset[str]]:
+        """(paused, canary values with an open incident) for the pull gates, read from the store."""
+        paused = slo_id in self._store.pauses(self._clock())
+        open_ = self._store.incidents(state=IncidentState.OPEN, slo_id=slo_id, limit=10_000)
+        return paused, frozenset(i.canary_value for i in open_)
