@@ -1,0 +1,68 @@
+"""Route group: the read-only JSON API over the latest verdicts (schema: docs, "HTTP API").
+
+GET /api/v1/slos                   every SLO's latest evaluation and the current config problems
+GET /api/v1/slos/{service}/{slo}   one SLO: latest evaluation, recent history, verdict changes
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from budgetguard.core.durations import parse_duration
+from budgetguard.core.policy import Evaluation
+from budgetguard.core.records import format_time, to_record
+from budgetguard.web._auth import Auth, error
+from budgetguard.web._ports import ApiView
+
+API_VERSION = "v1"
+DEFAULT_HISTORY = timedelta(hours=6)
+MAX_HISTORY_ROWS = 5000
+
+
+def latest(view: ApiView, slo_id: str) -> Evaluation | None:
+    return next((ev for ev in view.latest_evaluations() if ev.slo.id == slo_id), None)
+
+
+def routes(view: ApiView, auth: Auth) -> list[Route]:
+    async def list_slos(request: Request) -> Response:
+        if refused := auth.refusal(request):
+            return refused
+        return JSONResponse(
+            {
+                "api_version": API_VERSION,
+                "generated_at": format_time(datetime.now(tz=UTC)),
+                "slos": [to_record(ev) for ev in view.latest_evaluations()],
+                "config_problems": list(view.config_problems()),
+            }
+        )
+
+    async def one_slo(request: Request) -> Response:
+        if refused := auth.refusal(request):
+            return refused
+        slo_id = f"{request.path_params['service']}/{request.path_params['slo']}"
+        found = latest(view, slo_id)
+        if found is None:
+            return error(404, f"no SLO {slo_id!r} is declared (or it has not been evaluated yet)")
+        try:
+            window = parse_duration(request.query_params.get("since", "6h"))
+            limit = min(int(request.query_params.get("limit", str(MAX_HISTORY_ROWS))), MAX_HISTORY_ROWS)
+        except ValueError as exc:
+            return error(400, f"bad query parameter: {exc}; e.g. ?since=1d&limit=100")
+        since = datetime.now(tz=UTC) - window
+        return JSONResponse(
+            {
+                "api_version": API_VERSION,
+                "slo": to_record(found),
+                "history": view.history(slo_id, since, limit),
+                "verdict_changes": view.verdict_changes(slo_id, since),
+            }
+        )
+
+    return [
+        Route("/api/v1/slos", list_slos),
+        Route("/api/v1/slos/{service}/{slo}", one_slo),
+    ]
