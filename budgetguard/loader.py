@@ -155,8 +155,7 @@ def _load_text(
     formats' to ``foreign``. A top-level YAML list of foreign objects (OpenSLO's tools write files so) is
     read as that many documents."""
     try:
-        nodes = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
-        documents = list(yaml.safe_load_all(text))
+        parsed = _parse(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
@@ -170,7 +169,7 @@ def _load_text(
         ]
     slos: list[SLO] = []
     problems: list[SpecProblem] = []
-    for node, document in zip(nodes, documents, strict=True):
+    for node, document in parsed:
         if document is None:
             continue
         if formats.is_foreign(document):
@@ -185,9 +184,23 @@ def _load_text(
         doc_slos, doc_problems = load_document(document, source, node, actions, native)
         slos.extend(doc_slos)
         problems.extend(doc_problems)
-    if not nodes:
+    if not parsed:
         problems.append(SpecProblem(source, "the file is empty", "declare a service and its slos"))
     return slos, problems
+
+
+def _parse(text: str) -> list[tuple[yaml.Node | None, Any]]:
+    """Each YAML document of ``text`` as its node (for line numbers) and its value, from ONE parse:
+    the value is constructed from the composed node, as ``yaml.safe_load_all`` does internally."""
+    loader = yaml.SafeLoader(text)
+    try:
+        out = []
+        while loader.check_node():
+            node = loader.get_node()
+            out.append((node, loader.construct_document(node)))
+        return out
+    finally:
+        loader.dispose()
 
 
 def load_document(
