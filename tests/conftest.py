@@ -10,6 +10,11 @@
 - ``victoria_lab``: a factory. ``victoria_lab(history, latency_offset=...)`` starts a
   ``lab.victoria.VictoriaLab``, imports ``history`` and returns it; every lab it made is closed at teardown.
 
+Tests that use these fixtures, or ``real_processes`` (which any fixture that starts Prometheus,
+VictoriaMetrics, promtool or the daemon itself should ask for), are marked ``e2e`` at collection, so a
+new one joins the full run and leaves the fast one (``scripts/test-fast``: ``-m "not e2e"``) by itself;
+a test that runs such a process directly carries ``@pytest.mark.e2e``.
+
 A missing ``prometheus``/``promtool``/``victoria-metrics`` binary fails these fixtures (with the apt-get
 hint); it never skips, so CI runs every test or goes red.
 """
@@ -33,6 +38,22 @@ from lab.prometheus import PrometheusLab, PrometheusNotInstalled
 from lab.victoria import VictoriaLab, VictoriaMetricsNotInstalled
 
 PathLike = str | os.PathLike[str]
+
+# Fixtures that start real processes; a test that uses any of them, directly or through another
+# fixture, is an end-to-end test.
+E2E_FIXTURES = frozenset({"prometheus_lab", "victoria_lab", "demo_tsdb", "real_processes"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if E2E_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.e2e)
+
+
+@pytest.fixture(scope="session")
+def real_processes() -> None:
+    """Asked for by a fixture that starts real Prometheus, VictoriaMetrics or daemon processes itself,
+    so that its tests are marked ``e2e``; it provides nothing."""
 
 
 class LabFactory(Protocol):

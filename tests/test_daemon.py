@@ -174,7 +174,7 @@ def slo_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def daemons() -> Iterator[list[DaemonProcess]]:
+def daemons(real_processes: None) -> Iterator[list[DaemonProcess]]:
     started: list[DaemonProcess] = []
     yield started
     for daemon in started:

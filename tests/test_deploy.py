@@ -169,12 +169,14 @@ def _alert_rules() -> list[dict[str, Any]]:
     return [rule for group in document["groups"] for rule in group["rules"]]
 
 
+@pytest.mark.e2e  # runs promtool or starts a real Prometheus/VictoriaMetrics
 def test_promtool_check_rules_accepts_the_alert_rules() -> None:
     result = promtool("check", "rules", "--lint-fatal", str(ALERTS))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS: 6 rules found" in result.stdout
 
 
+@pytest.mark.e2e  # runs promtool or starts a real Prometheus/VictoriaMetrics
 def test_promtool_test_rules_passes_the_alert_unit_tests() -> None:
     result = promtool("test", "rules", ALERT_TESTS.name, cwd=ALERT_TESTS.parent)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -247,6 +249,7 @@ def _queries() -> list[tuple[str, str]]:
     return out
 
 
+@pytest.mark.e2e  # runs promtool or starts a real Prometheus/VictoriaMetrics
 def test_every_panel_query_parses_as_promql(tmp_path: Path) -> None:
     queries = _queries()
     assert len(queries) >= 10

@@ -551,6 +551,7 @@ def _busy_exporter() -> Exporter:
     return exporter
 
 
+@pytest.mark.e2e  # runs promtool or starts a real Prometheus/VictoriaMetrics
 def test_promtool_check_metrics_passes_on_the_real_exposition() -> None:
     assert PROMTOOL.exists(), "promtool is missing: apt-get install prometheus (tests never skip)"
     body, _ = _busy_exporter().render()

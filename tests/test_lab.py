@@ -390,6 +390,7 @@ def test_backfill_is_refused_while_prometheus_runs(prometheus_lab: LabFactory) -
         lab.backfill([gauge("h", {}, [(T0, 1.0)])])
 
 
+@pytest.mark.e2e  # runs promtool or starts a real Prometheus/VictoriaMetrics
 def test_promtool_errors_are_quoted(tmp_path: Path) -> None:
     bad = tmp_path / "bad.om"
     bad.write_text("# TYPE x gauge\nx 1 1700000000\n", encoding="utf-8")
@@ -397,6 +398,7 @@ def test_promtool_errors_are_quoted(tmp_path: Path) -> None:
         lab.backfill(bad)
 
 
+@pytest.mark.e2e  # runs promtool or starts a real Prometheus/VictoriaMetrics
 def test_a_prometheus_that_cannot_start_is_reported_with_its_log(tmp_path: Path) -> None:
     rules = tmp_path / "rules.yml"
     rules.write_text("groups: [{name: g, rules: [{record: r, expr: 'rate(x[5m'}]}]\n", encoding="utf-8")

@@ -204,6 +204,7 @@ def _file(path: str) -> str:
         pytest.param(COUNTED, 2, id="increase() queries and a 28d window"),
     ],
 )
+@pytest.mark.e2e  # runs promtool or starts a real Prometheus/VictoriaMetrics
 def test_promtool_accepts_the_rules_of_every_kind_of_slo(tmp_path: Path, slo_text: str, alerts: int) -> None:
     path, document = generate(tmp_path, slo_text)
     result = promtool("check", "rules", "--lint-fatal", str(path), cwd=tmp_path)
@@ -213,6 +214,7 @@ def test_promtool_accepts_the_rules_of_every_kind_of_slo(tmp_path: Path, slo_tex
     assert sum("alert" in rule for rule in every) == alerts
 
 
+@pytest.mark.e2e  # runs promtool or starts a real Prometheus/VictoriaMetrics
 def test_the_prometheus_operator_format_is_a_prometheus_rule_around_the_same_groups(tmp_path: Path) -> None:
     source = tmp_path / "slos.yaml"
     source.write_text(textwrap.dedent(AVAILABILITY))
@@ -619,6 +621,7 @@ def first(times: Iterable[timedelta], predicate: Callable[[timedelta], bool]) ->
     return next(t for t in times if predicate(t))
 
 
+@pytest.mark.e2e  # runs promtool or starts a real Prometheus/VictoriaMetrics
 def test_a_15x_burn_pages_when_the_windows_say_and_resolves_once_the_short_window_clears(
     tmp_path: Path,
 ) -> None:
@@ -678,6 +681,7 @@ def test_a_15x_burn_pages_when_the_windows_say_and_resolves_once_the_short_windo
     )
 
 
+@pytest.mark.e2e  # runs promtool or starts a real Prometheus/VictoriaMetrics
 def test_a_2x_burn_fires_only_the_ticket_tier_and_resolves_after_it_stops(tmp_path: Path) -> None:
     """99.9% over 30d: three clean days, then 0.2% errors (2x) for 40 hours, then clean for 6 hours."""
     slo = slo_from(AVAILABILITY)
@@ -737,6 +741,7 @@ def test_a_2x_burn_fires_only_the_ticket_tier_and_resolves_after_it_stops(tmp_pa
     )
 
 
+@pytest.mark.e2e  # runs promtool or starts a real Prometheus/VictoriaMetrics
 def test_the_slo_window_ratio_weighs_every_request_the_same_not_every_five_minutes(tmp_path: Path) -> None:
     """A quiet night (10 requests a minute, 10% errors), then a busy morning (1000 a minute, 0.1%)."""
     slo = slo_from(AVAILABILITY)
@@ -841,6 +846,7 @@ def _series(name: str, labels: Mapping[str, str]) -> str:
     return f"{name}{{{inner}}}"
 
 
+@pytest.mark.e2e  # runs promtool or starts a real Prometheus/VictoriaMetrics
 def test_recorded_series_equal_prometheus_own_math_and_carry_the_contracts_labels(tmp_path: Path) -> None:
     """Events by version (v2 never failed: no error series), a latency histogram, a raw ratio, increase()
     queries, a service without traffic and one without series; at 5m and 1h, to the last bit."""

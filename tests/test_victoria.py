@@ -304,6 +304,7 @@ def test_a_missing_binary_says_how_to_install_it() -> None:
         VictoriaLab(binary="victoria-metrics-not-installed-here")
 
 
+@pytest.mark.e2e  # runs promtool or starts a real Prometheus/VictoriaMetrics
 def test_samples_the_server_drops_fail_the_import_with_its_reason() -> None:
     with _fail_if_not_installed(), VictoriaLab(retention=timedelta(days=1)) as lab:
         lab.start()
@@ -401,7 +402,7 @@ class Backends:
 
 
 @pytest.fixture(scope="module")
-def backends() -> Iterator[Backends]:
+def backends(real_processes: None) -> Iterator[Backends]:
     history = demo_history(END, seed=1, span=SPAN) + _quiet()
     with ExitStack() as stack:
         with _fail_if_not_installed():
