@@ -33,6 +33,7 @@ from budgetguard.actions import ActionConfig, SecretRef, placeholders_of
 from budgetguard.core.durations import format_duration, parse_duration
 from budgetguard.core.errors import ConfigError
 from budgetguard.core.spec import Duration
+from budgetguard.core.verdict import QueryMode
 from budgetguard.loader import KnownActions
 from budgetguard.sources.prometheus import PrometheusConfig
 
@@ -260,8 +261,8 @@ class Settings(BaseSettings):
         description="Named actions canaries can call (on_burn, notify); none by default: budgetguard "
         "halts nothing until told how.",
     )
-    query_mode: Literal["raw", "recording"] = Field(
-        default="raw",
+    query_mode: QueryMode = Field(
+        default=QueryMode.RAW,
         description="raw: every SLO's own queries, nothing to set up. recording: read the series "
         "`budgetguard rules` records (load them into your Prometheus or ruler first), one query per window "
         "for all SLOs; SLOs without loaded rules fall back to raw. Raw by default: it works on day one.",

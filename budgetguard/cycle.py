@@ -32,7 +32,7 @@ from budgetguard.core.guard import Decision, Delivery, Incident, IncidentState
 from budgetguard.core.policy import Evaluation
 from budgetguard.core.ports import Affected, MetricsSource
 from budgetguard.core.spec import SLO
-from budgetguard.core.verdict import Verdict
+from budgetguard.core.verdict import QueryMode, Verdict
 from budgetguard.exporter import Exporter
 from budgetguard.readmodel import State
 from budgetguard.store import Store
@@ -147,8 +147,10 @@ class Cycle:
                 previous = self.state.latest.get(ev.slo.id)
                 if previous is not None and previous.verdict is not ev.verdict:
                     log.info("%s: %s -> %s: %s", ev.slo.id, previous.verdict, ev.verdict, ev.reason)
-                if ev.query_mode != "raw" and (previous is None or previous.query_mode != ev.query_mode):
-                    level = logging.INFO if ev.query_mode == "recording" else logging.WARNING
+                if ev.query_mode != QueryMode.RAW and (
+                    previous is None or previous.query_mode != ev.query_mode
+                ):
+                    level = logging.INFO if ev.query_mode == QueryMode.RECORDING else logging.WARNING
                     log.log(level, "%s: read by %s", ev.slo.id, ev.query_mode)
                 self.state.latest[ev.slo.id] = ev
 

@@ -40,6 +40,7 @@ from budgetguard.core import guard
 from budgetguard.core.errors import BudgetguardError
 from budgetguard.core.ports import Action
 from budgetguard.core.spec import SLO
+from budgetguard.core.verdict import QueryMode
 from budgetguard.cycle import Cycle, delivery_of
 from budgetguard.engine import Engine
 from budgetguard.exporter import Exporter
@@ -325,7 +326,7 @@ async def build(settings: Settings, files: SloFiles) -> Daemon:
             concurrency=retry.concurrency,
             on_result=lambda action, outcome: exporter.count_delivery(action, str(outcome)),
         )
-        engine = RecordingEngine(source) if settings.query_mode == "recording" else Engine(source)
+        engine = RecordingEngine(source) if settings.query_mode is QueryMode.RECORDING else Engine(source)
         cycle = Cycle(
             state,
             engine,

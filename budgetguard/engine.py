@@ -23,6 +23,7 @@ from budgetguard.core.policy import Evaluation, Observation
 from budgetguard.core.ports import MetricsSource, QueryResult, Sample
 from budgetguard.core.queries import Part, PlannedQuery
 from budgetguard.core.spec import SLO, CanaryPolicy
+from budgetguard.core.verdict import ErrorKind
 
 log = logging.getLogger(__name__)
 
@@ -60,10 +61,10 @@ class Engine:
         except SourceError as exc:
             return policy.failed(slo, at, f"source error ({exc.reason}): {exc}", exc.reason)
         except _ShapeError as exc:
-            return policy.failed(slo, at, str(exc), "query_shape")
+            return policy.failed(slo, at, str(exc), ErrorKind.QUERY_SHAPE)
         except Exception as exc:  # the per-SLO isolation point: one SLO's surprise must not stop the rest
             log.exception("evaluating %s failed unexpectedly", slo.id)
-            return policy.failed(slo, at, f"internal error while evaluating: {exc!r}", "internal")
+            return policy.failed(slo, at, f"internal error while evaluating: {exc!r}", ErrorKind.INTERNAL)
         return policy.evaluate(slo, observations, at, answers.warnings, canaries=canaries)
 
     async def _ask(self, planned: Sequence[PlannedQuery], at: datetime) -> _Answers:

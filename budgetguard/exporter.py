@@ -36,7 +36,7 @@ from prometheus_client.registry import Collector
 from budgetguard.core.durations import format_duration
 from budgetguard.core.policy import Evaluation, TierState
 from budgetguard.core.spec import SLO, BurnTier
-from budgetguard.core.verdict import Verdict
+from budgetguard.core.verdict import QueryMode, Verdict
 
 # Evaluation.error_kind is a closed set (policy.Evaluation); anything else is counted as "other", so a
 # bug that invents kinds cannot grow the counter's cardinality.
@@ -303,8 +303,8 @@ class _SLOFamilies:
             by_tier = {**labels, **dict(zip(("severity", "long_window", "short_window"), key, strict=True))}
             _add(self.threshold, by_tier, threshold)
             _add(self.firing, by_tier, firing.get(key))
-        if ev.query_mode != "raw":
-            _add(self.fallback, labels, 0.0 if ev.query_mode == "recording" else 1.0)
+        if ev.query_mode != QueryMode.RAW:
+            _add(self.fallback, labels, 0.0 if ev.query_mode == QueryMode.RECORDING else 1.0)
         for canary in ev.canaries:
             by_canary = {**labels, "canary_label": canary.label, "canary": canary.value}
             for verdict in Verdict:

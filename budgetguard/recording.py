@@ -34,6 +34,7 @@ from budgetguard.core.ports import MetricsSource, QueryResult, Sample
 from budgetguard.core.queries import Part, PlannedQuery
 from budgetguard.core.rules import SeriesKind
 from budgetguard.core.spec import SLO
+from budgetguard.core.verdict import ErrorKind, QueryMode
 from budgetguard.engine import (
     Engine,
     PartValue,
@@ -45,7 +46,7 @@ from budgetguard.engine import (
     sample_value,
 )
 
-RECORDING = "recording"
+RECORDING = QueryMode.RECORDING
 _PART_OF = {
     SeriesKind.ERRORS: Part.ERRORS,
     SeriesKind.REQUESTS: Part.TOTAL,
@@ -188,7 +189,7 @@ class RecordingEngine:
         if raw:
             evaluations = await self._fallback.evaluate_all([slo for _, slo, _ in raw], at)
             for (index, _, why), ev in zip(raw, evaluations, strict=True):
-                out[index] = replace(ev, query_mode=f"raw (fallback: {why})")
+                out[index] = replace(ev, query_mode=QueryMode.fallback(why))
         return [out[i] for i in range(len(slos))]
 
     async def _expected_hashes(self, slos: Sequence[SLO]) -> list[str]:
@@ -211,7 +212,7 @@ class RecordingEngine:
 
     async def _all_raw(self, slos: Sequence[SLO], at: datetime, why: str) -> list[Evaluation]:
         evaluations = await self._fallback.evaluate_all(slos, at)
-        return [replace(ev, query_mode=f"raw (fallback: {why})") for ev in evaluations]
+        return [replace(ev, query_mode=QueryMode.fallback(why)) for ev in evaluations]
 
     @staticmethod
     def _judge(slo: SLO, at: datetime, answers: Mapping[str, _Entry], warnings: Sequence[str]) -> Evaluation:
@@ -225,7 +226,7 @@ class RecordingEngine:
             raise
         except Exception as exc:  # the per-SLO isolation point, as in raw mode
             return replace(
-                policy.failed(slo, at, f"cannot read the recorded series: {exc}", "query_shape"),
+                policy.failed(slo, at, f"cannot read the recorded series: {exc}", ErrorKind.QUERY_SHAPE),
                 query_mode=RECORDING,
             )
         return policy.evaluate(slo, observations, at, warnings, canaries=canaries, query_mode=RECORDING)

@@ -25,6 +25,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from budgetguard.core.verdict import ErrorKind
+
 
 class BudgetguardError(Exception):
     """Base of every error budgetguard raises on purpose."""
@@ -69,7 +71,7 @@ class ConfigError(BudgetguardError):
 class SourceError(BudgetguardError):
     """A metrics query failed. ``query`` is the PromQL sent; ``detail`` the server's own words."""
 
-    reason = "source_error"
+    reason: ErrorKind = ErrorKind.SOURCE_ERROR
 
     def __init__(
         self,
@@ -97,31 +99,31 @@ class SourceError(BudgetguardError):
 class SourceUnavailable(SourceError):
     """The source is down, starting up, shutting down or behind a failing proxy."""
 
-    reason = "unavailable"
+    reason = ErrorKind.UNAVAILABLE
 
 
 class SourceTimeout(SourceError):
     """The query took longer than its timeout, on our side or the server's."""
 
-    reason = "timeout"
+    reason = ErrorKind.TIMEOUT
 
 
 class SourceAuthError(SourceError):
     """The source refused our credentials or tenant."""
 
-    reason = "auth"
+    reason = ErrorKind.AUTH
 
 
 class QueryError(SourceError):
     """The server rejected the query itself; the PromQL must be fixed."""
 
-    reason = "bad_query"
+    reason = ErrorKind.BAD_QUERY
 
 
 class SourceProtocolError(SourceError):
     """The answer was not what the Prometheus HTTP API promises."""
 
-    reason = "protocol"
+    reason = ErrorKind.PROTOCOL
 
 
 class StoreError(BudgetguardError):

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, NamedTuple
 from budgetguard.core import budget
 from budgetguard.core.durations import format_duration
 from budgetguard.core.spec import SLO, BurnTier, Severity
-from budgetguard.core.verdict import Verdict
+from budgetguard.core.verdict import ErrorKind, QueryMode, Verdict
 
 if TYPE_CHECKING:  # canary builds on this module; its results ride on an Evaluation
     from budgetguard.core.canary import CanaryEvaluation
@@ -77,14 +77,13 @@ class Evaluation:
     events: float | None = None  # over the SLO window, when known
     time_to_exhaustion: timedelta | None = None
     warnings: tuple[str, ...] = field(default=())
-    # For ERROR verdicts, a closed set of causes for metrics and alerts: a SourceError's ``reason``
-    # (unavailable, timeout, auth, bad_query, protocol, source_error), "query_shape" or "internal".
-    error_kind: str | None = None
+    # For ERROR verdicts, why (a closed set, for metrics and alerts).
+    error_kind: ErrorKind | None = None
     # One per canary version when the SLO declares ``canary:``; the verdict above is the summed service's.
     canaries: tuple[CanaryEvaluation, ...] = ()
-    # How the numbers were read: "raw" (the SLI's queries), "recording" (recorded series), or
-    # "raw (fallback: <why>)" when recording-rule mode could not read this SLO's recorded series.
-    query_mode: str = "raw"
+    # How the numbers were read: a QueryMode ("raw": the SLI's queries, "recording": recorded series),
+    # or QueryMode.fallback(why) when recording-rule mode could not read this SLO's recorded series.
+    query_mode: str = QueryMode.RAW
 
     def window(self, window: timedelta) -> WindowStat | None:
         return next((w for w in self.windows if w.window == window), None)
@@ -164,7 +163,7 @@ def evaluate(
     warnings: Sequence[str] = (),
     *,
     canaries: tuple[CanaryEvaluation, ...] = (),
-    query_mode: str = "raw",
+    query_mode: str = QueryMode.RAW,
 ) -> Evaluation:
     """Judge one SLO from its measured windows.
 
@@ -187,7 +186,7 @@ def evaluate(
                     "subset of the total",
                     windows=tuple(stats),
                     warnings=tuple(warnings),
-                    error_kind="query_shape",
+                    error_kind=ErrorKind.QUERY_SHAPE,
                     canaries=canaries,
                     query_mode=query_mode,
                 )
@@ -253,7 +252,7 @@ def _verdict(slo: SLO, tiers: Sequence[TierState], warnings: Sequence[str]) -> t
     )
 
 
-def failed(slo: SLO, at: datetime, reason: str, kind: str) -> Evaluation:
+def failed(slo: SLO, at: datetime, reason: str, kind: ErrorKind) -> Evaluation:
     """The verdict for an SLO whose data could not be read: never healthy, never burning."""
     return Evaluation(slo=slo, at=at, verdict=Verdict.ERROR, reason=reason, error_kind=kind)
 

@@ -19,7 +19,7 @@ from budgetguard.core.durations import format_duration, parse_duration
 from budgetguard.core.policy import Evaluation, TierState, WindowStat
 from budgetguard.core.ports import ActionRequest, EventKind
 from budgetguard.core.spec import SLO
-from budgetguard.core.verdict import Verdict
+from budgetguard.core.verdict import ErrorKind, QueryMode, Verdict
 
 RECORD_VERSION = 1
 
@@ -254,9 +254,9 @@ def from_record(record: dict[str, Any], slo: SLO) -> Evaluation:
         events=record.get("events"),
         time_to_exhaustion=None if tte is None else timedelta(seconds=tte),
         warnings=tuple(record.get("warnings") or ()),
-        error_kind=record.get("error_kind"),
+        error_kind=_error_kind(record.get("error_kind")),
         canaries=tuple(canary_from_record(c) for c in record.get("canaries") or ()) if slo.canary else (),
-        query_mode=record.get("query_mode") or "raw",
+        query_mode=_query_mode(record.get("query_mode")),
     )
 
 
@@ -299,3 +299,15 @@ def request_from_record(record: dict[str, Any]) -> ActionRequest:
         context=dict(record.get("context") or {}),
         affected=None if record.get("affected") is None else affected.from_record(record["affected"]),
     )
+
+
+def _error_kind(value: Any) -> ErrorKind | None:
+    """A stored error kind; one this version does not know reads as no kind rather than failing."""
+    return ErrorKind(value) if value in ErrorKind.__members__.values() else None
+
+
+def _query_mode(value: Any) -> str:
+    """A stored query mode: a ``QueryMode`` when it is one, a fallback's description as it was."""
+    if not value:
+        return QueryMode.RAW
+    return QueryMode(value) if value in QueryMode.__members__.values() else str(value)

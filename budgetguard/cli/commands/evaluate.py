@@ -24,6 +24,7 @@ from budgetguard.cli._common import (
     prometheus_settings,
     report_problems,
 )
+from budgetguard.core.verdict import QueryMode
 
 if TYPE_CHECKING:
     from budgetguard.core.policy import Evaluation
@@ -54,8 +55,8 @@ def add_parsers(commands: Subcommands) -> None:
     ev.add_argument("--json", action="store_true", help="print one JSON object per SLO (a JSON array)")
     ev.add_argument(
         "--query-mode",
-        choices=["raw", "recording"],
-        default="raw",
+        choices=[mode.value for mode in QueryMode],
+        default=QueryMode.RAW.value,
         help="recording: read the series `budgetguard rules` records, falling back to raw per SLO",
     )
     ev.add_argument(
@@ -119,7 +120,7 @@ def handle(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 async def evaluate(
-    config: PrometheusConfig, slos: Sequence[SLO], at: datetime, query_mode: str = "raw"
+    config: PrometheusConfig, slos: Sequence[SLO], at: datetime, query_mode: str = QueryMode.RAW
 ) -> list[Evaluation]:
     from budgetguard import memory
     from budgetguard.engine import Engine
@@ -127,7 +128,7 @@ async def evaluate(
     from budgetguard.sources.prometheus import PrometheusSource
 
     async with PrometheusSource(config) as source:
-        engine = RecordingEngine(source) if query_mode == "recording" else Engine(source)
+        engine = RecordingEngine(source) if query_mode == QueryMode.RECORDING else Engine(source)
         memory.settle()
         with memory.collection_paused():
             return await engine.evaluate_all(slos, at)
