@@ -17,6 +17,7 @@ from budgetguard.cli._common import (
     EXIT_OK,
     EXIT_SOURCE,
     EXIT_SPEC,
+    PROMETHEUS_OPTIONS,
     Subcommands,
     duration,
     header,
@@ -91,6 +92,8 @@ def handle(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     import asyncio
     import json
 
+    from pydantic import ValidationError
+
     from budgetguard.cli.render import table
     from budgetguard.config import PrometheusSettings
     from budgetguard.core.errors import ConfigError
@@ -106,8 +109,12 @@ def handle(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     except ConfigError as exc:
         print(exc, file=err)
         return EXIT_SPEC
-    except ValueError as exc:  # pydantic's ValidationError: an option out of range
-        print(f"invalid option: {exc}", file=err)
+    except ValidationError as exc:  # an option out of the settings' bounds
+        flags = {field: "--" + dest.replace("_", "-") for dest, field in PROMETHEUS_OPTIONS.items()}
+        for error in exc.errors(include_url=False):
+            field = str(error["loc"][0]) if error["loc"] else ""
+            message = str(error["msg"]).removeprefix("Value error, ")
+            print(f"{flags.get(field, field)}: {message}", file=err)
         return EXIT_SPEC
     at = args.at or datetime.now(tz=UTC)
     evaluations = asyncio.run(evaluate(config, loaded.slos, at, args.query_mode))
