@@ -52,14 +52,28 @@ class LoadResult:
         return not self.problems
 
 
+def _hidden(relative: Path) -> bool:
+    """Below a directory, names starting with a dot are not SLO files: a Kubernetes ConfigMap volume
+    keeps each file twice, as ``name -> ..data/name`` and in ``..<timestamp>/name``, and ``.git`` and
+    editors' swap files live there too. A hidden path named on the command line is still read."""
+    return any(part.startswith(".") for part in relative.parts)
+
+
 def discover(paths: Iterable[str | Path]) -> tuple[list[Path], list[SpecProblem]]:
-    """Expand directories into their SLO files (recursively, sorted); report paths that do not exist."""
+    """Expand directories into their SLO files (recursively, sorted, hidden names skipped); report paths that
+    do not exist."""
     found: list[Path] = []
     problems: list[SpecProblem] = []
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            found.extend(sorted(p for p in path.rglob("*") if p.suffix in SUFFIXES and p.is_file()))
+            found.extend(
+                sorted(
+                    p
+                    for p in path.rglob("*")
+                    if p.suffix in SUFFIXES and p.is_file() and not _hidden(p.relative_to(path))
+                )
+            )
         elif path.is_file():
             found.append(path)
         else:
