@@ -23,12 +23,13 @@ import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import kubernetes_validate
 import pytest
 import yaml
 from cloudcoil.models.prometheus_operator import v1 as prometheus_operator
+from pydantic import BaseModel
 
 from budgetguard.actions.argo_rollouts import ArgoRolloutsConfig
 from budgetguard.actions.argo_rollouts import build as build_rollouts
@@ -36,7 +37,7 @@ from budgetguard.actions.istio import IstioConfig
 from budgetguard.actions.istio import build as build_istio
 from budgetguard.cli import build_parser, main
 from budgetguard.config import Settings, load_settings
-from budgetguard.ports import ActionOutcome, ActionRequest, EventKind
+from budgetguard.core.ports import ActionOutcome, ActionRequest, EventKind
 from lab.fakes.kubernetes import K8S_TOKEN, KubernetesFake, weighted_route
 
 REPO = Path(__file__).resolve().parent.parent
@@ -290,7 +291,7 @@ def test_secrets_are_referenced_never_shipped(rendered: dict[str, list[Doc]], ov
     }  # required: the API halts rollouts
     assert volumes["action-secrets"]["secret"] == {"secretName": "budgetguard-actions", "optional": True}
     mounts = {m["name"]: m["mountPath"] for m in container(docs)["volumeMounts"]}
-    assert env_of(docs)["BUDGETGUARD_API_TOKEN_FILE"]["value"] == mounts["api-token"] + "/token"
+    assert env_of(docs)["BUDGETGUARD_API_TOKEN__FILE"]["value"] == mounts["api-token"] + "/token"
     # The config's secret files are read from the mounted Secret.
     config = yaml.safe_load((KUSTOMIZE / "base" / "config.yaml").read_text())
     files = [a["secret"]["file"] for a in config["actions"].values() if isinstance(a.get("secret"), dict)]
@@ -301,12 +302,14 @@ def test_secrets_are_referenced_never_shipped(rendered: dict[str, list[Doc]], ov
 
 
 def setting_env_names() -> set[str]:
+    """Every environment variable the settings read: BUDGETGUARD_<FIELD>, and BUDGETGUARD_<FIELD>__<SUB>
+    for a field that is a model (or a model or None, as secrets are)."""
     names = set()
     for name, field in Settings.model_fields.items():
         names.add(f"BUDGETGUARD_{name.upper()}")
-        annotation = field.annotation
-        if isinstance(annotation, type) and hasattr(annotation, "model_fields"):
-            names |= {f"BUDGETGUARD_{name.upper()}__{sub.upper()}" for sub in annotation.model_fields}
+        for model in (field.annotation, *get_args(field.annotation)):
+            if isinstance(model, type) and issubclass(model, BaseModel):
+                names |= {f"BUDGETGUARD_{name.upper()}__{sub.upper()}" for sub in model.model_fields}
     return names
 
 
@@ -332,7 +335,8 @@ def test_the_pods_settings_are_real_settings_and_land_where_the_volumes_are(
         monkeypatch.setenv(name, env[name].get("value", "postgresql://from-the-secret"))
     settings = load_settings(config_file, {"slo_paths": args.paths})
     assert settings.listen == "0.0.0.0:8731"
-    assert settings.api_token_file == Path("/var/run/secrets/budgetguard-api/token")
+    assert settings.api_token is not None
+    assert settings.api_token.file == Path("/var/run/secrets/budgetguard-api/token")
     if overlay == "single":
         assert settings.db.parent == mounts["store"]
     assert settings.slo_paths == [mounts["slos"]]
