@@ -11,7 +11,7 @@
 #     -v "$PWD/slos:/etc/budgetguard/slos:ro" budgetguard --prometheus http://prometheus:9090
 #
 # PYTHON_IMAGE may name any Debian-based image with python3 (3.11 or newer) and its venv module; the
-# default is the official slim image. deploy/README.md and docs/how-to/install.md say more.
+# default is the official slim image. docs/how-to/install.md says more.
 ARG PYTHON_IMAGE=docker.io/library/python:3.11-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build
