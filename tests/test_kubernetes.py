@@ -38,6 +38,7 @@ from budgetguard.actions.istio import build as build_istio
 from budgetguard.cli import build_parser, main
 from budgetguard.config import Settings, load_settings
 from budgetguard.core.ports import ActionOutcome, ActionRequest, EventKind
+from budgetguard.loader import discover
 from lab.fakes.kubernetes import K8S_TOKEN, KubernetesFake, weighted_route
 
 REPO = Path(__file__).resolve().parent.parent
@@ -378,6 +379,18 @@ def test_the_configmaps_load_as_the_pod_sees_them(
     assert main(["check", str(slos_dir), "--config", str(config_dir / "config.yaml")]) == 0
     out = capsys.readouterr().out
     assert "1 SLO(s) in 1 file(s): all valid" in out  # each file once, not again under ..data's target
+
+
+def test_hidden_names_inside_an_slo_directory_are_skipped_but_a_hidden_file_named_is_read(
+    tmp_path: Path,
+) -> None:
+    example = (KUSTOMIZE / "base" / "slos" / "checkout.yaml").read_text()
+    (tmp_path / ".git").mkdir()
+    (tmp_path / ".git" / "checkout.yaml").write_text(example)
+    (tmp_path / ".checkout.yaml").write_text(example)
+    (tmp_path / "checkout.yaml").write_text(example)
+    files, problems = discover([tmp_path, tmp_path / ".checkout.yaml"])
+    assert (files, problems) == ([tmp_path / "checkout.yaml", tmp_path / ".checkout.yaml"], [])
 
 
 def test_the_slo_configmap_keeps_its_name_so_edits_reach_running_pods(rendered: dict[str, list[Doc]]) -> None:
