@@ -68,6 +68,7 @@ def dist(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     return out, done.stdout + done.stderr
 
 
+@pytest.mark.e2e  # a real isolated build, from PyPI: the full run, not the fast one
 def test_the_release_builds_without_deprecations_and_twine_finds_its_metadata_clean(
     dist: tuple[Path, str],
 ) -> None:
@@ -88,6 +89,7 @@ def test_the_release_builds_without_deprecations_and_twine_finds_its_metadata_cl
     assert check.stdout.count("PASSED") == 2
 
 
+@pytest.mark.e2e  # a real isolated build, from PyPI: the full run, not the fast one
 def test_the_wheel_alone_installs_a_budgetguard_that_knows_its_version(
     dist: tuple[Path, str], tmp_path: Path
 ) -> None:
