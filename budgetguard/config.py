@@ -340,21 +340,57 @@ def _deep_merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+# The config file every command reads when none is named: ``budgetguard run`` and ``budgetguard check``
+# must judge the same SLO files against the same actions, so they find it the same way.
+DEFAULT_CONFIG = Path("budgetguard.yaml")
+CONFIG_ENV = "BUDGETGUARD_CONFIG"
+
+
+def find_config(given: Path | None, environ: Mapping[str, str]) -> Path | None:
+    """The config file of a command: ``--config``, else ``$BUDGETGUARD_CONFIG``, else ``./budgetguard.yaml``
+    when it exists, else none (defaults and environment only). ``environ`` is passed in by the CLI."""
+    if given is not None:
+        return given
+    named = environ.get(CONFIG_ENV, "").strip()
+    if named:
+        return Path(named)
+    return DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None
+
+
+def describe_config(path: Path | None) -> str:
+    """Which config file a command read, for its output."""
+    if path is None:
+        return (
+            f"no config file (none given with --config or ${CONFIG_ENV}, and no ./{DEFAULT_CONFIG}): "
+            "defaults and BUDGETGUARD_* only, so no actions are declared"
+        )
+    return f"config file {path}"
+
+
+def read_config_file(config_file: Path) -> dict[str, Any]:
+    """The settings a YAML config file holds; ``ConfigError`` naming the file when it cannot be read."""
+    try:
+        loaded = yaml.safe_load(config_file.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {config_file}: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{config_file}: not valid YAML: {exc}") from exc
+    except RecursionError as exc:
+        raise ConfigError(f"{config_file}: the YAML is nested too deeply to read") from exc
+    except ValueError as exc:  # an integer of more than 4,300 digits
+        raise ConfigError(f"{config_file}: a value cannot be read as a number: {exc}") from exc
+    if loaded is not None and not isinstance(loaded, dict):
+        raise ConfigError(f"{config_file}: the config file must be a mapping of settings")
+    return loaded or {}
+
+
 def load_settings(config_file: Path | None = None, overrides: Mapping[str, Any] | None = None) -> Settings:
     """Defaults < environment < ``config_file`` < ``overrides`` (the command-line flags that were given)."""
     data: dict[str, Any] = {}
     where = "the flags or the environment (BUDGETGUARD_*)"
     if config_file is not None:
         where = f"the flags, {config_file} or the environment"
-        try:
-            loaded = yaml.safe_load(config_file.read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise ConfigError(f"cannot read config file {config_file}: {exc.strerror}") from exc
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{config_file}: not valid YAML: {exc}") from exc
-        if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(f"{config_file}: the config file must be a mapping of settings")
-        data = loaded or {}
+        data = read_config_file(config_file)
     data = _deep_merge(data, {k: v for k, v in (overrides or {}).items() if v is not None})
     try:
         return Settings(**data)

@@ -168,19 +168,9 @@ def _load_text(
     """Validate the native documents of one file (appended to ``native`` when valid); append the other
     formats' to ``foreign``. A top-level YAML list of foreign objects (OpenSLO's tools write files so) is
     read as that many documents."""
-    try:
-        parsed = _parse(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        return [], [
-            SpecProblem(
-                source,
-                f"not valid YAML: {getattr(exc, 'problem', None) or exc}",
-                "fix the YAML syntax (indentation, quotes, colons)",
-                line=line,
-            )
-        ]
+    parsed = parse_yaml(text, source)
+    if isinstance(parsed, SpecProblem):
+        return [], [parsed]
     slos: list[SLO] = []
     problems: list[SpecProblem] = []
     for node, document in parsed:
@@ -203,18 +193,61 @@ def _load_text(
     return slos, problems
 
 
-def _parse(text: str) -> list[tuple[yaml.Node | None, Any]]:
-    """Each YAML document of ``text`` as its node (for line numbers) and its value, from ONE parse:
-    the value is constructed from the composed node, as ``yaml.safe_load_all`` does internally."""
+def parse_yaml(text: str, source: str) -> list[tuple[yaml.Node | None, Any]] | SpecProblem:
+    """Each YAML document of ``text`` as its node (for line numbers) and its value, from ONE parse (the
+    value is constructed from the composed node, as ``yaml.safe_load_all`` does internally), or the one
+    problem that stops reading the file.
+
+    Besides syntax errors, two inputs make PyYAML fail in ways of its own: nesting deeper than Python's
+    recursion allows (a few hundred levels) and integers longer than Python converts (4,300 digits).
+    No SLO file needs either, so both are refused like a syntax error, with the line when it is known.
+    """
     loader = yaml.SafeLoader(text)
+    node: yaml.Node | None = None
     try:
-        out = []
+        out: list[tuple[yaml.Node | None, Any]] = []
         while loader.check_node():
             node = loader.get_node()
             out.append((node, loader.construct_document(node)))
         return out
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        return SpecProblem(
+            source,
+            f"not valid YAML: {getattr(exc, 'problem', None) or exc}",
+            "fix the YAML syntax (indentation, quotes, colons)",
+            line=mark.line + 1 if mark is not None else None,
+        )
+    except RecursionError:
+        return SpecProblem(
+            source,
+            "the YAML is nested too deeply to read (hundreds of levels of lists or mappings)",
+            "an SLO file nests a few levels; look for runaway '[' or '{'",
+        )
+    except ValueError as exc:  # int(): "Exceeds the limit (4300 digits) for integer string conversion"
+        return SpecProblem(
+            source,
+            f"a value cannot be read as a number: {str(exc).split(';')[0]}",
+            "write numbers with at most a few dozen digits (e.g. 99.9, 50, 1e6)",
+            line=None if node is None else _long_number_line([node]),
+        )
     finally:
         loader.dispose()
+
+
+def _long_number_line(nodes: Sequence[yaml.Node]) -> int | None:
+    """The line of the first integer scalar too long to convert, found in the composed nodes."""
+    pending: list[yaml.Node] = list(nodes)
+    while pending:
+        node = pending.pop(0)
+        if isinstance(node, yaml.ScalarNode):
+            if node.tag.endswith(":int") and len(node.value) > 4000:
+                return int(node.start_mark.line) + 1
+        elif isinstance(node, yaml.SequenceNode):
+            pending.extend(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            pending.extend(v for pair in node.value for v in pair)
+    return None
 
 
 def load_document(
@@ -261,7 +294,7 @@ def load_document(
         try:
             slos.append(build_slo(parsed, spec, source))
         except FieldError as exc:
-            path = ("slos", index, *exc.field.split("."))
+            path = ("slos", index, *_split_field(exc.field))
             problems.append(
                 SpecProblem(
                     source,
@@ -323,6 +356,7 @@ _FIXES = {
     "string_type": "write it as a string (quote it)",
     "float_parsing": "write a number",
     "float_type": "write a number",
+    "finite_number": "write a finite number (not .inf or .nan), e.g. 14.4",
     "decimal_parsing": "write a number, e.g. 99.9",
     "decimal_type": "write a number, e.g. 99.9",
     "dict_type": "write a mapping of names to values",
@@ -381,6 +415,17 @@ def _slo_name(document: dict[str, Any], loc: Sequence[Any]) -> str | None:
             name = slos[loc[1]].get("name")
             return str(name) if name is not None else f"#{loc[1] + 1}"
     return None
+
+
+def _split_field(field: str) -> tuple[str | int, ...]:
+    """``tiers[0].burn_rate`` -> ``("tiers", 0, "burn_rate")``, a location ``_line`` can follow."""
+    parts: list[str | int] = []
+    for name in field.split("."):
+        head, *indexes = name.split("[")
+        if head:
+            parts.append(head)
+        parts.extend(int(i.rstrip("]")) for i in indexes if i.rstrip("]").isdigit())
+    return tuple(parts)
 
 
 def _field_path(loc: Sequence[Any]) -> str:

@@ -15,16 +15,21 @@ daemon, the web server or httpx. The only place that prints. Exit codes are part
     gate    0 the release may go, 4 frozen (a spent budget, or a refused shadow version), 3 no verdict
             (the daemon is unreachable, or could not evaluate an SLO with a freeze policy),
             2 a refused question (unknown service, no freeze policy, bad label, wrong token)
+    every   2 for a problem in the input (file, field and fix named), 70 for an internal error (a bug),
+            never 1, which means "burning"
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 from typing import TextIO
 
 from budgetguard import __version__
+from budgetguard.cli._common import EXIT_INTERNAL, EXIT_SPEC
 from budgetguard.cli.commands import check, control, convert, evaluate, gate, history, rules, run
 
 Handler = Callable[[argparse.Namespace, TextIO, TextIO], int]
@@ -65,10 +70,26 @@ def main(
     err = stderr or sys.stderr
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        with contextlib.redirect_stderr(err):  # argparse's usage errors go where the caller reads
+            args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse exits 2 on usage errors, 0 for --help/--version
         return int(exc.code or 0)
-    return HANDLERS[args.command](args, out, err)
+    from budgetguard.core.errors import BudgetguardError
+
+    try:
+        return HANDLERS[args.command](args, out, err)
+    except BudgetguardError as exc:
+        # A store that cannot be read, a setting that cannot work: the user's to fix, never a traceback.
+        print(f"budgetguard {args.command}: {exc}", file=err)
+        return EXIT_SPEC
+    except Exception:
+        print(
+            f"budgetguard {args.command}: internal error, a bug in budgetguard {__version__} and not a "
+            "problem in your input; please report it with the traceback below",
+            file=err,
+        )
+        traceback.print_exc(file=err)
+        return EXIT_INTERNAL
 
 
 if __name__ == "__main__":  # pragma: no cover

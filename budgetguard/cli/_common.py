@@ -28,6 +28,7 @@ EXIT_BURNING = 1
 EXIT_SPEC = 2
 EXIT_SOURCE = 3
 EXIT_FROZEN = 4  # distinct from 1, which a crashing Python also exits with
+EXIT_INTERNAL = 70  # a bug in budgetguard (sysexits' EX_SOFTWARE): never 1, which means "burning"
 
 
 def parse_time(text: str) -> datetime:
@@ -59,6 +60,16 @@ def header(text: str) -> tuple[str, str]:
     if not sep or not name.strip():
         raise argparse.ArgumentTypeError(f"{text!r}: write headers as NAME=VALUE")
     return name.strip(), value
+
+
+def config_file(args: argparse.Namespace) -> Path | None:
+    """The config file a command reads: ``--config``, else ``$BUDGETGUARD_CONFIG``, else
+    ``./budgetguard.yaml`` when it exists (``config.find_config``), the same for every command."""
+    import os
+
+    from budgetguard.config import find_config
+
+    return find_config(getattr(args, "config", None), os.environ)
 
 
 def store_options(parser: argparse.ArgumentParser) -> None:
@@ -104,7 +115,7 @@ def store_settings(args: argparse.Namespace, err: TextIO) -> Settings | None:
     from budgetguard.core.errors import ConfigError
 
     try:
-        settings = load_settings(args.config, {"db": args.db})
+        settings = load_settings(config_file(args), {"db": args.db})
     except ConfigError as exc:
         print(exc, file=err)
         return None

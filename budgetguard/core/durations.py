@@ -24,6 +24,10 @@ _UNITS_MS = {
 }
 _DURATION = re.compile(r"^(?:(\d+)y)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?$")
 _ORDER = ("y", "w", "d", "h", "m", "s", "ms")
+# Prometheus keeps durations in int64 nanoseconds and refuses longer ones ("duration out of range",
+# common/model/time.go ParseDuration): about 292 years. Longer would also overflow ``timedelta`` and
+# the datetimes computed from it, so it is refused here with the reason.
+MAX_DURATION_MS = (2**63 - 1) // 1_000_000
 
 
 def parse_duration(text: str, *, allow_zero: bool = False) -> timedelta:
@@ -37,6 +41,11 @@ def parse_duration(text: str, *, allow_zero: bool = False) -> timedelta:
     total_ms = sum(
         int(value) * _UNITS_MS[unit] for unit, value in zip(_ORDER, match.groups(), strict=True) if value
     )
+    if total_ms > MAX_DURATION_MS:
+        raise ValueError(
+            f"{text!r} is longer than the longest duration Prometheus accepts (about 292y); "
+            "use a shorter one, e.g. 30d"
+        )
     if total_ms <= 0 and not allow_zero:
         raise ValueError(f"{text!r} must be longer than zero")
     return timedelta(milliseconds=total_ms)

@@ -30,13 +30,13 @@ from pydantic import (
     model_validator,
 )
 
+from budgetguard.core import promql
 from budgetguard.core.durations import format_duration, parse_duration
+from budgetguard.core.promql import WINDOW_PLACEHOLDER as WINDOW_PLACEHOLDER
 
 NATIVE_VERSION = "budgetguard/v1"
 SLOTH_VERSION = "prometheus/v1"
 
-# Sloth renders queries as Go templates; both spellings appear in the wild.
-WINDOW_PLACEHOLDER = re.compile(r"\{\{\s*\.window\s*\}\}")
 _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 _SLO_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -104,6 +104,10 @@ def _require_placeholder(query: str) -> str:
             "the query must contain the window placeholder {{.window}} in its range selectors, "
             "e.g. rate(http_requests_total[{{.window}}]), so budgetguard can evaluate it over every window"
         )
+    problem = promql.check(query)
+    if problem is not None:
+        # Refused at load, with its place, rather than as a verdict in error on every cycle.
+        raise ValueError(f"{problem}; fix the query (Prometheus would refuse it the same way)")
     return query
 
 
@@ -158,6 +162,12 @@ class LatencySLI(_Frozen):
             )
         if "{" in inner or "}" in inner:
             raise ValueError('write only label matchers, e.g. job="checkout", route=~"/api/.*"')
+        problem = promql.check(inner, prefix="x{", suffix="}") if inner else None
+        if problem is not None:
+            raise ValueError(
+                f"{problem} (the query is the selector); write label matchers such as "
+                'job="checkout", route=~"/api/.*"'
+            )
         return inner
 
 
@@ -229,7 +239,7 @@ class TierSpec(_Frozen):
     severity: Severity
     long_window: Duration
     short_window: Duration
-    burn_rate: float | None = Field(default=None, gt=0)
+    burn_rate: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     budget_percent: float | None = Field(default=None, gt=0, le=100)
 
     @model_validator(mode="after")
@@ -289,6 +299,12 @@ def default_tiers(period: timedelta) -> tuple[BurnTier, ...]:
         for severity, long, short, fraction in DEFAULT_TIERS
         if long <= period
     )
+
+
+# The most events a window can be asked to hold before it counts: a million requests a second for a
+# year is about 3e13. A larger min_events leaves every window inconclusive forever, so no tier could
+# ever fire; it is refused rather than accepted as a silent off switch.
+MAX_EVENTS = 1e14
 
 
 _ACTION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -385,6 +401,16 @@ class BudgetConsumedSpec(_Frozen):
     within: Duration
 
 
+def _plausible_events(value: float | None) -> float | None:
+    if value is not None and value > MAX_EVENTS:
+        raise ValueError(
+            f"{value:g} events is more than any window holds (a million requests a second for a year is "
+            f"3e13), so every window would stay inconclusive and nothing could ever fire; use the number "
+            f"of events a window needs before it counts, at most {MAX_EVENTS:g}, e.g. 50"
+        )
+    return value
+
+
 class CanarySpec(_Frozen):
     """``canary:``: judge each value of ``label`` on its own, and halt the rollout of a burning one.
 
@@ -395,7 +421,7 @@ class CanarySpec(_Frozen):
     label: str
     baseline: str | None = Field(default=None, min_length=1)
     windows: tuple[Duration, ...] | None = None
-    burn_limit: float | None = Field(default=None, gt=0)
+    burn_limit: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     confidence: float = Field(default=0.95, gt=0.5, lt=1)
     method: Literal["exact", "wilson"] = "exact"
     compare_baseline: bool = True
@@ -403,7 +429,7 @@ class CanarySpec(_Frozen):
     streak: int = Field(default=1, ge=1, le=100)
     cooldown: Duration = timedelta(minutes=5)
     resolve_after: Duration = timedelta(minutes=10)
-    promote_min_events: float | None = Field(default=None, ge=0)
+    promote_min_events: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     # The article's two rules (#6): a latency quantile held for a duration, and a share of the budget
     # consumed within a lookback (another way to write burn_limit and the window).
     latency: CanaryLatencySpec | None = None
@@ -418,6 +444,7 @@ class CanarySpec(_Frozen):
     kind: Literal["canary", "shadow"] = "canary"
 
     check_actions = field_validator("on_burn", "notify")(_action_names)
+    check_events = field_validator("promote_min_events")(_plausible_events)
 
     @field_validator("label")
     @classmethod
@@ -518,11 +545,12 @@ class SLOSpec(_Frozen):
     # budgetguard/v1 additions (rejected in prometheus/v1 files, which must stay loadable by Sloth):
     window: Duration | None = None
     tiers: tuple[TierSpec, ...] | None = None
-    min_events: float | None = Field(default=None, ge=0)
+    min_events: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     canary: CanarySpec | None = None
     freeze: FreezeField = None
 
     check_labels = field_validator("labels")(_check_labels)
+    check_events = field_validator("min_events")(_plausible_events)
 
     @field_validator("name")
     @classmethod
@@ -538,6 +566,14 @@ class SLOSpec(_Frozen):
             raise ValueError(
                 "objective is a percentage strictly between 0 and 100, e.g. 99.9 "
                 "(100 leaves no error budget: every burn rate would be infinite)"
+            )
+        if value < Decimal(1):
+            # 0.999 is a ratio written where a percentage belongs: taken as written it is an objective
+            # of 0.999 %, a budget of 99 %, which no burn could ever use (Pyrra's reader refuses it too).
+            meant = (value * 100).normalize()
+            raise ValueError(
+                f"objective {value} is a percentage, so this asks for {value}% of good events (a budget "
+                f"of {Decimal(100) - value}%); did you mean {meant:f}? Write the percentage, e.g. 99.9"
             )
         return value
 
@@ -713,11 +749,13 @@ class SLO(BaseModel):
 DEFAULT_MIN_EVENTS = 1.0
 
 
-def resolve_tiers(specs: tuple[TierSpec, ...] | None, period: timedelta) -> tuple[BurnTier, ...]:
+def resolve_tiers(
+    specs: tuple[TierSpec, ...] | None, period: timedelta, error_budget: Fraction | None = None
+) -> tuple[BurnTier, ...]:
     if specs is None:
         return default_tiers(period)
     resolved = []
-    for spec in specs:
+    for index, spec in enumerate(specs):
         if spec.long_window > period:
             raise FieldError(
                 "tiers",
@@ -731,6 +769,16 @@ def resolve_tiers(specs: tuple[TierSpec, ...] | None, period: timedelta) -> tupl
             assert spec.burn_rate is not None  # the model validator guarantees exactly one
             rate = spec.burn_rate
             fraction = Fraction(rate) * Fraction(spec.long_window / period)
+        if error_budget is not None and rate * error_budget > 1:
+            # The error ratio cannot pass 100 %: a burn rate above 1/budget asks for more than that.
+            field = "burn_rate" if spec.budget_percent is None else "budget_percent"
+            raise FieldError(
+                f"tiers[{index}].{field}",
+                f"a {rate:,.6g}x burn needs an error ratio of {rate * float(error_budget) * 100:,.6g}%, "
+                f"which no service can reach, so this tier can never fire; at this objective the "
+                f"highest burn rate is {float(1 / error_budget):,.6g}x (all requests failing); use a "
+                "lower one, e.g. 14.4 (the workbook's fast page)",
+            )
         resolved.append(
             BurnTier(
                 severity=spec.severity,
@@ -791,6 +839,14 @@ def resolve_canary(
                     f"tell versions apart; group by it, e.g. "
                     f"sum by ({spec.label}) (rate(...[{{{{.window}}}}]))",
                 )
+    if spec.burn_limit is not None and error_budget is not None and spec.burn_limit * error_budget > 1:
+        raise FieldError(
+            "canary.burn_limit",
+            f"a {spec.burn_limit:,.6g}x burn limit needs an error ratio of "
+            f"{spec.burn_limit * float(error_budget) * 100:,.6g}%, which no version can reach, so no "
+            f"canary would ever be halted; at this objective the highest is {float(1 / error_budget):,.6g}x; "
+            "use a lower one, or leave burn_limit out for the fastest page tier's",
+        )
     fastest = _fastest_page_tier(tiers)
     consumption = _budget_consumption(spec, period, error_budget)
     windows = spec.windows if consumption is None else (consumption.within,)
@@ -895,7 +951,7 @@ def native_only_fields(spec: SLOSpec) -> list[str]:
 def build_slo(document: SLOFile, spec: SLOSpec, source: str = "") -> SLO:
     """Turn one validated entry of a file into an engine-ready SLO (ValueError on tier problems)."""
     window = spec.window or DEFAULT_WINDOW
-    tiers = resolve_tiers(spec.tiers, window)
+    tiers = resolve_tiers(spec.tiers, window, 1 - Fraction(spec.objective) / 100)
     if not tiers:
         raise FieldError(
             "tiers",

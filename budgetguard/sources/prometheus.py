@@ -107,8 +107,9 @@ class PrometheusConfig:
         if parsed.userinfo:
             raise ConfigError("prometheus url must not contain credentials: use basic_auth or bearer_token")
         if parsed.scheme not in ("http", "https") or not parsed.host:
+            example = f"http://{self.url}" if "://" not in self.url else "http://127.0.0.1:9090"
             raise ConfigError(
-                f"prometheus url {self.url!r} must be an absolute http(s) URL such as http://127.0.0.1:9090"
+                f"prometheus url {self.url!r} must be an absolute http(s) URL with its scheme, e.g. {example}"
             )
         if parsed.query or parsed.fragment:
             raise ConfigError("prometheus url must not have a query string or fragment; use a path prefix")

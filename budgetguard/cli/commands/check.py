@@ -1,4 +1,9 @@
-"""``budgetguard check``: validate SLO files and list every problem; 0 all valid, 2 otherwise."""
+"""``budgetguard check``: validate SLO files as ``budgetguard run`` would; 0 all valid, 2 otherwise.
+
+It reads the same config file as ``run`` (``--config``, ``$BUDGETGUARD_CONFIG`` or ``./budgetguard.yaml``)
+and judges the actions the files name against it, so a file ``check`` passes is one ``run`` takes; it
+says on stderr which config it read.
+"""
 
 from __future__ import annotations
 
@@ -6,35 +11,41 @@ import argparse
 from pathlib import Path
 from typing import TextIO
 
-from budgetguard.cli._common import EXIT_OK, EXIT_SPEC, Subcommands, report_problems
+from budgetguard.cli._common import EXIT_OK, EXIT_SPEC, Subcommands, config_file, report_problems
 
 
 def add_parsers(commands: Subcommands) -> None:
     check = commands.add_parser(
         "check",
         help="validate SLO files and list every problem",
-        description="Validate SLO files; exit 0 when all are valid, 2 otherwise.",
+        description="Validate SLO files as `budgetguard run` would, against the same config file; exit 0 "
+        "when all are valid, 2 otherwise.",
     )
-    check.add_argument("paths", nargs="+", metavar="PATH", help="SLO files or directories of them")
     check.add_argument(
-        "--config", type=Path, metavar="FILE", help="also check action names against this config's actions"
+        "paths", nargs="*", metavar="PATH", help="SLO files or directories (default: the config's slo_paths)"
+    )
+    check.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="the config file `budgetguard run` reads, whose actions the SLOs may name (default "
+        "$BUDGETGUARD_CONFIG, else ./budgetguard.yaml when it exists)",
     )
 
 
 def handle(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from budgetguard.loader import KnownActions, load_paths
+    from budgetguard.config import describe_config, known_actions, load_settings
+    from budgetguard.core.errors import ConfigError
+    from budgetguard.loader import load_paths
 
-    actions: KnownActions | None = None
-    if args.config is not None:
-        from budgetguard.config import known_actions, load_settings
-        from budgetguard.core.errors import ConfigError
-
-        try:
-            actions = known_actions(load_settings(args.config))
-        except ConfigError as exc:
-            print(exc, file=err)
-            return EXIT_SPEC
-    loaded = load_paths(args.paths, actions)
+    config = config_file(args)
+    try:
+        settings = load_settings(config)
+    except ConfigError as exc:
+        print(exc, file=err)
+        return EXIT_SPEC
+    loaded = load_paths(args.paths or settings.slo_paths, known_actions(settings))
+    print(f"checked against {describe_config(config)}", file=err)
     if not loaded.ok:
         report_problems(loaded, err)
         return EXIT_SPEC

@@ -150,3 +150,4 @@ def exit_code(evaluations: Sequence[Evaluation]) -> int:
     if Verdict.ERROR in verdicts:
         return EXIT_SOURCE
     return EXIT_OK
+

@@ -91,7 +91,11 @@ def handle(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if args.output is None:
         out.write(text)
         return EXIT_OK
-    args.output.write_text(text, encoding="utf-8")
+    try:
+        args.output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        print(f"cannot write the rules to {args.output}: {exc.strerror}; give a file path with -o", file=err)
+        return EXIT_SPEC
     print(
         f"{len(loaded.slos)} SLO(s) from {len(loaded.files)} file(s): rules written to {args.output}",
         file=out,

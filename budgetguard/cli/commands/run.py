@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 from typing import Any, TextIO
 
-from budgetguard.cli._common import EXIT_SPEC, Subcommands, prometheus_settings
+from budgetguard.cli._common import EXIT_SPEC, Subcommands, config_file, prometheus_settings
 
 
 def add_parsers(commands: Subcommands) -> None:
@@ -19,7 +19,12 @@ def add_parsers(commands: Subcommands) -> None:
     )
     run.add_argument("paths", nargs="*", metavar="PATH", help="SLO files or directories (default: slos)")
     run.add_argument("--prometheus", metavar="URL", help="base URL of the metrics source")
-    run.add_argument("--config", type=Path, metavar="FILE", help="YAML config file")
+    run.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="YAML config file (default $BUDGETGUARD_CONFIG, else ./budgetguard.yaml when it exists)",
+    )
     run.add_argument("--db", type=Path, metavar="FILE", help="SQLite file (default budgetguard.db)")
     run.add_argument("--listen", metavar="HOST:PORT", help="HTTP address (default 127.0.0.1:8731)")
     run.add_argument("--interval", metavar="DURATION", help="evaluation interval (default 30s)")
@@ -41,7 +46,7 @@ def handle(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if prometheus := prometheus_settings(args):
         overrides["prometheus"] = prometheus
     try:
-        settings = load_settings(args.config, overrides)
+        settings = load_settings(config_file(args), overrides)
     except ConfigError as exc:
         print(exc, file=err)
         return EXIT_SPEC

@@ -25,6 +25,7 @@ Pure: parsed YAML in, drafts out.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -110,6 +111,8 @@ def read(document: Document) -> tuple[list[Draft], list[SpecProblem]]:
     spec = (root / "spec").for_slo(name)
     identity = collector.attempt(lambda: _identity(metadata.for_slo(name)))
     collector.attempt(lambda: spec.required().mapping(_SPEC, what="a Pyrra ServiceLevelObjective's spec"))
+    if not isinstance(spec.value, Mapping):  # nothing under it can be read: say only that
+        return [], collector.problems
     objective = collector.attempt(lambda: _target(spec / "target"))
     description = collector.attempt((spec / "description").description)
     window = collector.attempt((spec / "window").duration)

@@ -14,6 +14,7 @@ Pure: parsed YAML in, drafts out (``_common.finish`` validates them).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import partial
 from typing import Any
 
@@ -45,6 +46,8 @@ def read(document: Document) -> tuple[list[Draft], list[SpecProblem]]:
     collector.attempt(lambda: root.mapping(_TOP, what="a PrometheusServiceLevel"))
     spec = root / "spec"
     collector.attempt(lambda: spec.required().mapping(_SPEC, what="a PrometheusServiceLevel's spec"))
+    if not isinstance(spec.value, Mapping):  # nothing under it can be read: say only that
+        return [], collector.problems
     service = collector.attempt((spec / "service").text)
     labels = collector.attempt((spec / "labels").strings)
     collector.attempt(lambda: _no_plugins(spec / "sloPlugins"))
@@ -62,7 +65,7 @@ def read(document: Document) -> tuple[list[Draft], list[SpecProblem]]:
 
 
 def _slos(at: Field, collector: Collector) -> list[Field]:
-    items = collector.attempt(at.required().items)
+    items = collector.attempt(lambda: at.required().items())
     if items == []:
         collector.problems.append(at.problem("declare at least one SLO", "add an entry under spec.slos"))
     return items or []
