@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
@@ -165,6 +166,16 @@ class PrometheusSettings(BaseModel):
             partial_response=self.partial_response,
             compression=self.compression,
         )
+
+    @field_validator("url")
+    @classmethod
+    def _absolute_url(cls, value: str) -> str:
+        # Checked with the settings, so `run` refuses it before anything starts (exit 2, not a traceback).
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            example = f"http://{value}" if "://" not in value else "http://127.0.0.1:9090"
+            raise ValueError(f"{value!r} must be an absolute http(s) URL with its scheme, e.g. {example}")
+        return value
 
     def bearer(self) -> str | None:
         return _resolve(self.bearer_token, "prometheus.bearer_token")

@@ -81,8 +81,9 @@ def check(query: str, *, prefix: str = "", suffix: str = "") -> SyntaxProblem | 
     if len(text) <= _LOCATE_UP_TO:
         found = _locate(text[: len(text) - len(suffix)], suffix)
         unknown = _UNKNOWN_FUNCTION.match(message)
-        if unknown:  # the name parses as a metric; the error is the name, not the "(" after it
-            found = max(text.rfind(unknown.group(1), 0, found), 0)
+        if unknown:  # the name parses as a metric; the error is the call, not what the prefix says
+            call = re.search(rf"(?<![\w:]){re.escape(unknown.group(1))}\s*\(", text)
+            found = call.start() if call else found
         offset = min(max(found - len(prefix), 0), len(query))
     return SyntaxProblem(message, offset, query)
 
