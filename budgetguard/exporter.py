@@ -109,6 +109,34 @@ class MetricsView(Protocol):
         ...
 
 
+class HealthView(Protocol):
+    """What the daemon knows of its own health, for the alerts issue 13 asked for (all read at scrape time).
+
+    Kept apart from ``MetricsView`` so that a view of verdicts alone (a test's, ``budgetguard eval``'s)
+    needs none of it; the series below are absent when no ``HealthView`` is given.
+    """
+
+    def open_incidents(self) -> Mapping[tuple[str, str], int]:
+        """(service, slo) -> canary incidents open now."""
+        ...
+
+    def paused(self) -> Sequence[tuple[str, str]]:
+        """(service, slo) of every guard paused now."""
+        ...
+
+    def store_problem(self) -> str | None:
+        """Why the store cannot be written now, or None when the last write (or probe) worked."""
+        ...
+
+    def config_file_problems(self) -> int:
+        """Problems in the last reload of the config file (0 when it was taken)."""
+        ...
+
+
+# A source error of one of these kinds says the source itself failed, not one SLO's query.
+SOURCE_DOWN_REASONS = frozenset({"unavailable", "timeout", "auth", "protocol"})
+
+
 class Exporter:
     """budgetguard's metrics over a ``MetricsView``, in a registry of its own.
 
@@ -116,7 +144,14 @@ class Exporter:
     tests pass a fake one.
     """
 
-    def __init__(self, view: MetricsView, *, version: str, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        view: MetricsView,
+        *,
+        version: str,
+        clock: Callable[[], float] = time.time,
+        health: HealthView | None = None,
+    ) -> None:
         self._registry = CollectorRegistry()
         self._clock = clock
         self._lock = threading.Lock()
@@ -150,6 +185,8 @@ class Exporter:
             registry=self._registry,
         )
         self._registry.register(_StateCollector(view, self._cycle_state, version))
+        if health is not None:
+            self._registry.register(_HealthCollector(view, health))
 
     @property
     def registry(self) -> CollectorRegistry:
@@ -222,6 +259,56 @@ class _StateCollector(Collector):
             value=self._view.config_errors(),
         )
         yield InfoMetricFamily("budgetguard_build", "budgetguard's version and Python's.", value=self._build)
+
+
+class _HealthCollector(Collector):
+    """The guard's own state: open incidents, pauses, the store, the config file and the source."""
+
+    def __init__(self, view: MetricsView, health: HealthView) -> None:
+        self._view = view
+        self._health = health
+
+    def collect(self) -> Iterator[Metric]:
+        opened = GaugeMetricFamily(
+            "budgetguard_canary_incidents_open",
+            "Canary incidents open now, by service and SLO (absent for SLOs without one).",
+            labels=["service", "slo"],
+        )
+        for (service, slo), count in sorted(self._health.open_incidents().items()):
+            opened.add_metric([service, slo], count)
+        yield opened
+        paused = GaugeMetricFamily(
+            "budgetguard_canary_guard_paused",
+            "1 for each SLO whose canary guard is paused now (`budgetguard pause`): it halts nothing.",
+            labels=["service", "slo"],
+        )
+        for service, slo in sorted(self._health.paused()):
+            paused.add_metric([service, slo], 1.0)
+        yield paused
+        yield GaugeMetricFamily(
+            "budgetguard_store_writable",
+            "1 while the store takes writes, 0 while it does not: decisions are not stored, so no "
+            "canary is halted.",
+            value=0.0 if self._health.store_problem() else 1.0,
+        )
+        yield GaugeMetricFamily(
+            "budgetguard_config_errors",
+            "Problems in the last reload of the config file (0 when it was taken; the last good "
+            "config stays in force).",
+            value=self._health.config_file_problems(),
+        )
+        evaluations = list(self._view.latest_evaluations())
+        if evaluations:
+            down = all(
+                ev.verdict is Verdict.ERROR and (ev.error_kind or "") in SOURCE_DOWN_REASONS
+                for ev in evaluations
+            )
+            yield GaugeMetricFamily(
+                "budgetguard_source_up",
+                "0 when the last evaluation of every SLO failed for a reason of the source itself "
+                "(unreachable, timing out, refusing the credentials, answering nonsense), else 1.",
+                value=0.0 if down else 1.0,
+            )
 
 
 class _SLOFamilies:

@@ -23,7 +23,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from budgetguard import __version__
 from budgetguard.cli import main
 from budgetguard.core import policy
+from budgetguard.core.canary import Counts, judge_versions
 from budgetguard.core.policy import Evaluation, Observation
+from budgetguard.core.verdict import Verdict
 from budgetguard.exporter import Exporter
 from tests.helpers import slo_from
 
@@ -131,15 +133,38 @@ def _evaluations() -> list[Evaluation]:
     burning = {timedelta(hours=1): 0.02, timedelta(minutes=5): 0.02}
     observations = {w: Observation(w, burning.get(w, 0.0005), 1e4) for w in slo.windows()}
     other = slo.model_copy(update={"name": "latency"})
-    return [policy.evaluate(slo, observations, at), policy.failed(other, at, "down", "unavailable")]
+    canaried = slo_from(CANARY)
+    assert canaried.canary is not None
+    counts = {w: {"v1": Counts(0, 60_000), "v2": Counts(30, 300)} for w in canaried.canary.windows}
+    versions = judge_versions(canaried.canary, canaried.error_budget, counts, {"v1": 1e6})
+    return [
+        policy.evaluate(slo, observations, at),
+        policy.failed(other, at, "down", "unavailable"),
+        Evaluation(canaried, at, Verdict.HEALTHY, "service", canaries=versions),
+    ]
+
+
+CANARY = """
+version: budgetguard/v1
+service: checkout
+slos:
+  - name: canary
+    objective: 99.9
+    sli:
+      events:
+        error_query: sum by (version) (rate(http_requests_total{code=~"5.."}[{{.window}}]))
+        total_query: sum by (version) (rate(http_requests_total[{{.window}}]))
+    canary: {label: version, windows: [1m]}
+"""
 
 
 @pytest.fixture(scope="module")
 def exported() -> frozenset[str]:
     """Every sample name of a real exposition, histogram _bucket/_count/_sum included."""
-    exporter = Exporter(_ListView(_evaluations()), version=__version__)
+    exporter = Exporter(_ListView(_evaluations()), version=__version__, health=_Health())
     exporter.observe_cycle(0.5, 2)
     exporter.count_source_error("unavailable")
+    exporter.count_delivery("abort-checkout", "failed")
     body, _ = exporter.render()
     names = frozenset(s.name for f in text_string_to_metric_families(body.decode()) for s in f.samples)
     assert "budgetguard_slo_time_to_exhaustion_seconds" in names  # the fixture exercises every series
@@ -154,6 +179,22 @@ class _ListView:
         return self._evaluations
 
     def config_errors(self) -> int:
+        return 0
+
+
+class _Health:
+    """A daemon's health with one of everything, so every health series is exported."""
+
+    def open_incidents(self) -> dict[tuple[str, str], int]:
+        return {("checkout", "availability"): 1}
+
+    def paused(self) -> list[tuple[str, str]]:
+        return [("checkout", "availability")]
+
+    def store_problem(self) -> str | None:
+        return None
+
+    def config_file_problems(self) -> int:
         return 0
 
 
@@ -173,7 +214,7 @@ def _alert_rules() -> list[dict[str, Any]]:
 def test_promtool_check_rules_accepts_the_alert_rules() -> None:
     result = promtool("check", "rules", "--lint-fatal", str(ALERTS))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 6 rules found" in result.stdout
+    assert "SUCCESS: 13 rules found" in result.stdout
 
 
 @pytest.mark.e2e  # runs promtool or starts a real Prometheus/VictoriaMetrics
@@ -209,6 +250,14 @@ def test_every_alert_has_a_severity_a_summary_a_description_and_a_runbook_hint()
         "BudgetguardEvaluationsStale",
         "BudgetguardSourceErrors",
         "BudgetguardConfigErrors",
+        # issue 13: the guard's own failures
+        "BudgetguardDeliveryGivenUp",
+        "BudgetguardDeliveriesFailing",
+        "BudgetguardCanaryIncidentOpen",
+        "BudgetguardCanaryBurning",
+        "BudgetguardSourceDown",
+        "BudgetguardStoreNotWritable",
+        "BudgetguardConfigFileRefused",
     }
     for rule in rules:
         assert rule["labels"]["severity"] in {"page", "ticket"}, rule["alert"]
@@ -323,6 +372,18 @@ def test_the_dashboard_has_the_panels_the_operators_need() -> None:
         assert "timeseries" in using(metric), metric
     assert "stat" in using("budgetguard_last_evaluation_timestamp_seconds")
     assert "stat" in using("budgetguard_slo_config_errors")
+    # issue 13: deliveries failed or given up, incidents open, canaries burning, the source failing,
+    # the store failing, config errors, pauses
+    assert "timeseries" in using("budgetguard_action_deliveries_total")
+    for metric in (
+        "budgetguard_canary_incidents_open",
+        "budgetguard_slo_canary_verdict",
+        "budgetguard_source_up",
+        "budgetguard_store_writable",
+        "budgetguard_config_errors",
+        "budgetguard_canary_guard_paused",
+    ):
+        assert "stat" in using(metric), metric
     burn = next(p for p in panels if any("budgetguard_slo_burn_rate" in t["expr"] for t in p["targets"]))
     thresholds = {t["refId"] for t in burn["targets"] if "tier_burn_rate_threshold" in t["expr"]}
     dashed = [
