@@ -21,7 +21,8 @@ from enum import StrEnum
 
 from budgetguard.core.durations import format_duration
 from budgetguard.core.ports import Sample
-from budgetguard.core.spec import SLO, WINDOW_PLACEHOLDER, LatencySLI
+from budgetguard.core.promql import WINDOW_PLACEHOLDER
+from budgetguard.core.spec import SLO, LatencySLI
 
 # The label that tags each part of a combined query. An ordinary label name: the API returns it as is.
 PART_LABEL = "budgetguard_query"

@@ -32,7 +32,7 @@ from pydantic import (
 
 from budgetguard.core import promql
 from budgetguard.core.durations import format_duration, parse_duration
-from budgetguard.core.promql import WINDOW_PLACEHOLDER as WINDOW_PLACEHOLDER
+from budgetguard.core.promql import WINDOW_PLACEHOLDER
 
 NATIVE_VERSION = "budgetguard/v1"
 SLOTH_VERSION = "prometheus/v1"

@@ -58,7 +58,8 @@ from budgetguard.core.formats._common import (
     percent,
 )
 from budgetguard.core.formats._promql import bad_from_good, parse_selector, rate_sum, summed_selector
-from budgetguard.core.spec import DEFAULT_WINDOW, WINDOW_PLACEHOLDER
+from budgetguard.core.promql import WINDOW_PLACEHOLDER
+from budgetguard.core.spec import DEFAULT_WINDOW
 
 API_VERSION = "openslo/v1"
 SHORT_WINDOW_ANNOTATION = "budgetguard.dev/short-window"
