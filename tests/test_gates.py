@@ -756,6 +756,75 @@ def test_rollback_decisions(
     assert reason in answer.body["reason"]
 
 
+PARTIAL = "the source marked the response as partial (isPartial)"
+
+
+def partial(scenario: str) -> Evaluation:
+    """The same evaluation, as read from an answer the source flagged as partial."""
+    return replace(evaluation(scenario), warnings=(PARTIAL,))
+
+
+@pytest.mark.parametrize(
+    ("gate", "scenario", "guard", "status", "field", "value", "reason"),
+    [
+        pytest.param(
+            gates.flagger_rollback,
+            "burning",
+            {},
+            403,
+            "rollback",
+            False,
+            "never rolled back on partial data",
+            id="Flagger is not asked to roll back a canary burning on partial data",
+        ),
+        pytest.param(
+            gates.flagger_rollback,
+            "burning",
+            {"open_incidents": frozenset({"v2"})},
+            200,
+            "rollback",
+            True,
+            "an incident is open for version=v2",
+            id="an incident opened on whole data still rolls back during partial data",
+        ),
+        pytest.param(
+            gates.flagger_promotion,
+            "healthy enough",
+            {},
+            403,
+            "promote",
+            False,
+            "no promotion without whole data",
+            id="partial data never promotes",
+        ),
+    ],
+)
+def test_the_pull_gates_act_on_partial_data_as_the_push_path_does(
+    gate: gates.Gate,
+    scenario: str,
+    guard: dict[str, Any],
+    status: int,
+    field: str,
+    value: bool,
+    reason: str,
+) -> None:
+    answer = decide(gate, partial(scenario), "v2", **guard)
+    assert answer.status == status
+    assert answer.body[field] is value
+    assert reason in answer.body["reason"]
+
+
+def test_argo_is_not_told_to_abort_on_partial_data() -> None:
+    answer = decide(gates.argo_metric, partial("burning"), "v2")
+    assert answer.status == 200
+    data = answer.body["data"]
+    assert data["ok"] is True and data["promote"] is False
+    assert data["verdict"] == "burning"  # what was read is still shown
+    assert "nothing is halted on it" in data["reason"]
+    whole = decide(gates.argo_metric, evaluation("burning"), "v2").body["data"]
+    assert whole["ok"] is False
+
+
 @pytest.mark.parametrize(
     ("ev", "canary", "guard", "status", "reason"),
     [

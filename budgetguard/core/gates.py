@@ -15,7 +15,8 @@ statuses its own way, so each answer is shaped to its caller:
 One rule decides all three. A canary is halted when it is BURNING or has an open incident, and promoted
 only when it is HEALTHY on enough requests (``healthy_enough``) with nothing open. A paused guard halts
 nothing and promotes nothing. A failed evaluation (ERROR) never halts by itself: a Prometheus outage must
-not roll back every canary in the cluster; an incident opened before the outage still does.
+not roll back every canary in the cluster; an incident opened before the outage still does. Partial data
+(the source flagged its answer) halts and promotes nothing either, as on the push path (``guard.decide``).
 
 A shadow (``canary: {kind: shadow}``, a dark launch) serves no user: the rollback hook never asks Flagger
 to roll one back (403 always), while the promotion gates refuse it by the same rule as a canary.
@@ -186,10 +187,20 @@ def _no_canary_block(ev: Evaluation) -> GateAnswer | None:
     )
 
 
+def _partial(ev: Evaluation) -> str | None:
+    """Why the evaluation's data is partial (the source's own warning), or None when it is whole."""
+    return ev.warnings[0] if ev.warnings else None
+
+
 def _halt_reason(ev: Evaluation, focus: _Focus) -> str | None:
-    """Why the canary must stop (whether or not the guard is paused), or None."""
+    """Why the canary must stop (whether or not the guard is paused), or None.
+
+    A burning verdict read from partial data halts nothing, as on the push path (``guard.decide``
+    judges no canary that cycle): the missing part may be the baseline's errors. An incident opened
+    on whole data still halts.
+    """
     decider = focus.decider
-    if decider is not None and decider.verdict is Verdict.BURNING:
+    if decider is not None and decider.verdict is Verdict.BURNING and _partial(ev) is None:
         return decider.reason
     if focus.open:
         versions = ", ".join(focus.named(v) for v in focus.open)
@@ -212,8 +223,8 @@ def _summary(ev: Evaluation, focus: _Focus) -> str:
     return f"no canary version of {ev.slo.id} has traffic in the canary windows yet"
 
 
-def _promote_block(ev: Evaluation, focus: _Focus, guard: GuardStatus) -> str | None:
-    """Why the canary may not be promoted, or None when it may."""
+def _promote_block_on_data(ev: Evaluation, focus: _Focus, guard: GuardStatus) -> str | None:
+    """Why the canary may not be promoted on what was read, or None when it may."""
     if guard.paused:
         return "guard paused; promote by hand"
     if focus.open:
@@ -284,6 +295,14 @@ def flagger_rollback(
             f"the latest evaluation failed ({ev.reason}); a fault never causes a rollback by itself",
             str(ev.verdict),
         )
+    partial = _partial(ev)
+    if partial is not None:
+        return answer(
+            False,
+            f"the latest evaluation read partial data ({partial}); a canary is never rolled back on "
+            f"partial data: {_summary(ev, focus)}",
+            _verdict(ev, focus),
+        )
     return answer(False, _summary(ev, focus), _verdict(ev, focus))
 
 
@@ -318,6 +337,15 @@ def flagger_promotion(
     return answer(block is None, block or _summary(ev, focus), _verdict(ev, focus), focus)
 
 
+def _promote_block(ev: Evaluation, focus: _Focus, guard: GuardStatus) -> str | None:
+    """Why the canary may not be promoted, or None when it may: never on partial data."""
+    block = _promote_block_on_data(ev, focus, guard)
+    partial = _partial(ev)
+    if block is None and partial is not None:
+        return f"the latest evaluation read partial data ({partial}); no promotion without whole data"
+    return block
+
+
 def argo_metric(slo_id: str, ev: Evaluation | None, guard: GuardStatus, canary: str | None) -> GateAnswer:
     """An Argo Rollouts web metric: 200 with ``{"data": {...}}`` whenever a verdict exists, else 503."""
     if ev is None:
@@ -337,6 +365,9 @@ def argo_metric(slo_id: str, ev: Evaluation | None, guard: GuardStatus, canary: 
         reason = f"guard paused for {slo_id}: this gate passes; {halt or _summary(ev, focus)}"
     else:
         reason = halt or _summary(ev, focus)
+    partial = _partial(ev)
+    if partial is not None and halt is None:
+        reason = f"partial data from the source ({partial}): nothing is halted on it; {reason}"
     decider = focus.decider
     judgement = None if decider is None else decider.judgement
     events, needed = _events(focus)
