@@ -765,15 +765,13 @@ def partial(scenario: str) -> Evaluation:
 
 
 @pytest.mark.parametrize(
-    ("gate", "scenario", "guard", "status", "field", "value", "reason"),
+    ("gate", "scenario", "guard", "status", "reason"),
     [
         pytest.param(
             gates.flagger_rollback,
             "burning",
             {},
             403,
-            "rollback",
-            False,
             "never rolled back on partial data",
             id="Flagger is not asked to roll back a canary burning on partial data",
         ),
@@ -782,8 +780,6 @@ def partial(scenario: str) -> Evaluation:
             "burning",
             {"open_incidents": frozenset({"v2"})},
             200,
-            "rollback",
-            True,
             "an incident is open for version=v2",
             id="an incident opened on whole data still rolls back during partial data",
         ),
@@ -792,8 +788,6 @@ def partial(scenario: str) -> Evaluation:
             "healthy enough",
             {},
             403,
-            "promote",
-            False,
             "no promotion without whole data",
             id="partial data never promotes",
         ),
@@ -804,13 +798,11 @@ def test_the_pull_gates_act_on_partial_data_as_the_push_path_does(
     scenario: str,
     guard: dict[str, Any],
     status: int,
-    field: str,
-    value: bool,
     reason: str,
 ) -> None:
     answer = decide(gate, partial(scenario), "v2", **guard)
     assert answer.status == status
-    assert answer.body[field] is value
+    assert answer.body["rollback" if gate is gates.flagger_rollback else "promote"] is (status == 200)
     assert reason in answer.body["reason"]
 
 
