@@ -953,3 +953,44 @@ def test_a_corrupted_record_is_skipped_not_fatal(path: Path) -> None:
         conn.commit()
     with Store(path) as store:
         assert store.latest([slo]) == {}
+
+
+def test_the_write_probe_is_a_real_write_and_says_why_it_failed(tmp_path: Path) -> None:
+    """Issue 13: the probe took the write lock and rolled back, which works on a store that can no
+    longer write a page. A process whose files may not grow past 4 KiB (RLIMIT_FSIZE, a real limit the
+    kernel enforces, even for root) can still take the lock; only a committed write shows the
+    failure. Run in a child process so the limit never touches pytest's own files."""
+    script = textwrap.dedent(
+        """
+        import resource, signal, sys
+        from budgetguard.store import Store
+
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of being killed
+        store = Store(sys.argv[1])
+        print("before:", store.write_problem())
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, resource.RLIM_INFINITY))
+        print("limited:", store.write_problem())
+        print("writable:", store.writable())
+        resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+        print("after:", store.write_problem())
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "bg.db")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "before: None"
+    assert lines[1].startswith(f"limited: the store {tmp_path / 'bg.db'} refuses writes: ")
+    assert lines[2] == "writable: False"
+    assert lines[3] == "after: None"
+
+
+def test_a_closed_store_says_so_as_its_write_problem(store: Store, path: Path) -> None:
+    assert store.write_problem() is None
+    store.close()
+    assert store.write_problem() == f"the store {path} is closed"

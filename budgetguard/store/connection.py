@@ -1,7 +1,7 @@
 """One SQLite connection shared by the threads of a process: opening, migrating, transactions, health.
 
 The file must survive a crash at any instant, so every write runs in an explicit transaction
-(``BEGIN IMMEDIATE`` ... ``COMMIT``) and a lock serialises the threads, so ``writable()`` from the HTTP
+(``BEGIN IMMEDIATE`` ... ``COMMIT``) and a lock serialises the threads, so ``write_problem()`` from the HTTP
 thread waits for a cycle's transaction rather than failing on it. The file is opened in WAL mode
 (readers never block the cycle's writer) with ``synchronous=NORMAL`` (a power loss may lose the last
 cycles, never corrupt the file). A new file gets 16 KiB pages and ``auto_vacuum=INCREMENTAL`` before its
@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -249,32 +250,41 @@ class Connection:
     # -- health and lifecycle ----------------------------------------------------------------------
 
     def writable(self) -> bool:
-        """Whether a write could start now: takes and releases the write lock (for /readyz).
+        """Whether a real write commits now (``write_problem`` is None)."""
+        return self.write_problem() is None
 
-        Detects a closed store, a file that became read-only and another process holding the lock;
-        a full disk shows only when a real write fails.
+    def write_problem(self) -> str | None:
+        """None when a real write commits now, else why not, in words for /readyz.
+
+        A real write, committed: the probe's row gets the time of the probe (a new value, since
+        SQLite skips writing a row that does not change). Taking the write lock and rolling back (what
+        this probe did before) succeeds on a file that became read-only or a full disk, and a pod that
+        can store no decision must not look ready. Detects a closed store, a read-only file or file
+        system, a file that may not grow, and another process holding the lock.
         """
         with self._lock:
             if self._closed:
-                return False
+                return f"the store {self.path} is closed"
             conn = self._db.conn
             if conn.in_transaction:  # this thread is inside a transaction: it holds the lock
-                return True
+                return None
             probe_ms = int(_PROBE_BUSY_TIMEOUT / timedelta(milliseconds=1))
             try:
                 conn.execute(f"PRAGMA busy_timeout = {min(probe_ms, self._busy_timeout_ms)}")
                 conn.execute("BEGIN IMMEDIATE")
-                conn.execute("ROLLBACK")
+                conn.execute(
+                    "INSERT OR REPLACE INTO write_probe (id, probed_at) VALUES (1, ?)", [time.time()]
+                )
+                conn.execute("COMMIT")
             except sqlite3.Error as exc:
-                log.warning("the database %s is not writable: %s", self.path, exc)
                 self._rollback()
-                return False
+                return f"the store {self.path} refuses writes: {exc}"
             finally:
                 try:
                     conn.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
                 except sqlite3.Error:
                     log.warning("cannot restore the busy timeout on %s", self.path, exc_info=True)
-            return True
+            return None
 
     def close(self) -> None:
         """Checkpoint the WAL into the file and close; closing twice is harmless."""

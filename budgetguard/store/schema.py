@@ -29,6 +29,8 @@ Schema (version 3; ``PRAGMA user_version`` is the applied migration's number)::
     guard_pauses      (migration 2) SLOs whose guard is paused: paused_at, until (NULL: until resumed),
       by, reason
     incidents.affected  (migration 3) who is affected (``affected.to_record`` JSON), NULL until the
+    write_probe       (migration 4) one row that the readiness probe rewrites with the time: a real
+      write, since SQLite skips rewriting a row with its own value
 
 Migrations only append; the file records the last one applied in ``PRAGMA user_version``. The slot
 expression is here beside the index that spells it, because a query that spells it differently makes
@@ -178,6 +180,18 @@ MIGRATIONS: tuple[Migration, ...] = (
         3,
         "who is affected: the breakdown of an incident's canary errors",
         ("ALTER TABLE incidents ADD COLUMN affected TEXT",),
+    ),
+    Migration(
+        4,
+        "the readiness probe's row: readiness is a real write",
+        (
+            """
+            CREATE TABLE write_probe (
+                id INTEGER PRIMARY KEY CHECK (id = 1),
+                probed_at REAL NOT NULL
+            )
+            """,
+        ),
     ),
 )
 

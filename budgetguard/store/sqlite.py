@@ -29,7 +29,7 @@ from budgetguard.store.schema import MIGRATIONS, Migration
 class Store:
     """One SQLite file, opened once per process; its methods may be called from several threads.
 
-    A lock serialises them, so ``writable()`` from the HTTP thread waits for a cycle's transaction
+    A lock serialises them, so ``write_problem()`` from the HTTP thread waits for a cycle's transaction
     rather than failing on it.
     """
 
@@ -186,8 +186,12 @@ class Store:
     # -- health and lifecycle ----------------------------------------------------------------------
 
     def writable(self) -> bool:
-        """Whether a write could start now: takes and releases the write lock (for /readyz)."""
+        """Whether a real write commits now (for /readyz)."""
         return self._db.writable()
+
+    def write_problem(self) -> str | None:
+        """None when a real write commits now, else why not (``connection.Database.write_problem``)."""
+        return self._db.write_problem()
 
     def close(self) -> None:
         """Checkpoint the WAL into the file and close; closing twice is harmless."""
