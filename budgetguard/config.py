@@ -261,6 +261,21 @@ class Settings(BaseSettings):
         default="INFO", description="INFO logs verdict changes and reloads, not every cycle."
     )
     log_json: bool = Field(default=False, description="One JSON object per line, for log shippers.")
+    log_min_interval: Duration = Field(
+        default=timedelta(minutes=1),
+        description="Changes of state (an SLO's verdict, the source failing or recovering, the store, an "
+        "action's deliveries) are logged when they happen, but each subject at most this often; the "
+        "changes in between are counted in its next line. A minute keeps a flapping source to one line "
+        "a minute while a new failure still shows at once.",
+    )
+    max_request_body: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        le=1024 * 1024 * 1024,
+        description="Largest request body the HTTP API reads, in bytes; larger ones are refused with 413 "
+        "before they are read. 1 MiB is a thousand times a Flagger webhook, and small enough that a "
+        "flood of them cannot stall the event loop the guard runs in.",
+    )
     api_token: Secret = Field(
         default=None,
         description="Bearer token the API requires: {file: /path} (BUDGETGUARD_API_TOKEN__FILE), "
@@ -332,6 +347,43 @@ class Settings(BaseSettings):
 def known_actions(settings: Settings) -> KnownActions:
     """Action names and the placeholders each uses, for checking SLO files at load."""
     return {name: placeholders_of(config) for name, config in settings.actions.items()}
+# What a reload of the config file cannot change in a running daemon: the socket is bound, the store
+# open, the API's token built into its routes and the log's format set. A reload that changes one of
+# these names it in the log and keeps the running value until a restart.
+RESTART_REQUIRED: tuple[str, ...] = ("listen", "db", "api_token", "api_token_file", "log_json")
+
+
+def changed_settings(old: Settings, new: Settings) -> list[str]:
+    """The settings that differ, as dotted names (``prometheus.url``, ``actions.abort-checkout``).
+
+    Secrets compare by value without being printed: only the names of changed settings come out.
+    """
+    changed: list[str] = []
+    for name in Settings.model_fields:
+        before, after = getattr(old, name), getattr(new, name)
+        if isinstance(before, BaseModel) and isinstance(after, BaseModel):
+            changed += [
+                f"{name}.{inner}"
+                for inner in type(before).model_fields
+                if _plain(getattr(before, inner)) != _plain(getattr(after, inner))
+            ]
+        elif isinstance(before, dict) and isinstance(after, dict):
+            changed += [
+                f"{name}.{key}"
+                for key in sorted(set(before) | set(after))
+                if _plain(before.get(key)) != _plain(after.get(key))
+            ]
+        elif _plain(before) != _plain(after):
+            changed.append(name)
+    return changed
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="python")
+    return value
 
 
 def split_listen(value: str) -> tuple[str, int]:

@@ -8,6 +8,7 @@ next cycle, and the command line works while the daemon is down.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -16,7 +17,7 @@ from budgetguard.core import affected
 from budgetguard.core.errors import ControlError
 from budgetguard.core.guard import Decision, Delivery, Incident, IncidentState, resolve, resolve_entries_from
 from budgetguard.core.records import format_time
-from budgetguard.store import OutboxRow
+from budgetguard.store import OutboxRow, OutboxStatus
 
 
 class ControlStore(Protocol):
@@ -50,6 +51,9 @@ class ControlStore(Protocol):
 class Control:
     store: ControlStore
     delivery: Delivery
+    # The SLO ids the daemon judges, when known (the daemon's own, or the config's SLO files for the
+    # command line): a pause of any other id is refused, since it would silently pause nothing.
+    declared: Collection[str] | None = None
 
     def _incident(self, incident_id: str) -> Incident:
         found = self.store.incident(incident_id)
@@ -58,7 +62,19 @@ class Control:
         return found
 
     def incidents(self, state: IncidentState | None = None, limit: int = 100) -> list[dict[str, Any]]:
-        return [incident_record(i) for i in self.store.incidents(state=state, limit=limit)]
+        """Incidents, newest first, each with the deliveries that failed or are being retried: a halt
+        that did not happen shows in the list, not only in a log line."""
+        return [
+            {**incident_record(i), "delivery_problems": self._delivery_problems(i.id)}
+            for i in self.store.incidents(state=state, limit=limit)
+        ]
+
+    def _delivery_problems(self, incident_id: str) -> list[dict[str, Any]]:
+        return [
+            row.as_record()
+            for row in self.store.outbox(incident_id=incident_id)
+            if row.status is OutboxStatus.FAILED or (row.status is OutboxStatus.PENDING and row.attempts > 0)
+        ]
 
     def show(self, incident_id: str) -> dict[str, Any]:
         incident = self._incident(incident_id)
@@ -92,8 +108,20 @@ class Control:
     def pause(
         self, slo_id: str, at: datetime, *, until: datetime | None, by: str, reason: str
     ) -> dict[str, Any]:
+        if self.declared is not None and slo_id not in self.declared:
+            known = ", ".join(sorted(self.declared)[:10]) or "none"
+            more = f" and {len(self.declared) - 10} more" if len(self.declared) > 10 else ""
+            raise ControlError(
+                404,
+                f"no SLO {slo_id!r} is declared, so there is no guard to pause (declared: {known}{more}); "
+                "give SERVICE/SLO as budgetguard check lists it",
+            )
         self.store.pause(slo_id, at, until=until, by=by, reason=reason)
         return self.store.pauses(at)[slo_id]
+
+    def pauses(self, at: datetime) -> list[dict[str, Any]]:
+        """The pauses in force at ``at``, by SLO id."""
+        return [pause for _, pause in sorted(self.store.pauses(at).items())]
 
     def resume(self, slo_id: str) -> bool:
         return self.store.resume(slo_id)
