@@ -26,12 +26,11 @@ from typing import Any, Protocol
 from budgetguard.core.guard import Incident, IncidentState
 from budgetguard.core.policy import Evaluation
 from budgetguard.core.verdict import Verdict
+from budgetguard.exporter import SOURCE_DOWN_REASONS
 from budgetguard.statelog import StateLog
 
 log = logging.getLogger("budgetguard")
 
-# Kinds of error verdict that say the source itself failed, not one SLO's query (exporter.SOURCE_DOWN_REASONS).
-SOURCE_FAILURES = frozenset({"unavailable", "timeout", "auth", "protocol"})
 # /readyz is unauthenticated: its real write is made at most this often, whatever the probe rate.
 PROBE_EVERY = 1.0
 
@@ -97,7 +96,11 @@ class GuardHealth:
     def _observe_source(self, evaluations: Sequence[Evaluation]) -> None:
         if not evaluations:
             return
-        failed = [ev for ev in evaluations if ev.verdict is Verdict.ERROR and (ev.error_kind or "") in SOURCE_FAILURES]
+        failed = [
+            ev
+            for ev in evaluations
+            if ev.verdict is Verdict.ERROR and (ev.error_kind or "") in SOURCE_DOWN_REASONS
+        ]
         if len(failed) == len(evaluations):
             kinds = sorted({str(ev.error_kind) for ev in failed})
             self.states.observe(
@@ -113,9 +116,13 @@ class GuardHealth:
             return
         before = self.states.state("source")
         if before is not None and before.startswith("failing"):
-            self.states.observe("source", "ok", logging.INFO, "the metrics source %s answers again", self.source_url)
+            self.states.observe(
+                "source", "ok", logging.INFO, "the metrics source %s answers again", self.source_url
+            )
         elif before is None:
-            self.states.observe("source", "ok", logging.INFO, "the metrics source %s answers", self.source_url)
+            self.states.observe(
+                "source", "ok", logging.INFO, "the metrics source %s answers", self.source_url
+            )
 
     def note(self, subject: str, text: str) -> None:
         """A note of the guard's (a canary not judged this cycle), logged when it changes."""
