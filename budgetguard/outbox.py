@@ -28,6 +28,7 @@ from typing import Protocol
 
 from budgetguard.core.errors import BudgetguardError
 from budgetguard.core.ports import Action, ActionOutcome, ActionResult, EventKind
+from budgetguard.statelog import StateLog
 from budgetguard.store import OutboxRow, OutboxStatus
 
 log = logging.getLogger(__name__)
@@ -99,8 +100,12 @@ class OutboxWorker:
         jitter: Callable[[], float] = random.random,
         poll: timedelta = timedelta(seconds=1),
         on_result: Callable[[str, ActionOutcome], None] | None = None,
+        states: StateLog | None = None,
     ) -> None:
         self._store = store
+        # With a StateLog, an action's retries log when its deliveries start or stop failing, at most
+        # once per interval, rather than one line per attempt (issue 13); a delivery given up always logs.
+        self._states = states
         self._actions = actions
         self._retry = retry or RetryPolicy()
         self._limit = asyncio.Semaphore(concurrency)
@@ -196,6 +201,14 @@ class OutboxWorker:
         if status is not None:
             log_at = logging.WARNING if status is OutboxStatus.FAILED else logging.INFO
             log.log(log_at, "%s %s: %s (%s)", row.action, row.idempotency_key, status, result.detail)
+            if self._states is not None and status is not OutboxStatus.FAILED:
+                self._states.observe(
+                    f"delivery:{row.action}",
+                    "ok",
+                    logging.INFO,
+                    "deliveries of action %s succeed",
+                    row.action,
+                )
             resend = _resend_after(action) if status is OutboxStatus.DELIVERED else None
             wants_resend = resend is not None and row.request.event is EventKind.TRIGGER
             self._record(
@@ -215,14 +228,28 @@ class OutboxWorker:
         wait = self._retry.delay(attempts, self._jitter())
         if result.retry_after is not None:
             wait = max(wait, result.retry_after)
-        log.warning(
-            "%s %s: attempt %d failed (%s); next in %.1fs",
-            row.action,
-            row.idempotency_key,
-            attempts,
-            result.detail,
-            wait.total_seconds(),
-        )
+        if self._states is None:
+            log.warning(
+                "%s %s: attempt %d failed (%s); next in %.1fs",
+                row.action,
+                row.idempotency_key,
+                attempts,
+                result.detail,
+                wait.total_seconds(),
+            )
+        else:
+            self._states.observe(
+                f"delivery:{row.action}",
+                "failing",
+                logging.WARNING,
+                "deliveries of action %s are failing: %s %s: attempt %d failed (%s); retried with backoff "
+                "(`budgetguard incidents` lists them)",
+                row.action,
+                row.action,
+                row.idempotency_key,
+                attempts,
+                result.detail,
+            )
         self._record(row, OutboxStatus.PENDING, result.status, result.detail, next_attempt_at=now + wait)
 
     def _resend_done(self, action: Action, row: OutboxRow, result: ActionResult) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,6 +15,7 @@ from budgetguard.core.errors import ControlError
 from budgetguard.core.guard import Decision, Delivery, Incident, OutboxEntry, idempotency_key
 from budgetguard.core.ports import ActionOutcome, ActionRequest, ActionResult, EventKind
 from budgetguard.outbox import OutboxWorker, RetryPolicy
+from budgetguard.statelog import StateLog
 from budgetguard.store import OutboxStatus, Store
 
 T0 = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
@@ -197,3 +199,26 @@ def test_retention_drops_incidents_resolved_long_ago_and_keeps_open_ones(store: 
     assert len(store.incidents()) == 1
     store.prune(later)
     assert store.incidents() == [] and store.outbox() == []
+
+
+def test_with_a_state_log_failing_deliveries_log_once_and_their_recovery_once(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 13: a target down for a while logs when it starts failing and when it recovers, not once
+    per attempt (the StateLog's interval is longer than the whole outage here)."""
+    caplog.set_level(logging.INFO)
+    action = Scripted("abort", DOWN, DOWN, DOWN, DOWN, DOWN, OK)
+    write(store, OutboxEntry("abort", request("abort"), dry_run=False))
+    clock = Clock()
+    states = StateLog(logging.getLogger("budgetguard.outbox"), timedelta(hours=1), clock=lambda: 0.0)
+    worker = OutboxWorker(store, {"abort": action}, clock=clock, jitter=lambda: 0.0, states=states)
+    run_until_quiet(worker, clock, steps=60, step=timedelta(seconds=1))
+    assert len(action.calls) == 6
+    failing = [r.getMessage() for r in caplog.records if "are failing" in r.getMessage()]
+    assert failing == [
+        "deliveries of action abort are failing: abort inc-1.abort.trigger: attempt 1 failed "
+        "(503 Service Unavailable); retried with backoff (`budgetguard incidents` lists them)"
+    ]
+    assert not [r for r in caplog.records if "attempt 2 failed" in r.getMessage()]
+    states.flush()  # within the interval: the recovery is held, and then logged once it passes
+    assert states.state("delivery:abort") == "failing"
