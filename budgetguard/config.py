@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -348,10 +349,36 @@ class Settings(BaseSettings):
 def known_actions(settings: Settings) -> KnownActions:
     """Action names and the placeholders each uses, for checking SLO files at load."""
     return {name: placeholders_of(config) for name, config in settings.actions.items()}
+
+
 # What a reload of the config file cannot change in a running daemon: the socket is bound, the store
 # open, the API's token built into its routes and the log's format set. A reload that changes one of
 # these names it in the log and keeps the running value until a restart.
-RESTART_REQUIRED: tuple[str, ...] = ("listen", "db", "api_token", "api_token_file", "log_json")
+# The source, its engine, the outbox's retry policy and the HTTP limits are built once, at start, too.
+RESTART_REQUIRED: tuple[str, ...] = (
+    "listen",
+    "db",
+    "api_token",
+    "api_token_file",
+    "log_json",
+    "prometheus",
+    "query_mode",
+    "delivery",
+    "misfire_grace",
+    "max_request_body",
+)
+
+
+@dataclass(frozen=True)
+class ConfigSource:
+    """Where the daemon's settings come from, so that a reload reads them exactly as the start did: the
+    config file (None: defaults and environment only) overlaid by the flags that were given."""
+
+    path: Path | None
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+
+    def load(self) -> Settings:
+        return load_settings(self.path, self.overrides)
 
 
 def changed_settings(old: Settings, new: Settings) -> list[str]:

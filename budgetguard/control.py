@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from budgetguard.core import affected
@@ -45,6 +45,10 @@ class ControlStore(Protocol):
     def resume(self, slo_id: str) -> bool: ...
 
     def pauses(self, now: datetime) -> dict[str, dict[str, Any]]: ...
+
+
+# The longest pause: a year (the HTTP API's limit on "for" too).
+MAX_PAUSE = timedelta(days=366)
 
 
 @dataclass(frozen=True)
@@ -108,6 +112,12 @@ class Control:
     def pause(
         self, slo_id: str, at: datetime, *, until: datetime | None, by: str, reason: str
     ) -> dict[str, Any]:
+        if until is not None and until - at > MAX_PAUSE:
+            raise ControlError(
+                400,
+                f"a pause is at most {MAX_PAUSE.days} days; a guard off for longer should be taken out of "
+                "the SLO file (remove its canary: block), where everyone sees it",
+            )
         if self.declared is not None and slo_id not in self.declared:
             known = ", ".join(sorted(self.declared)[:10]) or "none"
             more = f" and {len(self.declared) - 10} more" if len(self.declared) > 10 else ""

@@ -34,6 +34,7 @@ from budgetguard.core.ports import Affected, MetricsSource
 from budgetguard.core.spec import SLO
 from budgetguard.core.verdict import QueryMode, Verdict
 from budgetguard.exporter import Exporter
+from budgetguard.health import GuardHealth
 from budgetguard.readmodel import State
 from budgetguard.store import Store
 
@@ -90,6 +91,7 @@ class Cycle:
         jitter: timedelta = timedelta(0),
         last_opened: dict[tuple[str, str], datetime] | None = None,
         affected_timeout: timedelta = AFFECTED_QUERY_TIMEOUT,
+        health: GuardHealth | None = None,
     ) -> None:
         self.state = state
         self._engine = engine
@@ -102,9 +104,20 @@ class Cycle:
         self._jitter = jitter
         self._last_opened: dict[tuple[str, str], datetime] = dict(last_opened or {})
         self._affected_timeout = affected_timeout
+        # What the cycle saw, for the logs by change of state and for readiness (issue 13).
+        self._health = health
         self._streaks: dict[tuple[str, str], Streak] = {}
         self._background: set[asyncio.Task[None]] = set()
         self.task: asyncio.Task[None] | None = None  # the cycle running now, for a clean stop
+
+    @property
+    def delivery(self) -> Delivery:
+        return self._delivery
+
+    def configure(self, *, delivery: Delivery, jitter: timedelta) -> None:
+        """A reloaded config file's delivery policy (actions, dry runs) and jitter, from the next cycle."""
+        self._delivery = delivery
+        self._jitter = jitter
 
     async def run(self) -> None:
         self.task = asyncio.current_task()
@@ -127,11 +140,16 @@ class Cycle:
 
         try:
             self._store.record_cycle(evaluations, extra=write_decisions)
-        except BudgetguardError:
+        except BudgetguardError as exc:
             # Decisions are not taken until they are stored: the next cycle decides again from the
             # same streaks, so a failed write delays an action by a cycle and never loses it.
-            log.exception("could not record the cycle; verdicts are kept in memory and exported")
+            if self._health is None:
+                log.exception("could not record the cycle; verdicts are kept in memory and exported")
+            else:  # logged once per change of state, and /readyz turns 503 saying why
+                self._health.record_write(str(exc))
         else:
+            if self._health is not None:
+                self._health.record_write(None)
             self._streaks = streaks
             self._after_decisions(decisions, evaluations)
         self._publish(evaluations)
@@ -140,12 +158,15 @@ class Cycle:
         log.debug("cycle %d: %d SLO(s) in %.3fs", self.state.cycles, len(slos), duration)
 
     def _publish(self, evaluations: Sequence[Evaluation]) -> None:
-        """The cycle's verdicts become the latest of each SLO still in force, logging what changed."""
+        """The cycle's verdicts become the latest of each SLO still in force, logging what changed (with
+        ``health``: each SLO's first verdict too, and the source failing or recovering)."""
         ids = {slo.id for slo in self.state.slos}
+        if self._health is not None:
+            self._health.observe_cycle([ev for ev in evaluations if ev.slo.id in ids])
         for ev in evaluations:
             if ev.slo.id in ids:
                 previous = self.state.latest.get(ev.slo.id)
-                if previous is not None and previous.verdict is not ev.verdict:
+                if self._health is None and previous is not None and previous.verdict is not ev.verdict:
                     log.info("%s: %s -> %s: %s", ev.slo.id, previous.verdict, ev.verdict, ev.reason)
                 if ev.query_mode != QueryMode.RAW and (
                     previous is None or previous.query_mode != ev.query_mode
@@ -186,8 +207,11 @@ class Cycle:
             for key in mine:
                 streaks.pop(key, None)
             streaks.update(new)
-            for note in decision.notes:
-                log.info("%s", note)
+            if self._health is not None:
+                self._health.notes(slo_id, decision.notes)
+            else:
+                for note in decision.notes:
+                    log.info("%s", note)
             if not decision.empty:
                 decisions.append(decision)
         return decisions, streaks

@@ -7,9 +7,12 @@ The behaviour lives elsewhere: one evaluation cycle and its decisions in ``budge
 the API and the exporter read in ``budgetguard.readmodel``.
 
 APScheduler (3.x, asyncio) runs one evaluation cycle per interval (never two at once, late cycles
-coalesced), hourly retention, and a watch on the SLO files. Signals: SIGTERM/SIGINT stop cleanly
-(finish or cancel the cycle, flush the store, exit 0); SIGHUP reloads the SLO files. An invalid new set
-of files keeps the last good one running and is reported in the logs, the metrics and the API. At
+coalesced), hourly retention, and a watch on the SLO files and the config file. Signals: SIGTERM/SIGINT
+stop cleanly (finish or cancel the cycle, flush the store, exit 0); SIGHUP reloads the config file
+(``budgetguard.reconfigure``: what changed is applied or named as needing a restart) and the SLO files.
+An invalid new config or set of files keeps the last good one running and is reported in the logs, the
+metrics and the API. The daemon's own health (``budgetguard.health``) logs by change of state, at most
+once per ``log_min_interval`` per subject, and answers /readyz with a real write. At
 start-up, actions that can check their targets (an Istio VirtualService's owners) are asked once, in
 the background, and what they say is logged as warnings.
 """
@@ -18,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import json
 import logging
 import signal
@@ -34,7 +36,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from budgetguard import __version__, memory
 from budgetguard.actions import build_action
-from budgetguard.config import Settings, known_actions, split_listen
+from budgetguard.config import ConfigSource, Settings, known_actions, split_listen
 from budgetguard.control import Control
 from budgetguard.core import guard
 from budgetguard.core.errors import BudgetguardError
@@ -44,11 +46,14 @@ from budgetguard.core.verdict import QueryMode
 from budgetguard.cycle import Cycle, delivery_of
 from budgetguard.engine import Engine
 from budgetguard.exporter import Exporter
+from budgetguard.health import GuardHealth
 from budgetguard.loader import KnownActions, discover, load_paths
 from budgetguard.outbox import OutboxWorker, RetryPolicy
 from budgetguard.readmodel import ReadModel, State
+from budgetguard.reconfigure import ConfigReload
 from budgetguard.recording import RecordingEngine
 from budgetguard.sources.prometheus import PrometheusSource
+from budgetguard.statelog import StateLog
 from budgetguard.store import Store
 from budgetguard.web import HttpServer, create_app
 
@@ -123,6 +128,16 @@ class SloFiles:
         self._actions = actions
         self.state = state
         self._fingerprint: tuple[tuple[str, int, int], ...] = ()
+
+    def configure(self, paths: Sequence[Path], actions: KnownActions) -> None:
+        """A reloaded config's SLO paths and declared actions, for the next (re)load."""
+        self._paths = paths
+        self._actions = actions
+
+    @property
+    def declared(self) -> frozenset[str]:
+        """The ids of the SLOs in force: a pause of any other is refused (``control.Control``)."""
+        return frozenset(slo.id for slo in self.state.slos)
 
     def load_initial(self) -> bool:
         loaded = load_paths(self._paths, self._actions)
@@ -206,6 +221,9 @@ class Daemon:
     exporter: Exporter
     server: HttpServer
     stack: contextlib.AsyncExitStack
+    health: GuardHealth
+    config: ConfigReload
+    scheduler: AsyncIOScheduler | None = None
 
     async def __aenter__(self) -> Daemon:
         return self
@@ -216,13 +234,33 @@ class Daemon:
         await self.stack.aclose()
 
     def reload(self, why: str) -> None:
+        """The config file first (its actions and SLO paths are what the SLO files are judged by), then
+        the SLO files; an SLO the reload removed logs its first verdict again if it comes back."""
+        before = self.files.declared
+        self.config.reload(why)
+        self.settings = self.config.settings
         self.files.reload(why, self.store)
+        self.health.forget_slos(before - self.files.declared)
 
     async def watch(self) -> None:
+        if self.config.changed_on_disk():
+            self.reload("config file changed")
+            return
         await self.files.watch(self.store)
 
+    def reschedule(self, settings: Settings) -> None:
+        """A reloaded interval or file-watch period, from the next run of each job."""
+        if self.scheduler is None:
+            return
+        self.scheduler.reschedule_job(
+            "evaluate", trigger=IntervalTrigger(seconds=settings.interval.total_seconds())
+        )
+        self.scheduler.reschedule_job(
+            "watch", trigger=IntervalTrigger(seconds=settings.reload_poll.total_seconds())
+        )
+
     def prune(self) -> None:
-        settings = self.settings
+        settings = self.config.settings
         report = self.store.prune(datetime.now(tz=UTC), settings.retention_raw, settings.retention)
         log.info("retention: %s", report)
 
@@ -271,6 +309,7 @@ class Daemon:
             next_run_time=datetime.now(tz=UTC),
         )
         scheduler.start()
+        self.scheduler = scheduler
         log.info(
             "budgetguard %s: %d SLO(s), every %s, source %s, listening on %s",
             __version__,
@@ -302,9 +341,10 @@ class Daemon:
         return 0
 
 
-async def build(settings: Settings, files: SloFiles) -> Daemon:
+async def build(settings: Settings, files: SloFiles, config: ConfigSource | None = None) -> Daemon:
     """Wire every adapter from ``settings`` around the loaded ``files``; raises ``BudgetguardError``
-    (a secret file that cannot be read, a bad action) after closing whatever it had opened."""
+    (a secret file that cannot be read, a bad action) after closing whatever it had opened. ``config``
+    is where the settings came from, read again on SIGHUP (None: settings built in code, not reloaded)."""
     state = files.state
     async with contextlib.AsyncExitStack() as stack:
         source = PrometheusSource(settings.prometheus.source_config())
@@ -316,8 +356,10 @@ async def build(settings: Settings, files: SloFiles) -> Daemon:
         stack.push_async_callback(_close_actions, actions)
         actions.update({name: build_action(name, config) for name, config in settings.actions.items()})
         delivery = delivery_of(settings)
-        view = ReadModel(state, store)
-        exporter = Exporter(view, version=__version__)
+        states = StateLog(log, settings.log_min_interval)
+        health = GuardHealth(store, states, source_url=settings.prometheus.url)
+        view = ReadModel(state, store, readiness=health.readiness)
+        exporter = Exporter(view, version=__version__, health=health)
         retry = settings.delivery
         outbox = OutboxWorker(
             store,
@@ -325,6 +367,7 @@ async def build(settings: Settings, files: SloFiles) -> Daemon:
             retry=RetryPolicy(retry.backoff_base, retry.backoff_max, retry.give_up_after),
             concurrency=retry.concurrency,
             on_result=lambda action, outcome: exporter.count_delivery(action, str(outcome)),
+            states=states,
         )
         engine = RecordingEngine(source) if settings.query_mode is QueryMode.RECORDING else Engine(source)
         cycle = Cycle(
@@ -337,15 +380,29 @@ async def build(settings: Settings, files: SloFiles) -> Daemon:
             wake=outbox.wake,
             jitter=settings.jitter,
             last_opened=store.last_opened(),
+            health=health,
         )
         state.latest = store.latest(state.slos)
         host, port = split_listen(settings.listen)
         warning = exposure_warning(host, api_token is not None)
         if warning:
             log.warning("%s (listening on %s)", warning, settings.listen)
-        control = functools.partial(Control, store, delivery)
-        app = create_app(view, exporter, api_token, control=control, on_change=outbox.wake, history=source)
-        return Daemon(
+        reload = ConfigReload(config, settings, actions=actions, cycle=cycle, files=files, health=health)
+
+        def control() -> Control:
+            # The delivery policy and the declared SLOs as they are now, after any reload.
+            return Control(store, cycle.delivery, declared=files.declared)
+
+        app = create_app(
+            view,
+            exporter,
+            api_token,
+            control=control,
+            on_change=outbox.wake,
+            history=source,
+            max_body=settings.max_request_body,
+        )
+        daemon = Daemon(
             settings=settings,
             files=files,
             store=store,
@@ -357,17 +414,22 @@ async def build(settings: Settings, files: SloFiles) -> Daemon:
             exporter=exporter,
             server=HttpServer(app, host, port),
             stack=stack.pop_all(),
+            health=health,
+            config=reload,
         )
+        reload.reschedule = daemon.reschedule
+        return daemon
 
 
-async def run(settings: Settings) -> int:
-    """The daemon from settings to a clean stop: 0, or 2 when it cannot start (told in the logs)."""
+async def run(settings: Settings, config: ConfigSource | None = None) -> int:
+    """The daemon from settings to a clean stop: 0, or 2 when it cannot start (told in the logs).
+    ``config``: where the settings came from, read again on SIGHUP and when the file changes."""
     files = SloFiles(settings.slo_paths, known_actions(settings), State())
     if not files.load_initial():
         log.error("not starting: fix the SLO files above (budgetguard check lists the problems)")
         return 2
     try:
-        daemon = await build(settings, files)
+        daemon = await build(settings, files, config)
     except BudgetguardError as exc:
         log.error("not starting: %s", exc)
         return 2

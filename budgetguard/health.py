@@ -124,12 +124,13 @@ class GuardHealth:
                 "source", "ok", logging.INFO, "the metrics source %s answers", self.source_url
             )
 
-    def note(self, subject: str, text: str) -> None:
-        """A note of the guard's (a canary not judged this cycle), logged when it changes."""
-        self.states.observe(f"note:{subject}", text, logging.INFO, "%s", text)
-
-    def clear_note(self, subject: str) -> None:
-        self.states.forget(f"note:{subject}")
+    def notes(self, subject: str, texts: Sequence[str]) -> None:
+        """The guard's notes on ``subject`` this cycle (a canary not judged), logged when they change;
+        none (the canaries judged again) is recorded without a line at INFO."""
+        if texts:
+            self.states.observe(f"note:{subject}", "\n".join(texts), logging.INFO, "%s", "; ".join(texts))
+        else:
+            self.states.observe(f"note:{subject}", "", logging.DEBUG, "%s: canaries judged again", subject)
 
     def forget_slos(self, ids: Iterable[str]) -> None:
         """SLOs a reload removed: if one comes back, its first verdict is logged again."""

@@ -33,11 +33,18 @@ class ReadModel:
     """The state and the store, as the HTTP API (``budgetguard.web.ApiView``) and the exporter see them."""
 
     def __init__(
-        self, state: State, store: Store, clock: Callable[[], datetime] = lambda: datetime.now(tz=UTC)
+        self,
+        state: State,
+        store: Store,
+        clock: Callable[[], datetime] = lambda: datetime.now(tz=UTC),
+        *,
+        readiness: Callable[[int], tuple[bool, str]] | None = None,
     ) -> None:
         self.state = state
         self._store = store
         self._clock = clock
+        # The daemon's ``health.GuardHealth.readiness``: a real write, saying why it fails.
+        self._readiness = readiness
 
     def latest_evaluations(self) -> Sequence[Evaluation]:
         return [self.state.latest[slo.id] for slo in self.state.slos if slo.id in self.state.latest]
@@ -49,6 +56,8 @@ class ReadModel:
         return list(self.state.problems)
 
     def readiness(self) -> tuple[bool, str]:
+        if self._readiness is not None:
+            return self._readiness(self.state.cycles)
         if self.state.cycles == 0:
             return False, "the first evaluation cycle has not finished yet"
         if not self._store.writable():

@@ -49,6 +49,10 @@ class StateLog:
         self._clock = clock
         self._subjects: dict[str, _Subject] = {}
 
+    def set_interval(self, min_interval: timedelta) -> None:
+        """A reloaded ``log_min_interval``."""
+        self._interval = min_interval.total_seconds()
+
     def state(self, subject: str) -> str | None:
         """The last state logged for ``subject`` (None before its first)."""
         found = self._subjects.get(subject)

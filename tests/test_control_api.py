@@ -123,7 +123,12 @@ def run_cli(*args: str) -> tuple[int, str, str]:
     return code, out.getvalue(), err.getvalue()
 
 
-def test_the_command_line_does_the_same_on_the_store(store: Store, tmp_path: Path) -> None:
+def test_the_command_line_does_the_same_on_the_store(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No config file: not the checkout's ./budgetguard.yaml, which every command finds from the repo root.
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("BUDGETGUARD_CONFIG", raising=False)
     db = str(tmp_path / "bg.db")
     code, out, _ = run_cli("incidents", "--db", db)
     assert code == 0 and "inc-1" in out and "version=v2" in out
@@ -143,3 +148,28 @@ def test_the_command_line_does_the_same_on_the_store(store: Store, tmp_path: Pat
     assert json.loads(out)["state"] == "resolved"
     code, _, err = run_cli("incidents", "--db", str(tmp_path / "none.db"))
     assert code == 2 and "no store" in err
+
+
+def test_a_failed_delivery_shows_in_the_incident_list(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 13: a rollout abort answered 404 showed only as a WARNING line, nothing in the incident list."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("BUDGETGUARD_CONFIG", raising=False)
+    [abort, pager] = store.outbox()
+    store.record_attempt(
+        abort.id,
+        status=OutboxStatus.FAILED,
+        at=INCIDENT.opened_at,
+        last_status=404,
+        detail="HTTP 404: not found",
+    )
+    code, out, _ = run_cli("incidents", "--db", str(tmp_path / "bg.db"))
+    assert code == 0
+    assert (
+        f"    ! delivery {abort.id} abort failed after 1 attempt(s): HTTP 404: not found "
+        f"(budgetguard incidents retry {abort.id})"
+    ) in out
+    assert f"delivery {pager.id}" not in out  # pending and never tried: not a problem yet
+    [listed] = Api(store, TOKEN).call("GET", "/api/v1/incidents").json()["incidents"]
+    assert [(d["action"], d["status"]) for d in listed["delivery_problems"]] == [("abort", "failed")]

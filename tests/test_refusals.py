@@ -8,6 +8,7 @@ line (``main``) on real files and asserts the exit code, the message and that no
 from __future__ import annotations
 
 import io
+import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from budgetguard.cli import EXIT_SPEC, main
+from budgetguard.store import Store
 
 NATIVE = """\
 version: budgetguard/v1
@@ -69,6 +71,10 @@ class Case:
 
 def corrupt_store(root: Path) -> None:
     (root / "bg.db").write_bytes(b"SQLite format 3\x00" + os.urandom(4000))
+
+
+def empty_store(root: Path) -> None:
+    Store(root / "bg.db").close()
 
 
 CASES = {
@@ -192,6 +198,24 @@ CASES = {
         ["budgetguard pause: cannot open the budgetguard database bg.db"],
         prepare=corrupt_store,
     ),
+    "pause of an SLO the config's SLO files do not declare": Case(
+        {"slos/s.yaml": native()},
+        ["pause", "shop/nope", "--db", "bg.db"],
+        ["no SLO 'shop/nope' is declared, so there is no guard to pause (declared: shop/availability)"],
+        prepare=empty_store,
+    ),
+    "pause for longer than a year": Case(
+        {"slos/s.yaml": native()},
+        ["pause", "shop/availability", "--for", "400d", "--db", "bg.db"],
+        ["a pause is at most 366 days"],
+        prepare=empty_store,
+    ),
+    "pause with neither an SLO nor --list": Case(
+        {},
+        ["pause", "--db", "bg.db"],
+        ["pause needs SERVICE/SLO, or --list for the pauses in force"],
+        prepare=empty_store,
+    ),
     "history with a --since longer than Prometheus durations": Case(
         {},
         ["history", "shop/availability", "--db", "bg.db", "--since", "999999999999d"],
@@ -262,3 +286,36 @@ def test_the_readme_run_line_finds_the_checkouts_config() -> None:
     finally:
         os.chdir(old)
     assert "checked against config file budgetguard.yaml" in err.getvalue()
+
+
+def test_pause_list_shows_the_pauses_in_force(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("BUDGETGUARD_CONFIG", raising=False)
+    (tmp_path / "slos").mkdir()
+    (tmp_path / "slos" / "s.yaml").write_text(native())
+    empty_store(tmp_path)
+    out = io.StringIO()
+    assert main(["pause", "--list", "--db", "bg.db"], stdout=out, stderr=io.StringIO()) == 0
+    assert out.getvalue() == "no guard is paused\n"
+    args = [
+        "pause",
+        "shop/availability",
+        "--for",
+        "1h",
+        "--reason",
+        "game day",
+        "--by",
+        "ops",
+        "--db",
+        "bg.db",
+    ]
+    assert main(args, stdout=io.StringIO(), stderr=io.StringIO()) == 0
+    out = io.StringIO()
+    assert main(["pause", "--list", "--db", "bg.db"], stdout=out, stderr=io.StringIO()) == 0
+    line = out.getvalue()
+    assert (
+        line.startswith("shop/availability  paused ") and " by ops  until 20" in line and "game day" in line
+    )
+    out = io.StringIO()
+    assert main(["pause", "--list", "--json", "--db", "bg.db"], stdout=out, stderr=io.StringIO()) == 0
+    assert [p["slo_id"] for p in json.loads(out.getvalue())] == ["shop/availability"]

@@ -9,7 +9,9 @@ reads an ``ApiView`` the daemon provides (``budgetguard.readmodel``) and asks ``
 (incidents and pauses) and ``gates`` (Flagger, Argo Rollouts, the release freeze). ``_auth`` is the one
 auth helper: with an API token configured, /api/ and the gates require ``Authorization: Bearer
 <token>``; Flagger sends no headers, so its gates also accept the token as the webhook's
-``metadata.token``.
+``metadata.token``. ``limits`` bounds every request: a body over ``max_request_body`` is refused with
+413 before it is read (401 first where only a header can carry the token), and a parameter or body
+the routes cannot use is a 400 that names it.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 
 from budgetguard.web import api, gates, health
 from budgetguard.web import control as manual
@@ -24,6 +27,7 @@ from budgetguard.web._auth import Auth
 from budgetguard.web._ports import ApiView, ControlApi, MetricsRenderer, RangeSource
 from budgetguard.web._recovery import RecoveryEstimates
 from budgetguard.web._server import HttpServer
+from budgetguard.web.limits import DEFAULT_MAX_BODY, BodyLimit
 
 __all__ = [
     "ApiView",
@@ -44,10 +48,11 @@ def create_app(
     on_change: Callable[[], None] = lambda: None,
     *,
     history: RangeSource | None = None,
+    max_body: int = DEFAULT_MAX_BODY,
 ) -> Starlette:
     """The HTTP surface. ``control`` gives manual control (incidents, pauses); ``on_change`` runs after
     a change made through it (the daemon wakes its outbox); ``history`` answers the range queries that
-    estimate when a frozen release's budget recovers."""
+    estimate when a frozen release's budget recovers; ``max_body`` bounds request bodies (bytes)."""
     auth = Auth(api_token)
     return Starlette(
         routes=[
@@ -55,5 +60,6 @@ def create_app(
             *api.routes(view, auth),
             *gates.routes(view, auth, RecoveryEstimates(history)),
             *manual.routes(auth, control, on_change),
-        ]
+        ],
+        middleware=[Middleware(BodyLimit, max_bytes=max_body, refuse_early=auth.refusal_before_body)],
     )

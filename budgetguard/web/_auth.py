@@ -14,6 +14,7 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
+from starlette.types import Scope
 
 BEARER_NEEDED = "this API needs 'Authorization: Bearer <token>' (the configured api_token)"
 FLAGGER_TOKEN_NEEDED = (
@@ -42,6 +43,23 @@ class Auth:
         if scheme.lower() == "bearer" and self.matches(given.strip()):
             return True
         return metadata_token is not None and self.matches(metadata_token)
+
+    def refusal_before_body(self, scope: Scope) -> str | None:
+        """The 401 message for a request refused on its headers alone, before its body is read: a path
+        that needs a token and can only get it from the Authorization header. Flagger's gates take the
+        token in their body, and /metrics, /healthz and /readyz need none, so they are left to the routes.
+        """
+        path = str(scope.get("path", ""))
+        if self.token is None or not path.startswith(("/api/", "/gates/")):
+            return None
+        if path.startswith("/gates/flagger/"):
+            return None
+        for name, value in scope.get("headers", []):
+            if name == b"authorization":
+                scheme, _, given = value.decode("latin-1").partition(" ")
+                if scheme.lower() == "bearer" and self.matches(given.strip()):
+                    return None
+        return BEARER_NEEDED
 
     def refusal(
         self, request: Request, *, flagger: bool = False, metadata_token: str | None = None

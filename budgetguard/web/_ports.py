@@ -50,6 +50,10 @@ class ControlApi(Protocol):
 
     def resume(self, slo_id: str) -> bool: ...
 
+    def pauses(self, at: datetime) -> list[dict[str, Any]]:
+        """The pauses in force at ``at``."""
+        ...
+
 
 class MetricsRenderer(Protocol):
     def render(self, accept: str | None = None) -> tuple[bytes, str]: ...

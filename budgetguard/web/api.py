@@ -12,15 +12,17 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from budgetguard.core.durations import parse_duration
 from budgetguard.core.policy import Evaluation
 from budgetguard.core.records import format_time, to_record
 from budgetguard.web._auth import Auth, error
 from budgetguard.web._ports import ApiView
+from budgetguard.web.limits import BadParameter, query_duration, query_int
 
 API_VERSION = "v1"
 DEFAULT_HISTORY = timedelta(hours=6)
 MAX_HISTORY_ROWS = 5000
+# The longest ?since= served: the default retention keeps nothing older (config.Settings.retention).
+MAX_HISTORY = timedelta(days=366)
 
 
 def latest(view: ApiView, slo_id: str) -> Evaluation | None:
@@ -48,10 +50,10 @@ def routes(view: ApiView, auth: Auth) -> list[Route]:
         if found is None:
             return error(404, f"no SLO {slo_id!r} is declared (or it has not been evaluated yet)")
         try:
-            window = parse_duration(request.query_params.get("since", "6h"))
-            limit = min(int(request.query_params.get("limit", str(MAX_HISTORY_ROWS))), MAX_HISTORY_ROWS)
-        except ValueError as exc:
-            return error(400, f"bad query parameter: {exc}; e.g. ?since=1d&limit=100")
+            window = query_duration(request.query_params, "since", "6h", most=MAX_HISTORY)
+            limit = query_int(request.query_params, "limit", MAX_HISTORY_ROWS, low=1, high=MAX_HISTORY_ROWS)
+        except BadParameter as exc:
+            return error(400, f"{exc}; e.g. ?since=1d&limit=100", parameter=exc.parameter)
         since = datetime.now(tz=UTC) - window
         return JSONResponse(
             {

@@ -7,6 +7,7 @@
     POST /api/v1/deliveries/{id}/retry          retry a failed delivery
     POST /api/v1/slos/{service}/{slo}/pause     pause the guard {"by", "for", "reason"}
     POST /api/v1/slos/{service}/{slo}/resume    resume it
+    GET  /api/v1/pauses                         the pauses in force
 
 Reading needs what the JSON API needs; a change also needs an api_token to be configured at all (anyone
 who reaches the port could otherwise stop the guard). The rules are ``budgetguard.control``'s, shared
@@ -15,23 +16,24 @@ with the command line.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from budgetguard.core.durations import parse_duration
 from budgetguard.core.errors import ControlError
 from budgetguard.core.guard import IncidentState
 from budgetguard.web._auth import Auth, error
 from budgetguard.web._ports import ControlApi
+from budgetguard.web.limits import BadParameter, body_duration, json_object
 
 INCIDENT_STATES = ("open", "resolved", "all")
-NOT_A_JSON_OBJECT = 'the body must be a JSON object, e.g. {"by": "alice"}'
+BODY_EXAMPLE = '{"by": "alice"}'
+# The longest pause: a year. A guard paused longer is off, which `resume` says more honestly.
+MAX_PAUSE = timedelta(days=366)
 
 Act = Callable[[ControlApi, dict[str, Any], datetime], Any]
 
@@ -69,20 +71,13 @@ def routes(
                 "changing incidents or pauses over HTTP needs an api_token (anyone who reaches the port "
                 "could otherwise stop the guard); set api_token, or use `budgetguard incidents` on the host",
             )
-        body: dict[str, Any] = {}
-        if changes:
-            raw = await request.body()
-            try:
-                parsed = json.loads(raw) if raw.strip() else {}
-            except ValueError:
-                return error(400, NOT_A_JSON_OBJECT)
-            if not isinstance(parsed, dict):
-                return error(400, NOT_A_JSON_OBJECT)
-            body = parsed
         try:
+            body = json_object(await request.body(), BODY_EXAMPLE) if changes else {}
             result = act(control(), body, datetime.now(tz=UTC))
         except ControlError as exc:
             return error(exc.status, str(exc))
+        except BadParameter as exc:
+            return error(400, str(exc), parameter=exc.parameter)
         except ValueError as exc:
             return error(400, str(exc))
         if changes:
@@ -122,8 +117,8 @@ def routes(
         slo_id = _slo_id(request)
 
         def act(c: ControlApi, body: dict[str, Any], at: datetime) -> Any:
-            duration = body.get("for")
-            until = None if duration in (None, "") else at + parse_duration(str(duration))
+            duration = body_duration(body, "for", most=MAX_PAUSE)
+            until = None if duration is None else at + duration
             reason = body.get("reason", "")
             if not isinstance(reason, str):
                 raise ValueError("'reason' must be a string")
@@ -137,7 +132,11 @@ def routes(
             request, lambda c, _b, _t: {"slo_id": slo_id, "resumed": c.resume(slo_id)}, changes=True
         )
 
+    async def list_pauses(request: Request) -> Response:
+        return await controlled(request, lambda c, _b, at: {"pauses": c.pauses(at)}, changes=False)
+
     return [
+        Route("/api/v1/pauses", list_pauses),
         Route("/api/v1/incidents", list_incidents),
         Route("/api/v1/incidents/{incident}", show_incident),
         Route("/api/v1/incidents/{incident}/ack", ack_incident, methods=["POST"]),

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from budgetguard.cli._common import EXIT_OK, EXIT_SPEC, Subcommands, duration, store_options, store_settings
 
 if TYPE_CHECKING:
+    from budgetguard.config import Settings
     from budgetguard.control import Control
 
 
@@ -39,8 +40,15 @@ def add_parsers(commands: Subcommands) -> None:
     inc.add_argument("--json", action="store_true", help="print JSON")
     store_options(inc)
 
-    pause = commands.add_parser("pause", help="pause the canary guard of one SLO: no new incidents")
-    pause.add_argument("slo_id", metavar="SERVICE/SLO")
+    pause = commands.add_parser(
+        "pause",
+        help="pause the canary guard of one SLO: no new incidents; --list the pauses in force",
+        description="Pause the canary guard of one SLO declared in the SLO files of the config `budgetguard "
+        "run` reads (an SLO that is not declared is refused), or list the pauses in force.",
+    )
+    pause.add_argument("slo_id", nargs="?", metavar="SERVICE/SLO")
+    pause.add_argument("--list", action="store_true", help="list the pauses in force, as GET /api/v1/pauses")
+    pause.add_argument("--json", action="store_true", help="with --list: print JSON")
     pause.add_argument(
         "--for", dest="duration", type=duration, metavar="DURATION", help="until resumed if unset"
     )
@@ -64,13 +72,17 @@ def handle(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if settings is None:
         return EXIT_SPEC
     now = datetime.now(tz=UTC)
+    declared = _declared(settings, err) if args.command == "pause" and not args.list else None
     with Store(settings.db) as store:
-        control = Control(store, delivery_of(settings))
+        control = Control(store, delivery_of(settings), declared=declared)
         try:
             result = _operate(control, args, now)
         except ControlError as exc:
             print(exc, file=err)
             return EXIT_SPEC
+    if args.command == "pause" and args.list and not args.json:
+        _print_pauses(result, out)
+        return EXIT_OK
     if getattr(args, "json", False) or not isinstance(result, list):
         json.dump(result, out, indent=2)
         out.write("\n")
@@ -83,7 +95,40 @@ def handle(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             f"{incident['canary_label']}={incident['canary']}  {incident['reason']}",
             file=out,
         )
+        for row in incident.get("delivery_problems", []):
+            # A halt or page that did not happen shows here, not only in a log line (issue 13).
+            print(
+                f"    ! delivery {row['id']} {row['action']} {row['status']} after {row['attempts']} "
+                f"attempt(s): {row['last_detail']} (budgetguard incidents retry {row['id']})",
+                file=out,
+            )
     return EXIT_OK
+
+
+def _declared(settings: Settings, err: TextIO) -> frozenset[str] | None:
+    """The SLO ids the daemon judges, from the SLO files of its config; None (said on ``err``) when they
+    cannot be read here, and the pause is then taken as given."""
+    from budgetguard.config import known_actions
+    from budgetguard.loader import load_paths
+
+    loaded = load_paths(settings.slo_paths, known_actions(settings))
+    if not loaded.ok:
+        where = ", ".join(map(str, settings.slo_paths))
+        print(f"note: the SLO files ({where}) do not load here, so the SLO id is not checked", file=err)
+        return None
+    return frozenset(slo.id for slo in loaded.slos)
+
+
+def _print_pauses(pauses: list[dict[str, Any]], out: TextIO) -> None:
+    if not pauses:
+        print("no guard is paused", file=out)
+    for pause in pauses:
+        until = pause["until"] or "resumed by hand"
+        print(
+            f"{pause['slo_id']}  paused {pause['paused_at']} by {pause['by']}  until {until}  "
+            f"{pause['reason']}",
+            file=out,
+        )
 
 
 def _operate(control: Control, args: argparse.Namespace, now: datetime) -> Any:
@@ -91,6 +136,10 @@ def _operate(control: Control, args: argparse.Namespace, now: datetime) -> Any:
     from budgetguard.core.guard import IncidentState
 
     if args.command == "pause":
+        if args.list:
+            return control.pauses(now)
+        if args.slo_id is None:
+            raise ControlError(400, "pause needs SERVICE/SLO, or --list for the pauses in force")
         until = None if args.duration is None else now + args.duration
         return control.pause(args.slo_id, now, until=until, by=args.by, reason=args.reason)
     if args.command == "resume":

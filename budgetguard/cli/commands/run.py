@@ -34,7 +34,7 @@ def handle(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     import asyncio
 
     from budgetguard import daemon
-    from budgetguard.config import load_settings
+    from budgetguard.config import ConfigSource
     from budgetguard.core.errors import ConfigError
 
     overrides: dict[str, Any] = {
@@ -45,10 +45,11 @@ def handle(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     }
     if prometheus := prometheus_settings(args):
         overrides["prometheus"] = prometheus
+    source = ConfigSource(config_file(args), {k: v for k, v in overrides.items() if v is not None})
     try:
-        settings = load_settings(config_file(args), overrides)
+        settings = source.load()
     except ConfigError as exc:
         print(exc, file=err)
         return EXIT_SPEC
     daemon.configure_logging(settings.log_level, settings.log_json)
-    return asyncio.run(daemon.run(settings))
+    return asyncio.run(daemon.run(settings, source))
