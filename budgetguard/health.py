@@ -31,6 +31,9 @@ from budgetguard.statelog import StateLog
 
 log = logging.getLogger("budgetguard")
 
+# A reason longer than this is cut in the log (the API and the store keep it whole): a combined query of
+# thirty windows would otherwise fill a screen per line.
+LOGGED_REASON = 400
 # /readyz is unauthenticated: its real write is made at most this often, whatever the probe rate.
 PROBE_EVERY = 1.0
 
@@ -70,6 +73,15 @@ class GuardHealth:
 
     # --- what the cycle saw -------------------------------------------------------------------------
 
+    @staticmethod
+    def _reason(ev: Evaluation) -> str:
+        """The evaluation's reason for the log: without the query when the source itself failed (the
+        query is not the cause), and cut at ``LOGGED_REASON`` characters."""
+        reason = ev.reason
+        if ev.verdict is Verdict.ERROR and (ev.error_kind or "") in SOURCE_DOWN_REASONS:
+            reason = reason.split(" in query: ", 1)[0]
+        return reason if len(reason) <= LOGGED_REASON else reason[:LOGGED_REASON] + "..."
+
     def observe_cycle(self, evaluations: Sequence[Evaluation]) -> None:
         """Log each SLO's first verdict and its changes, and the source failing or recovering."""
         for ev in evaluations:
@@ -77,7 +89,13 @@ class GuardHealth:
             before = self.states.state(f"slo:{ev.slo.id}")
             if before is None:
                 self.states.observe(
-                    f"slo:{ev.slo.id}", str(ev.verdict), level, "%s: %s: %s", ev.slo.id, ev.verdict, ev.reason
+                    f"slo:{ev.slo.id}",
+                    str(ev.verdict),
+                    level,
+                    "%s: %s: %s",
+                    ev.slo.id,
+                    ev.verdict,
+                    self._reason(ev),
                 )
             else:
                 self.states.observe(
@@ -88,7 +106,7 @@ class GuardHealth:
                     ev.slo.id,
                     before,
                     ev.verdict,
-                    ev.reason,
+                    self._reason(ev),
                 )
         self._observe_source(evaluations)
         self.states.flush()
@@ -111,7 +129,7 @@ class GuardHealth:
                 "would be halted",
                 self.source_url,
                 ", ".join(kinds),
-                failed[0].reason,
+                self._reason(failed[0]),
             )
             return
         before = self.states.state("source")
