@@ -150,4 +150,3 @@ def exit_code(evaluations: Sequence[Evaluation]) -> int:
     if Verdict.ERROR in verdicts:
         return EXIT_SOURCE
     return EXIT_OK
-
