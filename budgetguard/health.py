@@ -143,12 +143,12 @@ class GuardHealth:
             )
 
     def notes(self, subject: str, texts: Sequence[str]) -> None:
-        """The guard's notes on ``subject`` this cycle (a canary not judged), logged when they change;
-        none (the canaries judged again) is recorded without a line at INFO."""
+        """The guard's notes on ``subject`` this cycle (a canary not judged, a breach held for ``for``),
+        logged when they change; none is recorded without a line."""
         if texts:
             self.states.observe(f"note:{subject}", "\n".join(texts), logging.INFO, "%s", "; ".join(texts))
         else:
-            self.states.observe(f"note:{subject}", "", logging.DEBUG, "%s: canaries judged again", subject)
+            self.states.settle(f"note:{subject}", "")
 
     def forget_slos(self, ids: Iterable[str]) -> None:
         """SLOs a reload removed: if one comes back, its first verdict is logged again."""

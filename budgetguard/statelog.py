@@ -77,6 +77,14 @@ class StateLog:
         self._write(found, (state, level, message, args), now)
         return True
 
+    def settle(self, subject: str, state: str) -> None:
+        """``subject`` is back in a quiet ``state`` (a note gone): recorded without a line and without
+        using up the subject's interval, so that its next change is logged at once if it may be."""
+        found = self._subjects.setdefault(subject, _Subject())
+        found.state = state
+        found.pending = None
+        found.held = 0
+
     def flush(self) -> int:
         """Log the held-back change of every subject whose interval has passed; returns how many."""
         now = self._clock()

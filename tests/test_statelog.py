@@ -87,3 +87,15 @@ def test_a_change_after_the_interval_is_logged_at_once_and_a_forgotten_subject_s
     states.forget("slo:a")
     assert states.observe("slo:a", "burning", logging.INFO, "a burning, first verdict again")
     assert lines(caplog) == ["a healthy", "a burning", "a burning, first verdict again"]
+
+
+def test_settling_back_to_a_quiet_state_writes_nothing_and_keeps_the_interval_free(
+    states: StateLog, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    states.settle("note:a", "")
+    assert states.observe("note:a", "held 0s", logging.INFO, "held for 0s")  # logged at once
+    clock.now += 1
+    states.settle("note:a", "")
+    assert not states.observe("note:a", "held 2s", logging.INFO, "held for 2s")  # within the interval
+    assert lines(caplog) == ["held for 0s"]
