@@ -4,7 +4,9 @@ This is the only module that names concrete adapters (the Prometheus source, the
 actions, the exporter, the HTTP server); everything it builds is registered on one
 ``contextlib.AsyncExitStack``, so a failure half-way through start-up closes exactly what was opened.
 The behaviour lives elsewhere: one evaluation cycle and its decisions in ``budgetguard.cycle``, what
-the API and the exporter read in ``budgetguard.readmodel``.
+the API and the exporter read in ``budgetguard.readmodel``, the SLO files in force in
+``budgetguard.slofiles``, a reload of the config file in ``budgetguard.reconfigure``, and what the
+daemon says about itself in ``budgetguard.health``.
 
 APScheduler (3.x, asyncio) runs one evaluation cycle per interval (never two at once, late cycles
 coalesced), hourly retention, and a watch on the SLO files and the config file. Signals: SIGTERM/SIGINT
@@ -28,13 +30,12 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from types import TracebackType
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from budgetguard import __version__, memory
+from budgetguard import __version__
 from budgetguard.actions import build_action
 from budgetguard.config import ConfigSource, Settings, known_actions, split_listen
 from budgetguard.control import Control
@@ -47,11 +48,11 @@ from budgetguard.cycle import Cycle, delivery_of
 from budgetguard.engine import Engine
 from budgetguard.exporter import Exporter
 from budgetguard.health import GuardHealth
-from budgetguard.loader import KnownActions, discover, load_paths
 from budgetguard.outbox import OutboxWorker, RetryPolicy
 from budgetguard.readmodel import ReadModel, State
 from budgetguard.reconfigure import ConfigReload
 from budgetguard.recording import RecordingEngine
+from budgetguard.slofiles import SloFiles
 from budgetguard.sources.prometheus import PrometheusSource
 from budgetguard.statelog import StateLog
 from budgetguard.store import Store
@@ -101,77 +102,6 @@ def exposure_warning(host: str, has_token: bool) -> str | None:
         "the API is reachable beyond this host without an api_token: anyone who reaches the port can "
         "read every SLO's state; set BUDGETGUARD_API_TOKEN or api_token_file"
     )
-
-
-def _fingerprint(paths: Sequence[Path]) -> tuple[tuple[str, int, int], ...]:
-    files, _ = discover(paths)
-    out = []
-    for path in files:
-        try:
-            stat = path.stat()
-        except OSError:
-            continue
-        out.append((str(path), stat.st_mtime_ns, stat.st_size))
-    return tuple(out)
-
-
-class SloFiles:
-    """The SLO files in force: loaded at start, reloaded on SIGHUP and when they change on disk.
-
-    A refused reload keeps the last good SLOs running and leaves its problems in the state (the logs,
-    the metrics and the API report them). An SLO that a reload adds takes its latest evaluation from
-    ``store``, so the API does not forget it until the next cycle.
-    """
-
-    def __init__(self, paths: Sequence[Path], actions: KnownActions, state: State) -> None:
-        self._paths = paths
-        self._actions = actions
-        self.state = state
-        self._fingerprint: tuple[tuple[str, int, int], ...] = ()
-
-    def configure(self, paths: Sequence[Path], actions: KnownActions) -> None:
-        """A reloaded config's SLO paths and declared actions, for the next (re)load."""
-        self._paths = paths
-        self._actions = actions
-
-    @property
-    def declared(self) -> frozenset[str]:
-        """The ids of the SLOs in force: a pause of any other is refused (``control.Control``)."""
-        return frozenset(slo.id for slo in self.state.slos)
-
-    def load_initial(self) -> bool:
-        loaded = load_paths(self._paths, self._actions)
-        if not loaded.ok:
-            for problem in loaded.problems:
-                log.error("%s", problem)
-            return False
-        self.state.slos = loaded.slos
-        self._fingerprint = _fingerprint(self._paths)
-        memory.settle()
-        return True
-
-    def reload(self, why: str, store: Store | None = None) -> None:
-        self._fingerprint = _fingerprint(self._paths)
-        loaded = load_paths(self._paths, self._actions)
-        state = self.state
-        if not loaded.ok:
-            state.problems = [str(p) for p in loaded.problems]
-            for problem in loaded.problems:
-                log.error("reload (%s) refused, keeping the last good SLOs: %s", why, problem)
-            return
-        state.problems = []
-        ids = {slo.id for slo in loaded.slos}
-        state.latest = {k: v for k, v in state.latest.items() if k in ids}
-        if store is not None:
-            for slo_id, ev in store.latest([s for s in loaded.slos if s.id not in state.latest]).items():
-                state.latest[slo_id] = ev
-        state.slos = loaded.slos
-        memory.settle()
-        log.info("reloaded %d SLO(s) from %d file(s) (%s)", len(loaded.slos), len(loaded.files), why)
-
-    async def watch(self, store: Store | None = None) -> None:
-        if _fingerprint(self._paths) != self._fingerprint:
-            self.reload("files changed", store)
 
 
 async def check_actions(actions: Mapping[str, Action], slos: Sequence[SLO]) -> None:

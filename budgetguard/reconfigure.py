@@ -43,7 +43,7 @@ log = logging.getLogger("budgetguard")
 
 
 class SloPaths(Protocol):
-    """The SLO files in force (``daemon.SloFiles``): where they are and which actions they may name."""
+    """The SLO files in force (``slofiles.SloFiles``): where they are and which actions they may name."""
 
     def configure(self, paths: Sequence[Path], actions: KnownActions) -> None: ...
 

@@ -31,12 +31,12 @@ from budgetguard.core.guard import Decision, Delivery, OutboxEntry, open_entries
 from budgetguard.core.ports import Affected, AffectedShare, QueryResult, Sample
 from budgetguard.core.records import request_from_record, request_to_record
 from budgetguard.cycle import Cycle, delivery_of
-from budgetguard.daemon import SloFiles
 from budgetguard.engine import Engine
 from budgetguard.exporter import Exporter
 from budgetguard.loader import load_text
 from budgetguard.outbox import OutboxWorker
 from budgetguard.readmodel import ReadModel, State
+from budgetguard.slofiles import SloFiles
 from budgetguard.store import MIGRATIONS, OutboxStatus, Store
 from tests.helpers import slo_from
 from tests.test_canary_versions import per_version

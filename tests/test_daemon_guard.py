@@ -15,10 +15,10 @@ import pytest
 from budgetguard.config import Settings, known_actions
 from budgetguard.core.guard import IncidentState
 from budgetguard.cycle import Cycle, delivery_of
-from budgetguard.daemon import SloFiles
 from budgetguard.engine import Engine
 from budgetguard.exporter import Exporter
 from budgetguard.readmodel import ReadModel, State
+from budgetguard.slofiles import SloFiles
 from budgetguard.store import Store
 from tests.helpers import slo_from
 from tests.test_canary_versions import CANARY, OneAnswer, per_version
