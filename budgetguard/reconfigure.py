@@ -97,7 +97,9 @@ class ConfigReload:
         try:
             new = self.source.load()
         except ConfigError as exc:
-            self._refuse(why, where, str(exc).splitlines())
+            # load_settings heads its list of problems with "invalid configuration:"; count the problems.
+            lines = [line for line in str(exc).splitlines() if line != "invalid configuration:"]
+            self._refuse(why, where, lines)
             return
         changed = changed_settings(self.settings, new)
         if not changed:
