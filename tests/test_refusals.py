@@ -275,16 +275,12 @@ def test_check_without_paths_reads_the_configs_slo_paths(
     assert "1 SLO(s) in 1 file(s)" in out.getvalue()
 
 
-def test_the_readme_run_line_finds_the_checkouts_config() -> None:
+def test_the_readme_run_line_finds_the_checkouts_config(monkeypatch: pytest.MonkeyPatch) -> None:
     """`budgetguard run slos/ ...` from a checkout: ./budgetguard.yaml declares what slos/ names."""
-    root = Path(__file__).resolve().parent.parent
-    old = Path.cwd()
-    os.chdir(root)
-    try:
-        err = io.StringIO()
-        assert main(["check", "slos/"], stdout=io.StringIO(), stderr=err) == 0, err.getvalue()
-    finally:
-        os.chdir(old)
+    monkeypatch.chdir(Path(__file__).resolve().parent.parent)
+    monkeypatch.delenv("BUDGETGUARD_CONFIG", raising=False)
+    err = io.StringIO()
+    assert main(["check", "slos/"], stdout=io.StringIO(), stderr=err) == 0, err.getvalue()
     assert "checked against config file budgetguard.yaml" in err.getvalue()
 
 
