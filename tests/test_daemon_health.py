@@ -152,3 +152,23 @@ def test_the_file_watch_reloads_a_changed_config_file(
     wait_for(lambda: "applied retention" in daemon.logs(), 15, "the watched config file")
     assert "config file changed" in daemon.logs()
     assert daemon.stop() == 0
+
+
+def test_the_readmes_run_line_starts_from_a_checkout(
+    tmp_path: Path, nowhere: str, daemons: list[DaemonProcess], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 13: `budgetguard run slos/ ...` as the README writes it refused the example SLOs (their
+    canary actions were undeclared). From the checkout, ./budgetguard.yaml declares them; only the
+    source, store and port differ here (a free port, a temporary file)."""
+    checkout = Path(__file__).resolve().parent.parent
+    monkeypatch.chdir(checkout)  # the daemon starts here, as a user in the checkout would
+    monkeypatch.delenv("BUDGETGUARD_CONFIG", raising=False)
+    readme = (checkout / "README.md").read_text()
+    line = next(line for line in readme.splitlines() if line.startswith("budgetguard run slos/ "))
+    assert line.split()[:4] == ["budgetguard", "run", "slos/", "--prometheus"]
+    assert "--config" not in line
+    daemon = DaemonProcess(Path("slos"), nowhere, tmp_path / "budgetguard.db")
+    daemons.append(daemon)
+    daemon.wait_ready()
+    assert len(daemon.get("/api/v1/slos").json()["slos"]) >= 7
+    assert daemon.stop() == 0
