@@ -37,7 +37,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from budgetguard import __version__
 from budgetguard.actions import build_action
-from budgetguard.config import ConfigSource, Settings, known_actions, split_listen
+from budgetguard.config import ConfigSource, Settings, describe_config, known_actions, split_listen
 from budgetguard.control import Control
 from budgetguard.core import guard
 from budgetguard.core.errors import BudgetguardError
@@ -241,12 +241,13 @@ class Daemon:
         scheduler.start()
         self.scheduler = scheduler
         log.info(
-            "budgetguard %s: %d SLO(s), every %s, source %s, listening on %s",
+            "budgetguard %s: %d SLO(s), every %s, source %s, listening on %s, %s",
             __version__,
             len(self.files.state.slos),
             settings.interval,
             settings.prometheus.url,
             settings.listen,
+            describe_config(None if self.config.source is None else self.config.source.path),
         )
 
         await stop.wait()
