@@ -2,7 +2,7 @@
 
 GET /metrics   Prometheus exposition of budgetguard's own metrics
 GET /healthz   200 while the process runs
-GET /readyz    200 after the first cycle while the store is writable, else 503
+GET /readyz    200 after the first cycle while a real write to the store commits, else 503 saying why
 """
 
 from __future__ import annotations
