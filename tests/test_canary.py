@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 from scipy import special
 from scipy.stats import beta, binom, binomtest, fisher_exact
@@ -140,11 +140,17 @@ def test_wilson_matches_scipy_up_to_a_million_events(
     # below x^a / (a B(a, b)), the leading term, while betainc here matches it).
     st.one_of(st.just(0.0), st.floats(1e-300, 1.0)),
 )
+# scipy's inverse misses here (its quantile gives betainc - x = -1.2e-8; ours +1.4e-12).
+@example(1000.0, 836603.0, 0.625)
 def test_betainc_and_its_inverse_match_scipy(a: float, b: float, x: float) -> None:
     expected = float(special.betainc(a, b, x))
     assert canary.betainc(a, b, x) == pytest.approx(expected, rel=1e-9, abs=1e-280)
     assume(1e-12 < x < 1 - 1e-12)
-    assert canary.betaincinv(a, b, x) == pytest.approx(float(special.betaincinv(a, b, x)), rel=1e-9)
+    ours, theirs = canary.betaincinv(a, b, x), float(special.betaincinv(a, b, x))
+    if ours != pytest.approx(theirs, rel=1e-9):
+        # Where the two quantiles differ, scipy's own forward function is the judge: ours must solve
+        # betainc(a, b, q) = x at least as well as scipy's inverse does.
+        assert abs(special.betainc(a, b, ours) - x) <= abs(special.betainc(a, b, theirs) - x)
 
 
 FISHER_CASES = [
