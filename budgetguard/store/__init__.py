@@ -26,8 +26,8 @@ names and signatures. Callers depend on small Protocols defined where they are u
   ``pauses``;
 * the daemon and the CLI use the rest: ``record_cycle`` (with ``Transaction.execute``/``query``/
   ``write_decision`` inside), ``transaction``, ``latest``, ``history``, ``verdict_changes``,
-  ``last_opened``, ``set_affected``, ``prune``, ``writable``, ``write_problem``, ``close`` and the
-  context manager.
+  ``budget_series`` (the status page), ``last_opened``, ``set_affected``, ``prune``, ``writable``,
+  ``write_problem``, ``close`` and the context manager.
 
 Later issues append a ``Migration`` to ``MIGRATIONS`` and write their own rows in the cycle's
 transaction through ``record_cycle(evaluations, extra=...)``.

@@ -1,4 +1,5 @@
-"""Evaluations and verdict changes: writing a cycle, and reading the latest, a history and the changes.
+"""Evaluations and verdict changes: writing a cycle, and reading the latest, a history and the changes
+(and one SLO's budget line, for the status page).
 
 A cycle is written in one transaction, one row per evaluation and one per changed verdict, with the
 records serialised before the write lock is taken (``prepare``). ``latest`` rebuilds evaluations with
@@ -13,7 +14,7 @@ import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from budgetguard.core.errors import StoreError
@@ -112,6 +113,17 @@ _HISTORY = """
     ORDER BY at, id
 """
 
+# The last budget_remaining of each :step-second bucket of one SLO (SQLite's bare column beside max()
+# takes the row of the maximum): the status page's sparklines and burn-down, without decoding records.
+_BUDGET_SERIES = """
+    WITH RECURSIVE slots(slot) AS (
+        SELECT :first_slot UNION ALL SELECT slot + 1 FROM slots WHERE slot < :last_slot
+    )
+    SELECT CAST((e.at - :since) / :step AS INTEGER) AS bucket, max(e.at) AS at, e.budget_remaining
+    FROM slots CROSS JOIN evaluations AS e
+    WHERE CAST(e.at / 600 AS INTEGER) = slots.slot AND e.slo_id = :slo_id AND e.at >= :since
+    GROUP BY bucket ORDER BY bucket
+"""
 
 def write_cycle(tx: Transaction, pending: Sequence[Pending]) -> None:
     """One cycle's rows, in ``tx``: a change row where the verdict differs from the SLO's last."""
@@ -210,6 +222,34 @@ def history(
     }
     return [decode_record(row["record"]) for row in db.query(_HISTORY, parameters)]
 
+
+def budget_series(
+    db: Connection, slo_id: str, since: datetime, step: timedelta
+) -> list[tuple[datetime, float | None]]:
+    """One SLO's budget remaining since ``since``: the last evaluation of each ``step``, oldest first.
+
+    Reads the ``budget_remaining`` column, never the records, so a 30-day line of a thousand SLOs is
+    cheap enough for the status page.
+    """
+    since_s = unix(since, "since")
+    step_s = step.total_seconds()
+    if step_s <= 0:
+        raise ValueError(f"step must be positive, got {step}")
+    bounds = db.query(
+        f"SELECT (SELECT min({SLOT}) FROM evaluations) AS oldest,"
+        " (SELECT at FROM slo_latest WHERE slo_id = ?) AS newest",
+        [slo_id],
+    )[0]
+    if bounds["newest"] is None or float(bounds["newest"]) < since_s:
+        return []
+    parameters = {
+        "first_slot": max(slot(since_s), int(bounds["oldest"])),
+        "last_slot": slot(float(bounds["newest"])),
+        "slo_id": slo_id,
+        "since": since_s,
+        "step": step_s,
+    }
+    return [(from_unix(row["at"]), row["budget_remaining"]) for row in db.query(_BUDGET_SERIES, parameters)]
 
 def verdict_changes(db: Connection, slo_id: str | None, since: datetime) -> list[dict[str, Any]]:
     """Verdict changes at or after ``since``, oldest first, of one SLO or (``None``) of all.

@@ -1,0 +1,446 @@
+"""The status page: the daemon's state for people, at ``/``, beside the JSON API it mirrors.
+
+Routes (HTML; each page answers a request carrying ``X-Budgetguard-Fragment: 1`` with just its live
+part, which ``static/status.js`` fetches to refresh the page without reloading it):
+
+    GET  /                                   every SLO: verdict, budget, burn state, sparkline; filters
+    GET  /slos/{service}/{slo}               one SLO: burn-down, burn rates per tier, canaries, changes
+    GET  /incidents, /incidents/{id}         incidents: timeline, affected slices, deliveries
+    POST /incidents/{id}/ack, .../resolve    buttons, shown only to a viewer who gave the API token
+    POST /deliveries/{id}/retry
+    GET, POST /login; POST /logout           give (or forget) the API token for this browser
+    GET  /static/...                         CSS, JS and the icon: nothing is fetched from elsewhere
+
+Auth follows ``/api/``: with an ``api_token`` configured the pages need it, as a Bearer header or as
+the cookie ``/login`` sets after checking it (HttpOnly, SameSite=Strict, so another site can neither
+read it nor make a browser send it with a form). Without a token the pages are open like the API, and
+nothing can be changed from them: changes over HTTP need a token (``web.create_app``'s rule).
+
+The page decides nothing: verdicts, budgets and burn states come from the core (``core.burndown``), the
+numbers are the API's (``records.to_record``), and ``pages`` lays them out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import parse_qsl
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from budgetguard.core import burndown, freeze
+from budgetguard.core.burndown import Point
+from budgetguard.core.errors import BudgetguardError, ControlError
+from budgetguard.core.freeze import Recovery
+from budgetguard.core.guard import IncidentState
+from budgetguard.core.policy import Evaluation
+from budgetguard.core.ports import RangeResult
+from budgetguard.web import pages
+from budgetguard.web.charts import sparkline
+
+log = logging.getLogger(__name__)
+
+STATIC = Path(__file__).parent / "static"
+COOKIE = "budgetguard_token"
+FRAGMENT_HEADER = "x-budgetguard-fragment"
+SPARK_POINTS = 48
+SPARK_TTL = timedelta(minutes=5)
+BURN_RANGES = {
+    "1h": timedelta(hours=1),
+    "6h": timedelta(hours=6),
+    "1d": timedelta(days=1),
+    "3d": timedelta(days=3),
+}
+MAX_CHART_ROWS = 5000
+
+
+class StatusView(Protocol):
+    """What the page reads of the daemon: the API's view plus the budget line from the store."""
+
+    def latest_evaluations(self) -> Sequence[Evaluation]: ...
+
+    def config_problems(self) -> Sequence[str]: ...
+
+    def history(self, slo_id: str, since: datetime, limit: int) -> list[dict[str, Any]]: ...
+
+    def verdict_changes(self, slo_id: str, since: datetime) -> list[dict[str, Any]]: ...
+
+    def guard_status(self, slo_id: str) -> tuple[bool, frozenset[str]]: ...
+
+    def budget_series(self, slo_id: str, since: datetime, step: timedelta) -> list[Point]: ...
+
+
+class IncidentControl(Protocol):
+    """The part of ``budgetguard.control.Control`` the incident pages use; raises ``ControlError``."""
+
+    def incidents(self, state: Any = None, limit: int = 100) -> list[dict[str, Any]]: ...
+
+    def show(self, incident_id: str) -> dict[str, Any]: ...
+
+    def acknowledge(self, incident_id: str, by: str, at: datetime) -> dict[str, Any]: ...
+
+    def resolve(self, incident_id: str, by: str, at: datetime) -> dict[str, Any]: ...
+
+    def retry(self, outbox_id: int, at: datetime) -> dict[str, Any]: ...
+
+
+class RangeSource(Protocol):
+    async def query_range(
+        self, expr: str, start: datetime, end: datetime, step: timedelta
+    ) -> RangeResult: ...
+
+
+@dataclass
+class _Spark:
+    refreshed: float  # time.monotonic() of the last read
+    window: timedelta
+    points: list[Point]
+    svg: str
+
+
+class Sparklines:
+    """Each SLO's budget over its window, read from the store in the background and kept as SVG.
+
+    The overview never waits for the store: it draws what is cached and asks for what is missing or
+    older than ``ttl``. A refresh reads only the buckets since the last one it has (buckets are aligned
+    to the epoch, so the older ones stay valid), one SLO at a time, yielding to the event loop between
+    them so a thousand SLOs never hold up a gate's answer.
+    """
+
+    def __init__(self, view: StatusView, ttl: timedelta = SPARK_TTL, points: int = SPARK_POINTS) -> None:
+        self._view = view
+        self._ttl = ttl.total_seconds()
+        self._points = points
+        self._cache: dict[str, _Spark] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def get(self, slo_id: str) -> str | None:
+        found = self._cache.get(slo_id)
+        return None if found is None else found.svg
+
+    def stale(self, evaluations: Sequence[Evaluation]) -> list[Evaluation]:
+        now = time.monotonic()
+        out = []
+        for ev in evaluations:
+            found = self._cache.get(ev.slo.id)
+            if found is None or found.window != ev.slo.window or now - found.refreshed >= self._ttl:
+                out.append(ev)
+        return out
+
+    def request(self, evaluations: Sequence[Evaluation]) -> None:
+        """Start a background refresh of the stale ones, unless one is running."""
+        if self._task is not None and not self._task.done():
+            return
+        todo = self.stale(evaluations)
+        if todo:
+            self._task = asyncio.create_task(self.fill(todo), name="status-sparklines")
+
+    async def fill(self, evaluations: Sequence[Evaluation]) -> None:
+        for ev in evaluations:
+            try:
+                self.refresh(ev, datetime.now(tz=UTC))
+            except BudgetguardError as exc:
+                log.warning("status page: cannot read %s's budget line: %s", ev.slo.id, exc)
+            await asyncio.sleep(0)
+
+    def refresh(self, ev: Evaluation, now: datetime) -> None:
+        slo = ev.slo
+        step = slo.window / self._points
+        step_s = step.total_seconds()
+        start = datetime.fromtimestamp((now - slo.window).timestamp() // step_s * step_s, tz=UTC)
+        found = self._cache.get(slo.id)
+        if found is not None and found.window == slo.window and found.points:
+            tail = found.points[-1][0]
+            since = datetime.fromtimestamp(tail.timestamp() // step_s * step_s, tz=UTC)
+            kept = [p for p in found.points if start <= p[0] < since]
+        else:
+            since, kept = start, []
+        points = kept + self._view.budget_series(slo.id, max(since, start), step)
+        label = f"budget remaining of {slo.id} over {pages.duration(slo.window)}"
+        svg = sparkline(points, now - slo.window, now, label)
+        self._cache[slo.id] = _Spark(time.monotonic(), slo.window, points, svg)
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """Who is looking: may they see the pages, and may they change things (gave the token)?"""
+
+    allowed: bool
+    can_act: bool
+
+
+def status_routes(
+    view: StatusView,
+    *,
+    api_token: str | None,
+    control: Callable[[], IncidentControl] | None,
+    recovery: Callable[[Evaluation], Awaitable[Recovery]],
+    source: RangeSource | None,
+    on_change: Callable[[], None] = lambda: None,
+    refresh: timedelta = timedelta(seconds=10),
+) -> list[BaseRoute]:
+    """The page's routes, for ``create_app`` to mount beside the API's."""
+    sparks = Sparklines(view)
+    burndowns: dict[str, tuple[float, list[Point]]] = {}
+
+    def viewer(request: Request) -> Viewer:
+        if api_token is None:
+            return Viewer(allowed=True, can_act=False)
+        header = request.headers.get("authorization", "")
+        scheme, _, given = header.partition(" ")
+        if scheme.lower() != "bearer":
+            given = request.cookies.get(COOKIE, "")
+        ok = bool(given) and hmac.compare_digest(given.strip().encode(), api_token.encode())
+        return Viewer(allowed=ok, can_act=ok)
+
+    def fragment(request: Request) -> bool:
+        return request.headers.get(FRAGMENT_HEADER) == "1"
+
+    def seconds(request: Request) -> float:
+        raw = request.query_params.get("refresh", "")
+        try:
+            return max(1.0, float(raw)) if raw else refresh.total_seconds()
+        except ValueError:
+            return refresh.total_seconds()
+
+    def respond(request: Request, page: pages.Page, status: int = 200) -> Response:
+        body = (
+            page.live if fragment(request) else pages.document(page, seconds(request), can_act=page.can_act)
+        )
+        response = HTMLResponse(body, status_code=status)
+        response.headers["Content-Security-Policy"] = pages.CSP
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    def login_page(request: Request, message: str = "", status: int = 401) -> Response:
+        return respond(request, pages.login(request.url.path, message), status)
+
+    def incidents_of(c: IncidentControl | None, state: IncidentState | None) -> list[dict[str, Any]]:
+        if c is None:
+            return []
+        try:
+            return c.incidents(state, limit=500)
+        except (ControlError, BudgetguardError) as exc:
+            log.warning("status page: cannot read incidents: %s", exc)
+            return []
+
+    async def overview(request: Request) -> Response:
+        who = viewer(request)
+        if not who.allowed:
+            return login_page(request)
+        evaluations = view.latest_evaluations()
+        sparks.request(evaluations)
+        c = control() if control is not None else None
+        open_incidents = incidents_of(c, IncidentState.OPEN)
+        freezes = [
+            f
+            for ev in evaluations
+            if (f := freeze.judge(ev, {})) is not None and f.state is not freeze.FreezeState.OPEN
+        ]
+        query = pages.OverviewQuery.parse(dict(request.query_params))
+        page = pages.overview(
+            evaluations,
+            query,
+            sparks.get,
+            open_incidents,
+            freezes,
+            view.config_problems(),
+            datetime.now(tz=UTC),
+            can_act=who.can_act,
+        )
+        return respond(request, page)
+
+    async def burndown_from_source(ev: Evaluation, stored: list[Point]) -> list[Point]:
+        """The part of the window older than the store, from the metrics source (cached for a while)."""
+        slo = ev.slo
+        if source is None:
+            return []
+        if stored and stored[0][0] <= ev.at - slo.window + slo.window / burndown.BURNDOWN_POINTS:
+            return []
+        cached = burndowns.get(slo.id)
+        if cached is not None and time.monotonic() - cached[0] < SPARK_TTL.total_seconds():
+            return cached[1]
+        q = burndown.burndown_query(slo, ev.at)
+        try:
+            result = await asyncio.wait_for(source.query_range(q.expr, q.start, q.end, q.step), 10)
+        except (BudgetguardError, TimeoutError) as exc:
+            log.warning("status page: cannot read %s's burn-down from the source: %s", slo.id, exc)
+            return []
+        points: list[Point] = []
+        if result.series:
+            points = [(at, q.budget(value)) for at, value in result.series[0].points]
+        burndowns[slo.id] = (time.monotonic(), points)
+        return points
+
+    async def one_slo(request: Request) -> Response:
+        who = viewer(request)
+        if not who.allowed:
+            return login_page(request)
+        slo_id = f"{request.path_params['service']}/{request.path_params['slo']}"
+        ev = next((e for e in view.latest_evaluations() if e.slo.id == slo_id), None)
+        if ev is None:
+            return respond(
+                request,
+                pages.not_found(f"No SLO {slo_id} is declared (or it has not been evaluated yet)."),
+                404,
+            )
+        now = datetime.now(tz=UTC)
+        range_name = request.query_params.get("range", "6h")
+        if range_name not in BURN_RANGES:
+            range_name = "6h"
+        span = BURN_RANGES[range_name]
+        try:
+            stored = view.budget_series(slo_id, now - ev.slo.window, ev.slo.window / burndown.BURNDOWN_POINTS)
+            records = view.history(slo_id, now - span, MAX_CHART_ROWS)
+            changes = view.verdict_changes(slo_id, now - ev.slo.window)
+            paused, _ = view.guard_status(slo_id)
+        except BudgetguardError as exc:
+            return respond(request, pages.not_found(f"Cannot read {slo_id}'s history: {exc}"), 503)
+        older = await burndown_from_source(ev, stored)
+        judged = freeze.judge(ev, {})
+        recovered = None
+        if judged is not None and judged.state is freeze.FreezeState.FROZEN:
+            recovered = await recovery(ev)
+        c = control() if control is not None else None
+        mine = [i for i in incidents_of(c, None) if i["slo_id"] == slo_id]
+        page = pages.slo_page(
+            pages.SloData(
+                ev=ev,
+                now=now,
+                stored=stored,
+                from_source=older,
+                records=records,
+                range_name=range_name,
+                ranges=tuple(BURN_RANGES),
+                changes=changes,
+                paused=paused,
+                freeze=judged,
+                recovery=recovered,
+                incidents=mine,
+            ),
+            can_act=who.can_act,
+        )
+        return respond(request, page)
+
+    async def incident_list(request: Request) -> Response:
+        who = viewer(request)
+        if not who.allowed:
+            return login_page(request)
+        c = control() if control is not None else None
+        page = pages.incidents(
+            incidents_of(c, None), c is not None, datetime.now(tz=UTC), can_act=who.can_act
+        )
+        return respond(request, page)
+
+    async def incident_detail(request: Request) -> Response:
+        who = viewer(request)
+        if not who.allowed:
+            return login_page(request)
+        if control is None:
+            return respond(request, pages.not_found("Incidents are not available here."), 404)
+        try:
+            shown = control().show(str(request.path_params["incident"]))
+        except ControlError as exc:
+            return respond(request, pages.not_found(str(exc)), exc.status)
+        return respond(request, pages.incident(shown, datetime.now(tz=UTC), can_act=who.can_act))
+
+    def same_origin(request: Request) -> bool:
+        """A form posted from this page, not from another site (the SameSite cookie is the first guard)."""
+        site = request.headers.get("sec-fetch-site")
+        if site is not None:
+            return site in ("same-origin", "none")
+        origin = request.headers.get("origin")
+        return origin is None or origin == f"{request.url.scheme}://{request.url.netloc}"
+
+    async def act(request: Request, doing: Callable[[IncidentControl, datetime], Any], back: str) -> Response:
+        who = viewer(request)
+        if not who.can_act or control is None:
+            return respond(
+                request,
+                pages.not_found("Changing incidents needs the API token: give it on the login page."),
+                403,
+            )
+        if not same_origin(request):
+            return respond(
+                request, pages.not_found("This form must be sent from the status page itself."), 403
+            )
+        try:
+            doing(control(), datetime.now(tz=UTC))
+        except ControlError as exc:
+            return respond(request, pages.not_found(str(exc)), exc.status)
+        on_change()
+        return RedirectResponse(back, status_code=303)
+
+    async def form_of(request: Request) -> dict[str, str]:
+        # URL-encoded forms only (the page sends nothing else): no multipart parser needed.
+        pairs = parse_qsl((await request.body()).decode("utf-8", "replace"), keep_blank_values=True)
+        return dict(pairs)
+
+    async def by_of(request: Request) -> str:
+        who = (await form_of(request)).get("by", "").strip()
+        return who or "status page"
+
+    async def ack(request: Request) -> Response:
+        incident_id = str(request.path_params["incident"])
+        by = await by_of(request)
+        return await act(
+            request, lambda c, at: c.acknowledge(incident_id, by, at), f"/incidents/{incident_id}"
+        )
+
+    async def resolve(request: Request) -> Response:
+        incident_id = str(request.path_params["incident"])
+        by = await by_of(request)
+        return await act(request, lambda c, at: c.resolve(incident_id, by, at), f"/incidents/{incident_id}")
+
+    async def retry(request: Request) -> Response:
+        raw = str(request.path_params["delivery"])
+        back = (await form_of(request)).get("back") or "/incidents"
+        if not raw.isdigit() or not back.startswith("/incidents"):
+            return respond(request, pages.not_found("A delivery id is a number."), 400)
+        return await act(request, lambda c, at: c.retry(int(raw), at), back)
+
+    async def login(request: Request) -> Response:
+        if request.method == "GET":
+            if api_token is None:
+                return RedirectResponse("/", status_code=303)
+            return login_page(request, status=200)
+        form = await form_of(request)
+        given = form.get("token", "")
+        back = form.get("next") or "/"
+        if not back.startswith("/") or back.startswith("//"):
+            back = "/"
+        if api_token is None or not hmac.compare_digest(given.strip().encode(), api_token.encode()):
+            return respond(request, pages.login(back, "That is not the API token."), 401)
+        response = RedirectResponse(back if back != "/login" else "/", status_code=303)
+        response.set_cookie(
+            COOKIE, given.strip(), httponly=True, samesite="strict", secure=request.url.scheme == "https"
+        )
+        return response
+
+    async def logout(request: Request) -> Response:
+        response = RedirectResponse("/", status_code=303)
+        response.delete_cookie(COOKIE)
+        return response
+
+    return [
+        Route("/", overview),
+        Route("/slos/{service}/{slo}", one_slo),
+        Route("/incidents", incident_list),
+        Route("/incidents/{incident}", incident_detail),
+        Route("/incidents/{incident}/ack", ack, methods=["POST"]),
+        Route("/incidents/{incident}/resolve", resolve, methods=["POST"]),
+        Route("/deliveries/{delivery}/retry", retry, methods=["POST"]),
+        Route("/login", login, methods=["GET", "POST"]),
+        Route("/logout", logout, methods=["POST"]),
+        Mount("/static", StaticFiles(directory=STATIC), name="static"),
+    ]
