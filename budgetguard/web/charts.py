@@ -44,7 +44,7 @@ def sparkline(points: Sequence[Point], start: datetime, end: datetime, label: st
 
     Gaps (no evaluation in a stretch) break the line rather than bridging it with a guess.
     """
-    w, h = 120.0, 24.0
+    w, h, pad = 120.0, 24.0, 3.0  # pad: room for the end dot at the right edge
     span = (end - start).total_seconds() or 1.0
     runs: list[list[str]] = [[]]
     last_xy = (0.0, 0.0)
@@ -52,8 +52,8 @@ def sparkline(points: Sequence[Point], start: datetime, end: datetime, label: st
         if value is None or not math.isfinite(value):
             runs.append([])
             continue
-        x = (at - start).total_seconds() / span * w
-        y = h - 1 - max(0.0, min(1.0, value)) * (h - 2)
+        x = (at - start).total_seconds() / span * (w - pad)
+        y = h - pad - max(0.0, min(1.0, value)) * (h - 2 * pad)
         runs[-1].append(f"{_f(x)},{_f(y)}")
         last_xy = (x, y)
     lines = "".join(f'<polyline class="spark-line" points="{" ".join(r)}"/>' for r in runs if len(r) > 1)
@@ -69,7 +69,7 @@ def sparkline(points: Sequence[Point], start: datetime, end: datetime, label: st
     end_dot = f'<circle class="spark-end" cx="{_f(last_xy[0])}" cy="{_f(last_xy[1])}" r="2"/>'
     return (
         f'<svg class="spark" viewBox="0 0 {_f(w)} {_f(h)}" role="img" aria-label="{escape(label)}">'
-        f'<line class="spark-zero" x1="0" x2="{_f(w)}" y1="{_f(h - 1)}" y2="{_f(h - 1)}"/>'
+        f'<line class="spark-zero" x1="0" x2="{_f(w - pad)}" y1="{_f(h - pad)}" y2="{_f(h - pad)}"/>'
         f"{lines}{dots}{end_dot}</svg>"
     )
 

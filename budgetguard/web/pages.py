@@ -103,6 +103,7 @@ class Page:
     nav: str = ""  # "overview", "incidents"
     fixed: str = ""  # above the live part, kept across refreshes (the filter form)
     can_act: bool = False
+    refreshing: bool = True  # the login form and error pages stay still
 
 
 def document(page: Page, refresh_seconds: float, *, can_act: bool) -> str:
@@ -167,6 +168,7 @@ read, and lets you acknowledge, resolve and retry from the incident pages.</p>{n
 <input id="token" name="token" type="password" autocomplete="current-password" required autofocus>
 <button type="submit">Open the status page</button>
 </form></section>""",
+        refreshing=False,
     )
 
 

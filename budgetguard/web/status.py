@@ -133,7 +133,9 @@ class Sparklines:
         out = []
         for ev in evaluations:
             found = self._cache.get(ev.slo.id)
-            if found is None or found.window != ev.slo.window or now - found.refreshed >= self._ttl:
+            # An SLO the store has nothing of yet is asked again at once: its first cycle may be done.
+            ttl = self._ttl if found is not None and found.points else 0.0
+            if found is None or found.window != ev.slo.window or now - found.refreshed >= ttl:
                 out.append(ev)
         return out
 
@@ -222,8 +224,12 @@ def status_routes(
         response.headers["Cache-Control"] = "no-store"
         return response
 
-    def login_page(request: Request, message: str = "", status: int = 401) -> Response:
-        return respond(request, pages.login(request.url.path, message), status)
+    def login_page(request: Request, message: str = "") -> Response:
+        # A whole page is the login form (200: a browser logs any 4xx as a console error); a refresh
+        # of the live part is refused, so the script says it lost the page instead of pasting a form.
+        status = 401 if fragment(request) else 200
+        back = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return respond(request, pages.login(back, message), status)
 
     def incidents_of(c: IncidentControl | None, state: IncidentState | None) -> list[dict[str, Any]]:
         if c is None:
@@ -413,14 +419,14 @@ def status_routes(
         if request.method == "GET":
             if api_token is None:
                 return RedirectResponse("/", status_code=303)
-            return login_page(request, status=200)
+            return login_page(request)
         form = await form_of(request)
         given = form.get("token", "")
         back = form.get("next") or "/"
         if not back.startswith("/") or back.startswith("//"):
             back = "/"
         if api_token is None or not hmac.compare_digest(given.strip().encode(), api_token.encode()):
-            return respond(request, pages.login(back, "That is not the API token."), 401)
+            return respond(request, pages.login(back, "That is not the API token."))
         response = RedirectResponse(back if back != "/login" else "/", status_code=303)
         response.set_cookie(
             COOKIE, given.strip(), httponly=True, samesite="strict", secure=request.url.scheme == "https"

@@ -3,7 +3,7 @@
 (function () {
   "use strict";
   var body = document.body;
-  var every = Math.max(1, parseFloat(body.getAttribute("data-refresh") || "10")) * 1000;
+  var every = parseFloat(body.getAttribute("data-refresh") || "10") * 1000;
   var live = document.getElementById("live");
   var stamp = document.getElementById("refreshed");
   var timer = null;
@@ -16,8 +16,12 @@
     stamp.classList.toggle("failed", !!failed);
   }
 
+  // A viewer's own request (a filter, a sort) replaces whatever is in flight and moves the address at
+  // once, so the next periodic refresh asks for the same view; a periodic refresh never interrupts one.
   function load(url, push) {
+    if (inFlight && !push) return Promise.resolve();
     if (inFlight) inFlight.abort();
+    if (push && url !== location.pathname + location.search) history.pushState(null, "", url);
     var controller = new AbortController();
     inFlight = controller;
     return fetch(url, {
@@ -36,7 +40,6 @@
         var again = live.querySelector('[href="' + activeId.replace(/"/g, '\\"') + '"]');
         if (again) again.focus();
       }
-      if (push) history.pushState(null, "", url);
       refreshes += 1;
       body.setAttribute("data-refreshes", String(refreshes));
       say("Updated " + new Date().toLocaleTimeString(), false);
@@ -50,6 +53,7 @@
 
   function schedule() {
     if (timer) clearTimeout(timer);
+    if (!(every > 0)) return;
     timer = setTimeout(function tick() {
       if (document.visibilityState === "visible") {
         load(location.pathname + location.search, false).finally(schedule);
@@ -117,6 +121,8 @@
     form.querySelector("input[type=search]").focus();
   });
 
-  say("Live, every " + every / 1000 + "s", false);
-  schedule();
+  if (every > 0) {
+    say("Live, every " + every / 1000 + "s", false);
+    schedule();
+  }
 })();
