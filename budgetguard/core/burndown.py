@@ -9,6 +9,7 @@ Owns the page's small judgements, so they are tested as functions and the HTML o
 - ``burndown_query``: the range query that gives the budget remaining over the SLO window at each step,
   for the part of the window older than the daemon's store.
 - ``merge_burndown``: the store's points where it has them, the source's before that.
+- ``burn_history_query``: every window's burn rate over a range, in one range query, for the same reason.
 - ``format_budget``: "42.1%", the one spelling of the API's ``budget_remaining`` on every page.
 
 Pure: no I/O, no clock (``at`` is an argument).
@@ -17,13 +18,14 @@ Pure: no I/O, no clock (``at`` is an argument).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
 from budgetguard.core import queries
 from budgetguard.core.policy import Evaluation, TierState
+from budgetguard.core.durations import format_duration
 from budgetguard.core.queries import Part
 from budgetguard.core.spec import SLO, Severity
 
@@ -95,12 +97,7 @@ def burndown_query(slo: SLO, at: datetime, points: int = BURNDOWN_POINTS) -> Bur
     the store's ``budget_remaining`` where the store begins.
     """
     planned = {q.part: q for q in queries.plan(slo, [slo.window])}
-    if Part.RATIO in planned:
-        expr = f"({planned[Part.RATIO].expr})"
-    elif Part.ERRORS in planned:
-        expr = f"sum(({planned[Part.ERRORS].expr})) / sum(({planned[Part.TOTAL].expr}))"
-    else:
-        expr = f"1 - sum(({planned[Part.GOOD].expr})) / sum(({planned[Part.TOTAL].expr}))"
+    expr = _ratio_expr(planned)
     step = slo.window / points
     return BurndownQuery(expr, at - slo.window, at, step, slo.error_budget_float)
 
@@ -114,3 +111,50 @@ def merge_burndown(stored: Sequence[Point], from_source: Sequence[Point]) -> tup
         return list(from_source), []
     first = stored[0][0]
     return [p for p in from_source if p[0] < first], list(stored)
+
+
+# --- burn rates over time, for the part of a range older than the store -----------------------------
+
+WINDOW_LABEL = "budgetguard_window"
+
+
+@dataclass(frozen=True)
+class BurnHistoryQuery:
+    """Each window's error ratio at ``points`` instants, tagged with ``WINDOW_LABEL``, in one query."""
+
+    expr: str
+    start: datetime
+    end: datetime
+    step: timedelta
+    error_budget: float
+
+    def burn_rates(self, series: Sequence[tuple[Mapping[str, str], Sequence[Point]]]) -> dict[str, list[Point]]:
+        """The burn rate of each window (by its duration's name, "5m"), oldest first."""
+        out: dict[str, list[Point]] = {}
+        for labels, points in series:
+            window = labels.get(WINDOW_LABEL)
+            if window is None:
+                continue
+            out[window] = [
+                (at, None if v is None or not math.isfinite(v) else v / self.error_budget) for at, v in points
+            ]
+        return out
+
+
+def _ratio_expr(parts: Mapping[Part, queries.PlannedQuery]) -> str:
+    if Part.RATIO in parts:
+        return f"({parts[Part.RATIO].expr})"
+    if Part.ERRORS in parts:
+        return f"sum(({parts[Part.ERRORS].expr})) / sum(({parts[Part.TOTAL].expr}))"
+    return f"1 - sum(({parts[Part.GOOD].expr})) / sum(({parts[Part.TOTAL].expr}))"
+
+
+def burn_history_query(
+    slo: SLO, windows: Sequence[timedelta], start: datetime, end: datetime, points: int = BURNDOWN_POINTS
+) -> BurnHistoryQuery:
+    by_window = queries.by_window(queries.plan(slo, windows))
+    expr = " or ".join(
+        f'label_replace({_ratio_expr(parts)}, "{WINDOW_LABEL}", "{format_duration(window)}", "", "")'
+        for window, parts in sorted(by_window.items())
+    )
+    return BurnHistoryQuery(expr, start, end, (end - start) / points, slo.error_budget_float)

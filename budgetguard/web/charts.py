@@ -102,6 +102,7 @@ class Chart:
     y_max: float | None = None
     percent: bool = False
     log_hint: str = ""
+    width: float = 720.0  # in the SVG's units: a narrower chart draws its text larger on the same space
 
 
 def _nice_step(span: float, ticks: int) -> float:
@@ -129,7 +130,7 @@ def _time_label(at: datetime, span: timedelta) -> str:
 
 def line_chart(chart: Chart) -> str:
     """A responsive SVG line chart with a y axis, a time axis, threshold lines and a legend."""
-    w, h = 720.0, 220.0
+    w, h = chart.width, 220.0 if chart.width >= 720 else 200.0
     left, right, top, bottom = 52.0, 12.0, 10.0, 26.0
     plot_w, plot_h = w - left - right, h - top - bottom
     values = [v for s in chart.series for _, v in s.points if v is not None and math.isfinite(v)]

@@ -360,7 +360,7 @@ def _table(
     head = (
         header("service", "Service")
         + header("slo", "SLO")
-        + header("objective", "Objective", "num")
+        + header("objective", "Objective", "num hide-s")
         + header("window", "Window", "num hide-s")
         + header("verdict", "Verdict")
         + header("budget", "Budget left", "budget")
@@ -382,11 +382,11 @@ def _table(
         line = spark(slo.id)
         body.append(
             f'<tr data-slo="{e(slo.id)}" data-verdict="{e(ev.verdict)}">'
-            f"<td>{e(slo.service)}</td>"
-            f'<th scope="row"><a href="{slo_href(slo.service, slo.name)}">{e(slo.name)}</a></th>'
-            f'<td class="num">{e(slo.objective)}%</td>'
+            f'<td class="svc">{e(slo.service)}</td>'
+            f'<th scope="row" class="name"><a href="{slo_href(slo.service, slo.name)}">{e(slo.name)}</a></th>'
+            f'<td class="num hide-s">{e(slo.objective)}%</td>'
             f'<td class="num hide-s">{e(duration(slo.window))}</td>'
-            f"<td>{verdict_badge(str(ev.verdict))}</td>"
+            f'<td class="verdict">{verdict_badge(str(ev.verdict))}</td>'
             f'<td class="budget"><span class="pct" data-budget="{"" if remaining is None else repr(remaining)}">{shown}</span>'
             f"{budget_bar(remaining, f'{shown} of the error budget left')}</td>"
             f'<td class="hide-s">{burn_badge(state)} {burn_detail}</td>'
@@ -411,6 +411,7 @@ class SloData:
     stored: Sequence[Point]
     from_source: Sequence[Point]
     records: Sequence[Mapping[str, Any]]
+    burns_from_source: Mapping[str, Sequence[Point]]  # by window name, where the store is too young
     range_name: str
     ranges: Sequence[str]
     changes: Sequence[Mapping[str, Any]]
@@ -528,19 +529,22 @@ def _burn_rates(data: SloData, record: Mapping[str, Any]) -> str:
     charts = []
     for tier in record["tiers"]:
         long_w, short_w = tier["long_window"], tier["short_window"]
-        long_points = thin([(at, rates.get(long_w)) for at, rates in rows], 360)
-        short_points = thin([(at, rates.get(short_w)) for at, rates in rows], 360)
+        series = []
+        first = rows[0][0] if rows else data.now
+        for window, css in ((long_w, "c0"), (short_w, "c2")):
+            older = [p for p in data.burns_from_source.get(window, ()) if p[0] < first]
+            if older:
+                series.append(Series(f"{window} (Prometheus)", thin(older, 240), css, dashed=True))
+            series.append(Series(f"{window} burn rate", thin([(at, r.get(window)) for at, r in rows], 360), css))
         firing = " · firing" if tier["firing"] else ""
         chart = Chart(
             f"{tier['severity']} tier {long_w}/{short_w}{firing}",
             start,
             data.now,
-            [
-                Series(f"{long_w} burn rate", long_points, "c0"),
-                Series(f"{short_w} burn rate", short_points, "c2"),
-            ],
+            series,
             [Threshold(f"threshold {tier['burn_rate_threshold']:.3g}x", tier["burn_rate_threshold"])],
             y_min=0.0,
+            width=480.0,
         )
         charts.append(line_chart(chart))
     return (

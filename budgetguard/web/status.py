@@ -288,6 +288,34 @@ def status_routes(
         burndowns[slo.id] = (time.monotonic(), points)
         return points
 
+    burn_cache: dict[tuple[str, str], tuple[float, dict[str, list[Point]]]] = {}
+
+    async def burns_from_source(
+        ev: Evaluation, range_name: str, start: datetime, records: Sequence[dict[str, Any]]
+    ) -> dict[str, list[Point]]:
+        """Each tier window's burn rate over the range from the source, when the store's records start
+        later than the range (a daemon younger than the range); cached for a minute."""
+        slo = ev.slo
+        if source is None or not slo.tiers:
+            return {}
+        step = (ev.at - start) / burndown.BURNDOWN_POINTS
+        if records and datetime.fromisoformat(records[0]["at"]) <= start + step:
+            return {}
+        key = (slo.id, range_name)
+        cached = burn_cache.get(key)
+        if cached is not None and time.monotonic() - cached[0] < 60:
+            return cached[1]
+        windows = sorted({w for t in slo.tiers for w in (t.long_window, t.short_window)})
+        q = burndown.burn_history_query(slo, windows, start, ev.at)
+        try:
+            result = await asyncio.wait_for(source.query_range(q.expr, q.start, q.end, q.step), 10)
+        except (BudgetguardError, TimeoutError) as exc:
+            log.warning("status page: cannot read %s's burn rates from the source: %s", slo.id, exc)
+            return {}
+        rates = q.burn_rates([(series.labels, series.points) for series in result.series])
+        burn_cache[key] = (time.monotonic(), rates)
+        return rates
+
     async def one_slo(request: Request) -> Response:
         who = viewer(request)
         if not who.allowed:
@@ -313,6 +341,7 @@ def status_routes(
         except BudgetguardError as exc:
             return respond(request, pages.not_found(f"Cannot read {slo_id}'s history: {exc}"), 503)
         older = await burndown_from_source(ev, stored)
+        burns = await burns_from_source(ev, range_name, now - span, records)
         judged = freeze.judge(ev, {})
         recovered = None
         if judged is not None and judged.state is freeze.FreezeState.FROZEN:
@@ -326,6 +355,7 @@ def status_routes(
                 stored=stored,
                 from_source=older,
                 records=records,
+                burns_from_source=burns,
                 range_name=range_name,
                 ranges=tuple(BURN_RANGES),
                 changes=changes,
