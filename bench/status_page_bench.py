@@ -48,7 +48,8 @@ def make_slos(count: int, services: int = 50) -> list[SLO]:
     objective: {random.choice(["99", "99.5", "99.9", "99.95"])}
     sli:
       events:
-        error_query: sum(rate(http_requests_total{{job="svc-{s:02d}",route="r{i}",code=~"5.."}}[{{{{.window}}}}]))
+        error_query: >-
+          sum(rate(http_requests_total{{job="svc-{s:02d}",route="r{i}",code=~"5.."}}[{{{{.window}}}}]))
         total_query: sum(rate(http_requests_total{{job="svc-{s:02d}",route="r{i}"}}[{{{{.window}}}}]))"""
             )
         slos, problems = load_text("\n".join(lines) + "\n", f"svc-{s:02d}.yaml")
@@ -90,7 +91,9 @@ class View:
     def guard_status(self, slo_id: str) -> tuple[bool, frozenset[str]]:
         return False, frozenset()
 
-    def budget_series(self, slo_id: str, since: datetime, step: timedelta) -> list[tuple[datetime, float | None]]:
+    def budget_series(
+        self, slo_id: str, since: datetime, step: timedelta
+    ) -> list[tuple[datetime, float | None]]:
         return self.store.budget_series(slo_id, since, step)
 
 
@@ -99,7 +102,9 @@ class Metrics:
         return b"", "text/plain"
 
 
-async def timed(client: httpx.AsyncClient, path: str, repeat: int, headers: dict[str, str]) -> tuple[list[float], int]:
+async def timed(
+    client: httpx.AsyncClient, path: str, repeat: int, headers: dict[str, str]
+) -> tuple[list[float], int]:
     times = []
     size = 0
     for _ in range(repeat):
@@ -128,10 +133,15 @@ async def main(argv: Sequence[str] | None = None) -> int:
         for hour in range(args.days * 24, -1, -1):
             latest = [judge(slo, now - timedelta(hours=hour), rng) for slo in slos]
             store.record_cycle(latest)
-        print(f"store: {len(slos)} SLOs x {args.days * 24 + 1} cycles recorded in {time.perf_counter() - started:.1f}s")
+        print(
+            f"store: {len(slos)} SLOs x {args.days * 24 + 1} cycles recorded in "
+            f"{time.perf_counter() - started:.1f}s"
+        )
         view = View(store, latest)
         app = create_app(view, Metrics())
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bench") as client:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://bench"
+        ) as client:
             # The first request starts the background read of every sparkline; time it to the end.
             started = time.perf_counter()
             first = await client.get("/")
@@ -139,7 +149,10 @@ async def main(argv: Sequence[str] | None = None) -> int:
             while "reading…" in (await client.get("/", headers={"X-Budgetguard-Fragment": "1"})).text:
                 await asyncio.sleep(0.05)
             cold = time.perf_counter() - started
-            print(f"first page (sparklines not read yet): {first_ms:.0f} ms, {len(first.content) / 1024:.0f} KiB")
+            print(
+                f"first page (sparklines not read yet): {first_ms:.0f} ms, {len(first.content) / 1024:.0f} "
+                "KiB"
+            )
             print(f"cold sparkline read of {len(slos)} SLOs in the background: {cold:.2f} s")
             cases = [
                 ("whole page", "/", {}),

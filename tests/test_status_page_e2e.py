@@ -73,7 +73,9 @@ actions:
 def chromium_missing() -> str | None:
     for binary in ("chromium", "chromedriver"):
         if shutil.which(binary) is None:
-            return f"{binary} is not installed: apt-get install chromium chromium-driver (scripts/setup --dev)"
+            return (
+                f"{binary} is not installed: apt-get install chromium chromium-driver (scripts/setup --dev)"
+            )
     return None
 
 
@@ -89,7 +91,9 @@ def browser() -> Iterator[WebDriver]:
     # Nothing but the daemon: no component updates, no safe-browsing or metrics pings of the browser.
     options.add_argument("--disable-background-networking")
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(options=options, service=Service(shutil.which("chromedriver") or "chromedriver"))
+    driver = webdriver.Chrome(
+        options=options, service=Service(shutil.which("chromedriver") or "chromedriver")
+    )
     driver.set_page_load_timeout(30)
     try:
         yield driver
@@ -130,7 +134,9 @@ def daemon(tmp_path: Path, prometheus: PrometheusLab, hook: WebhookReceiver) -> 
         slos, prometheus.url, tmp_path / "bg.db", extra_env={"BUDGETGUARD_API_TOKEN": TOKEN}, config=config
     )
     try:
-        wait_for(lambda: process.get("/healthz").status_code == 200, 30, f"the daemon; log:\n{process.logs()}")
+        wait_for(
+            lambda: process.get("/healthz").status_code == 200, 30, f"the daemon; log:\n{process.logs()}"
+        )
         wait_for(
             lambda: process.get("/readyz").status_code == 200, 60, f"the first cycle; log:\n{process.logs()}"
         )
@@ -261,8 +267,13 @@ def test_the_status_page_shows_the_daemon_in_a_real_browser(
     browser.switch_to.active_element.send_keys("search")
     wait_in_browser(
         browser,
-        lambda: {r.get_attribute("data-slo").split("/")[0] for r in browser.find_elements(By.CSS_SELECTOR, "table.slos tbody tr")}
-        == {"search"},
+        lambda: (
+            {
+                r.get_attribute("data-slo").split("/")[0]
+                for r in browser.find_elements(By.CSS_SELECTOR, "table.slos tbody tr")
+            }
+            == {"search"}
+        ),
         10,
         "only search's SLOs",
     )
@@ -297,10 +308,17 @@ def test_the_status_page_shows_the_daemon_in_a_real_browser(
     wait_in_browser(browser, lambda: refreshes(browser) >= 1, 10, "the first refresh")
     target.set_stream({"version": "v2", "route": "/pay"}, requests_per_second=6, error_ratio=0.3)
     target.set_stream({"version": "v2", "route": "/cart"}, requests_per_second=4, error_ratio=0.05)
-    wait_for(lambda: api(daemon, "/api/v1/incidents?state=open")["incidents"], 60, f"an incident; log:\n{daemon.logs()}")
+    wait_for(
+        lambda: api(daemon, "/api/v1/incidents?state=open")["incidents"],
+        60,
+        f"an incident; log:\n{daemon.logs()}",
+    )
     at_incident = refreshes(browser)
     wait_in_browser(
-        browser, lambda: browser.find_elements(By.CSS_SELECTOR, ".attention li.incident"), 10, "the incident on the page"
+        browser,
+        lambda: browser.find_elements(By.CSS_SELECTOR, ".attention li.incident"),
+        10,
+        "the incident on the page",
     )
     assert refreshes(browser) - at_incident <= 2
     [incident] = api(daemon, "/api/v1/incidents?state=open")["incidents"]

@@ -24,8 +24,8 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from budgetguard.core import queries
-from budgetguard.core.policy import Evaluation, TierState
 from budgetguard.core.durations import format_duration
+from budgetguard.core.policy import Evaluation, TierState
 from budgetguard.core.queries import Part
 from budgetguard.core.spec import SLO, Severity
 
@@ -128,7 +128,9 @@ class BurnHistoryQuery:
     step: timedelta
     error_budget: float
 
-    def burn_rates(self, series: Sequence[tuple[Mapping[str, str], Sequence[Point]]]) -> dict[str, list[Point]]:
+    def burn_rates(
+        self, series: Sequence[tuple[Mapping[str, str], Sequence[Point]]]
+    ) -> dict[str, list[Point]]:
         """The burn rate of each window (by its duration's name, "5m"), oldest first."""
         out: dict[str, list[Point]] = {}
         for labels, points in series:

@@ -169,7 +169,8 @@ def line_chart(chart: Chart) -> str:
         x = x_of(at)
         anchor = "start" if i == 0 else "end" if i == 4 else "middle"
         parts.append(
-            f'<text class="axis" x="{_f(x)}" y="{_f(h - 8)}" text-anchor="{anchor}">{_time_label(at, span)}</text>'
+            f'<text class="axis" x="{_f(x)}" y="{_f(h - 8)}" text-anchor="{anchor}">'
+            f"{_time_label(at, span)}</text>"
         )
     for threshold in chart.thresholds:
         y = y_of(threshold.value)
@@ -191,8 +192,8 @@ def line_chart(chart: Chart) -> str:
                 parts.append(f'<polyline class="line {series.css}{dash}" points="{" ".join(run)}"/>')
                 drawn += 1
             elif len(run) == 1:
-                x, y = run[0].split(",")
-                parts.append(f'<circle class="dot {series.css}" cx="{x}" cy="{y}" r="2.5"/>')
+                cx, cy = run[0].split(",")
+                parts.append(f'<circle class="dot {series.css}" cx="{cx}" cy="{cy}" r="2.5"/>')
                 drawn += 1
     if drawn == 0:
         parts.append(
@@ -207,7 +208,8 @@ def line_chart(chart: Chart) -> str:
     return (
         f'<figure class="chart"><figcaption>{escape(chart.title)}'
         f"{f' <small>{escape(chart.log_hint)}</small>' if chart.log_hint else ''}</figcaption>"
-        f'<svg viewBox="0 0 {_f(w)} {_f(h)}" role="img" aria-label="{escape(chart.title)}: {escape(described)}">'
+        f'<svg viewBox="0 0 {_f(w)} {_f(h)}" role="img" aria-label="{escape(chart.title)}: '
+        f'{escape(described)}">'
         f'{"".join(parts)}</svg><ul class="legend">{legend}</ul></figure>'
     )
 

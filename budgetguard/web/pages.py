@@ -88,6 +88,16 @@ def ratio_pct(value: float | None, digits: int = 3) -> str:
     return f"{value * 100:.{digits}g}%"
 
 
+def _raw(value: float | None) -> str:
+    """A number for a ``data-`` attribute (tests and scripts read the exact value), empty when unknown."""
+    return "" if value is None else repr(value)
+
+
+def _acknowledged(incident: Mapping[str, Any]) -> str:
+    by = incident.get("acknowledged_by")
+    return f" · acknowledged by {e(by)}" if by else ""
+
+
 def verdict_badge(verdict: str) -> str:
     return f'<span class="badge v-{e(verdict)}">{e(verdict)}</span>'
 
@@ -150,7 +160,8 @@ def document(page: Page, refresh_seconds: float, *, can_act: bool) -> str:
 def not_found(message: str) -> Page:
     return Page(
         "Not here",
-        f'<section class="panel"><h1>Not here</h1><p>{e(message)}</p><p><a href="/">All SLOs</a></p></section>',
+        f'<section class="panel"><h1>Not here</h1><p>{e(message)}</p>'
+        '<p><a href="/">All SLOs</a></p></section>',
     )
 
 
@@ -262,12 +273,12 @@ def _options(values: Sequence[str], chosen: str, everything: str) -> str:
 def overview(
     evaluations: Sequence[Evaluation],
     query: OverviewQuery,
+    *,
     spark: Callable[[str], str | None],
     open_incidents: Sequence[Mapping[str, Any]],
     freezes: Sequence[SloFreeze],
     problems: Sequence[str],
     now: datetime,
-    *,
     can_act: bool,
 ) -> Page:
     services = sorted({ev.slo.service for ev in evaluations})
@@ -276,10 +287,12 @@ def overview(
     for ev in evaluations:
         counts[str(ev.verdict)] = counts.get(str(ev.verdict), 0) + 1
     fixed = f"""<form class="filters" method="get" action="/" role="search" aria-label="Filter SLOs">
-<label>Search <input type="search" name="q" value="{e(query.text)}" placeholder="service, SLO or label"></label>
+<label>Search <input type="search" name="q" value="{e(query.text)}"
+ placeholder="service, SLO or label"></label>
 <label>Service <select name="service">{_options(services, query.service, "all services")}</select></label>
 <label>Label <select name="label">{_options(labels, query.label, "any label")}</select></label>
-<label>Verdict <select name="verdict">{_options(list(VERDICT_ORDER), query.verdict, "any verdict")}</select></label>
+<label>Verdict <select name="verdict">{_options(list(VERDICT_ORDER), query.verdict, "any verdict")}
+</select></label>
 <input type="hidden" name="sort" value="{e(query.sort if query.sort != "attention" else "")}">
 <input type="hidden" name="dir" value="{"desc" if query.descending else ""}">
 <noscript><button type="submit">Filter</button></noscript>
@@ -301,20 +314,25 @@ def _attention(
     now: datetime,
 ) -> str:
     if not open_incidents and not freezes and not problems:
-        return '<section class="calm" aria-label="Attention"><p>No open incident, no release frozen.</p></section>'
+        return (
+            '<section class="calm" aria-label="Attention">'
+            "<p>No open incident, no release frozen.</p></section>"
+        )
     items = []
     for incident in open_incidents:
         items.append(
             f'<li class="incident"><a href="/incidents/{quote(incident["id"], safe="")}">'
-            f"<strong>Incident</strong> {e(incident['slo_id'])} {e(incident['canary_label'])}={e(incident['canary'])}</a>"
+            f"<strong>Incident</strong> {e(incident['slo_id'])} "
+            f"{e(incident['canary_label'])}={e(incident['canary'])}</a>"
             f' <span class="muted">opened {when(incident["opened_at"], now)}'
-            f"{' · acknowledged by ' + e(incident['acknowledged_by']) if incident.get('acknowledged_by') else ''}</span>"
+            f"{_acknowledged(incident)}</span>"
             f'<div class="reason">{e(incident["reason"])}</div></li>'
         )
     for frozen in freezes:
         service, _, name = frozen.slo_id.partition("/")
         items.append(
-            f'<li class="freeze"><a href="{slo_href(service, name)}"><strong>Releases {e(frozen.state)}</strong> '
+            f'<li class="freeze"><a href="{slo_href(service, name)}"><strong>Releases '
+            f"{e(frozen.state)}</strong> "
             f'{e(frozen.slo_id)}</a><div class="reason">{e(frozen.reason)}</div></li>'
         )
     for problem in problems:
@@ -338,7 +356,8 @@ def _summary(counts: Mapping[str, int], total: int, shown: int, query: OverviewQ
         )
     filtered = f" · {shown} shown" if shown != total else ""
     return (
-        f'<div class="summary"><h1>{total} SLO{"s" if total != 1 else ""}<span class="muted">{filtered}</span></h1>'
+        f'<div class="summary"><h1>{total} SLO{"s" if total != 1 else ""}<span class="muted">'
+        f"{filtered}</span></h1>"
         f'<div class="chips">{"".join(chips)}</div></div>'
     )
 
@@ -387,7 +406,8 @@ def _table(
             f'<td class="num hide-s">{e(slo.objective)}%</td>'
             f'<td class="num hide-s">{e(duration(slo.window))}</td>'
             f'<td class="verdict">{verdict_badge(str(ev.verdict))}</td>'
-            f'<td class="budget"><span class="pct" data-budget="{"" if remaining is None else repr(remaining)}">{shown}</span>'
+            '<td class="budget"><span class="pct" '
+            f'data-budget="{_raw(remaining)}">{shown}</span>'
             f"{budget_bar(remaining, f'{shown} of the error budget left')}</td>"
             f'<td class="hide-s">{burn_badge(state)} {burn_detail}</td>'
             f'<td class="hide-s">{line if line is not None else "<span class=muted>reading…</span>"}</td>'
@@ -396,7 +416,8 @@ def _table(
     if not body:
         body.append('<tr><td colspan="8" class="muted">No SLO matches these filters.</td></tr>')
     return (
-        '<div class="table-wrap"><table class="slos"><caption class="sr-only">Every SLO, its verdict and its budget</caption>'
+        '<div class="table-wrap"><table class="slos"><caption class="sr-only">Every SLO, its verdict and '
+        "its budget</caption>"
         f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>"
     )
 
@@ -444,12 +465,14 @@ def slo_page(data: SloData, *, can_act: bool) -> Page:
     warnings = "".join(f"<li>{e(w)}</li>" for w in ev.warnings)
     parts = [
         f"""<section class="hero">
-<p class="crumbs"><a href="/{e(OverviewQuery(service=slo.service).params())}" data-service>{e(slo.service)}</a></p>
+<p class="crumbs"><a href="/{e(OverviewQuery(service=slo.service).params())}"
+ data-service>{e(slo.service)}</a></p>
 <h1>{e(slo.name)} {verdict_badge(str(ev.verdict))}</h1>
 <p class="desc">{e(slo.description)}</p>
 <p class="reason">{e(ev.reason)}</p>
-<div class="budget-big"><span class="pct" data-budget="{"" if ev.budget_remaining is None else repr(ev.budget_remaining)}">{shown}</span>
-<span class="muted">of the error budget left</span>{budget_bar(ev.budget_remaining, f"{shown} of the error budget left")}</div>
+<div class="budget-big"><span class="pct" data-budget="{_raw(ev.budget_remaining)}">{shown}</span>
+<span class="muted">of the error budget left</span>
+{budget_bar(ev.budget_remaining, f"{shown} of the error budget left")}</div>
 <dl class="facts">{fact_html}</dl>
 <p>{labels}</p>
 {f'<ul class="warnings">{warnings}</ul>' if warnings else ""}
@@ -472,7 +495,10 @@ def _freeze_section(data: SloData) -> str:
     if judged is None:
         return ""
     if judged.state is FreezeState.OPEN:
-        return f'<section class="panel"><h2>Release freeze</h2><p>Releases are open: {e(judged.reason)}.</p></section>'
+        return (
+            '<section class="panel"><h2>Release freeze</h2>'
+            f"<p>Releases are open: {e(judged.reason)}.</p></section>"
+        )
     back = ""
     if data.recovery is not None:
         at = data.recovery.at
@@ -535,7 +561,9 @@ def _burn_rates(data: SloData, record: Mapping[str, Any]) -> str:
             older = [p for p in data.burns_from_source.get(window, ()) if p[0] < first]
             if older:
                 series.append(Series(f"{window} (Prometheus)", thin(older, 240), css, dashed=True))
-            series.append(Series(f"{window} burn rate", thin([(at, r.get(window)) for at, r in rows], 360), css))
+            series.append(
+                Series(f"{window} burn rate", thin([(at, r.get(window)) for at, r in rows], 360), css)
+            )
         firing = " · firing" if tier["firing"] else ""
         chart = Chart(
             f"{tier['severity']} tier {long_w}/{short_w}{firing}",
@@ -562,13 +590,15 @@ def _windows_table(record: Mapping[str, Any]) -> str:
         missing = record["missing"].get(window, "")
         rows.append(
             f'<tr><th scope="row">{e(window)}</th><td class="num">{ratio_pct(ratio)}</td>'
-            f'<td class="num">{burn(rate)}</td><td class="num">{"—" if events is None else f"{events:,.0f}"}</td>'
+            f'<td class="num">{burn(rate)}</td><td class="num">'
+            f"{'—' if events is None else f'{events:,.0f}'}</td>"
             f'<td class="muted">{e(missing)}</td></tr>'
         )
     return (
         '<section class="panel"><h2>Windows now</h2><div class="table-wrap"><table>'
         '<thead><tr><th scope="col">Window</th><th scope="col" class="num">Error ratio</th>'
-        '<th scope="col" class="num">Burn rate</th><th scope="col" class="num">Events</th><th scope="col">Note</th></tr></thead>'
+        '<th scope="col" class="num">Burn rate</th><th scope="col" class="num">Events</th><th scope="col">'
+        "Note</th></tr></thead>"
         f"<tbody>{''.join(rows)}</tbody></table></div></section>"
     )
 
@@ -599,7 +629,8 @@ def _canaries(canaries: Sequence[Mapping[str, Any]]) -> str:
         if c.get("latency"):
             lat = c["latency"]
             latency = (
-                f'<p class="latency">{verdict_badge(lat["verdict"])} latency p{lat["quantile"] * 100:g} under '
+                f'<p class="latency">{verdict_badge(lat["verdict"])} latency p{lat["quantile"] * 100:g} '
+                "under "
                 f"{lat['threshold_seconds']:g}s for {e(lat['for'])}: {e(lat['reason'])}</p>"
             )
         cards.append(
@@ -610,17 +641,25 @@ def _canaries(canaries: Sequence[Mapping[str, Any]]) -> str:
             '<th scope="col" class="num">Errors / requests</th><th scope="col" class="num">Error ratio</th>'
             '<th scope="col" class="num">95% bounds</th><th scope="col" class="num">Limit</th>'
             '<th scope="col" class="num">Baseline</th><th scope="col" class="num">Requests still needed</th>'
-            f'<th scope="col">Verdict</th></tr></thead><tbody>{"".join(rows)}</tbody></table></div>{latency}</article>'
+            f'<th scope="col">Verdict</th></tr></thead><tbody>{"".join(rows)}</tbody></table></div>'
+            f"{latency}</article>"
         )
-    return f'<section class="panel"><h2>Canary versions</h2><p class="muted">★ the deciding window</p>{"".join(cards)}</section>'
+    return (
+        '<section class="panel"><h2>Canary versions</h2><p class="muted">★ the deciding window</p>'
+        f"{''.join(cards)}</section>"
+    )
 
 
 def _changes(changes: Sequence[Mapping[str, Any]], now: datetime) -> str:
     if not changes:
-        return '<section class="panel"><h2>Verdict changes</h2><p class="muted">None over the window.</p></section>'
+        return (
+            '<section class="panel"><h2>Verdict changes</h2>'
+            '<p class="muted">None over the window.</p></section>'
+        )
     items = "".join(
         f'<li><span class="when">{when(c["at"], now)}</span> '
-        f"{verdict_badge(c['from']) if c['from'] else '<span class=muted>first</span>'} → {verdict_badge(c['to'])}"
+        f"{verdict_badge(c['from']) if c['from'] else '<span class=muted>first</span>'} → "
+        f"{verdict_badge(c['to'])}"
         f'<div class="reason">{e(c["reason"])}</div></li>'
         for c in reversed(changes[-200:])
     )
@@ -645,7 +684,8 @@ def _incident_list(items: Sequence[Mapping[str, Any]], now: datetime, title: str
     return (
         f'<section class="panel"><h2>{e(title)}</h2><div class="table-wrap"><table class="incidents">'
         '<thead><tr><th scope="col">Incident</th><th scope="col">State</th><th scope="col">Opened</th>'
-        f'<th scope="col" class="hide-s">Why</th></tr></thead><tbody>{"".join(rows)}</tbody></table></div></section>'
+        f'<th scope="col" class="hide-s">Why</th></tr></thead><tbody>{"".join(rows)}</tbody></table></div>'
+        "</section>"
     )
 
 
@@ -659,7 +699,8 @@ def incidents(items: Sequence[Mapping[str, Any]], available: bool, now: datetime
     open_ = [i for i in items if i["state"] == "open"]
     closed = [i for i in items if i["state"] != "open"]
     parts = [
-        f'<div class="summary"><h1>Incidents</h1><p class="muted">{len(open_)} open, {len(closed)} resolved</p></div>'
+        f'<div class="summary"><h1>Incidents</h1><p class="muted">{len(open_)} open, {len(closed)} '
+        "resolved</p></div>"
     ]
     if open_:
         parts.append(_incident_list(open_, now, "Open"))
@@ -670,9 +711,12 @@ def incidents(items: Sequence[Mapping[str, Any]], available: bool, now: datetime
     return Page("Incidents", "".join(parts), nav="incidents", can_act=can_act)
 
 
-def _button(action: str, label: str, hidden: Mapping[str, str] = {}) -> str:  # noqa: B006 (never mutated)
-    fields = "".join(f'<input type="hidden" name="{e(k)}" value="{e(v)}">' for k, v in hidden.items())
-    return f'<form method="post" action="{e(action)}" class="inline">{fields}<button type="submit">{e(label)}</button></form>'
+def _button(action: str, label: str, hidden: Mapping[str, str] | None = None) -> str:
+    fields = "".join(f'<input type="hidden" name="{e(k)}" value="{e(v)}">' for k, v in (hidden or {}).items())
+    return (
+        f'<form method="post" action="{e(action)}" class="inline">{fields}'
+        f'<button type="submit">{e(label)}</button></form>'
+    )
 
 
 def incident(shown: Mapping[str, Any], now: datetime, *, can_act: bool) -> Page:
@@ -713,7 +757,8 @@ def incident(shown: Mapping[str, Any], now: datetime, *, can_act: bool) -> Page:
     parts = [
         f"""<section class="hero"><p class="crumbs"><a href="/incidents">Incidents</a> ·
 <a href="{slo_href(slo_service, slo_name)}">{e(shown["slo_id"])}</a></p>
-<h1>{e(shown["canary_label"])}={e(shown["canary"])} <span class="badge s-{e(shown["state"])}">{e(shown["state"])}</span></h1>
+<h1>{e(shown["canary_label"])}={e(shown["canary"])}
+ <span class="badge s-{e(shown["state"])}">{e(shown["state"])}</span></h1>
 <p class="reason">{e(shown["reason"])}</p>
 <dl class="facts"><div><dt>Baseline</dt><dd>{e(shown["baseline"])}</dd></div>
 <div><dt>Burn rates when opened</dt><dd>{burn_rates or "—"}</dd></div>
@@ -728,7 +773,10 @@ def incident(shown: Mapping[str, Any], now: datetime, *, can_act: bool) -> Page:
 
 def _affected(affected: Mapping[str, Any] | None) -> str:
     if affected is None:
-        return '<section class="panel"><h2>Who is affected</h2><p class="muted">Not broken down (the SLO names no <code>canary.affected_by</code>, or the answer is still on its way).</p></section>'
+        return (
+            '<section class="panel"><h2>Who is affected</h2><p class="muted">Not broken down (the SLO names '
+            "no <code>canary.affected_by</code>, or the answer is still on its way).</p></section>"
+        )
 
     def named(labels: Mapping[str, str]) -> str:
         return ", ".join(f"{k}={v or '(none)'}" for k, v in labels.items())
@@ -740,13 +788,15 @@ def _affected(affected: Mapping[str, Any] | None) -> str:
     )
     note = f'<p class="muted">{e(affected["note"])}</p>' if affected.get("note") else ""
     table = (
-        '<div class="table-wrap"><table><thead><tr><th scope="col">Slice</th><th scope="col" class="num">Errors</th>'
+        '<div class="table-wrap"><table><thead><tr><th scope="col">Slice</th><th scope="col" class="num">'
+        "Errors</th>"
         f'<th scope="col" class="num">Share</th></tr></thead><tbody>{rows}</tbody></table></div>'
         if rows
         else ""
     )
     return (
-        f'<section class="panel"><h2>Who is affected</h2><p class="muted">{affected["errors"]:,.0f} errors over '
+        f'<section class="panel"><h2>Who is affected</h2><p class="muted">{affected["errors"]:,.0f} errors '
+        "over "
         f"{e(affected['window'])} by {e(', '.join(affected['by']))}</p>{table}{note}</section>"
     )
 
@@ -764,13 +814,17 @@ def _deliveries(deliveries: Sequence[Mapping[str, Any]], back: str, now: datetim
             f'<tr data-delivery="{d["id"]}"><th scope="row">{e(d["action"])}</th><td>{e(d["event"])}</td>'
             f'<td><span class="badge d-{e(d["status"])}">{e(d["status"])}</span></td>'
             f'<td class="num">{d["attempts"]}</td>'
-            f'<td>{"—" if d.get("last_status") is None else e(d["last_status"])} <span class="muted">{e(detail[:200])}</span></td>'
-            f'<td class="hide-s">{when(d.get("done_at") or d.get("next_attempt_at"), now)}</td><td>{retry}</td></tr>'
+            f'<td>{"—" if d.get("last_status") is None else e(d["last_status"])} <span class="muted">'
+            f"{e(detail[:200])}</span></td>"
+            f'<td class="hide-s">{when(d.get("done_at") or d.get("next_attempt_at"), now)}</td><td>'
+            f"{retry}</td></tr>"
         )
     return (
-        '<section class="panel"><h2>Deliveries</h2><div class="table-wrap"><table class="deliveries"><thead><tr>'
+        '<section class="panel"><h2>Deliveries</h2><div class="table-wrap"><table class="deliveries"><thead>'
+        "<tr>"
         '<th scope="col">Action</th><th scope="col">Event</th><th scope="col">Outcome</th>'
         '<th scope="col" class="num">Attempts</th><th scope="col">Last answer</th>'
-        '<th scope="col" class="hide-s">Done / next attempt</th><th scope="col"><span class="sr-only">Retry</span></th>'
+        '<th scope="col" class="hide-s">Done / next attempt</th><th scope="col"><span class="sr-only">'
+        "Retry</span></th>"
         f"</tr></thead><tbody>{''.join(rows)}</tbody></table></div></section>"
     )

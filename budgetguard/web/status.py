@@ -257,11 +257,11 @@ def status_routes(
         page = pages.overview(
             evaluations,
             query,
-            sparks.get,
-            open_incidents,
-            freezes,
-            view.config_problems(),
-            datetime.now(tz=UTC),
+            spark=sparks.get,
+            open_incidents=open_incidents,
+            freezes=freezes,
+            problems=view.config_problems(),
+            now=datetime.now(tz=UTC),
             can_act=who.can_act,
         )
         return respond(request, page)
