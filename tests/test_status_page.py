@@ -178,7 +178,8 @@ def test_without_the_token_the_page_asks_for_it_and_with_it_shows_the_api_number
         async with c:
             asked = await c.get("/")
             assert asked.status_code == 200 and 'name="token"' in asked.text and "requests" not in asked.text
-            assert (await c.get("/", headers={"X-Budgetguard-Fragment": "1"})).status_code == 401
+            refresh = await c.get("/", headers={"X-Budgetguard-Fragment": "1"})
+            assert refresh.status_code == 204 and refresh.headers["x-budgetguard-login"] == "required"
             wrong = await c.post(
                 "/login",
                 content="token=nope&next=/",

@@ -9,10 +9,11 @@ and no request leaves the daemon. Screenshots go to ``tests/artifacts/`` (git-ig
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import textwrap
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,10 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 
+from budgetguard.engine import Engine
+from budgetguard.loader import load_paths
+from budgetguard.sources.prometheus import PrometheusConfig, PrometheusSource
+from budgetguard.store import Store
 from lab.fakes import WebhookReceiver
 from lab.prometheus import PrometheusLab
 from lab.target import MetricsTarget, metrics_target
@@ -121,12 +126,39 @@ def prometheus(prometheus_lab: LabFactory, demo_tsdb: DemoTsdb, target: MetricsT
     return prometheus_lab(blocks_from=demo_tsdb.blocks, scrape_targets={"shop": [target.address]})
 
 
+def seed_store(db: Path, slo_dir: Path, prometheus_url: str, end: datetime) -> int:
+    """A daemon that has run for days: the history's SLOs evaluated against Prometheus at past instants
+    (every 3 hours for 4 days, every 15 minutes for the last 6 hours) and recorded as the daemon does."""
+    loaded = load_paths([slo_dir])
+    assert loaded.ok, loaded.problems
+    instants = sorted(
+        {end - timedelta(hours=3 * i) for i in range(1, 33)}
+        | {end - timedelta(minutes=15 * i) for i in range(1, 25)}
+    )
+
+    async def evaluate() -> int:
+        source = PrometheusSource(PrometheusConfig(url=prometheus_url))
+        engine = Engine(source)
+        try:
+            with Store(db) as store:
+                for at in instants:
+                    store.record_cycle(await engine.evaluate_all(loaded.slos, at))
+        finally:
+            await source.aclose()
+        return len(instants)
+
+    return asyncio.run(evaluate())
+
+
 @pytest.fixture
-def daemon(tmp_path: Path, prometheus: PrometheusLab, hook: WebhookReceiver) -> Iterator[DaemonProcess]:
+def daemon(
+    tmp_path: Path, prometheus: PrometheusLab, hook: WebhookReceiver, demo_tsdb: DemoTsdb
+) -> Iterator[DaemonProcess]:
     slos = tmp_path / "slos"
     slos.mkdir()
     for name in ("checkout.yaml", "search.sloth.yaml"):
         shutil.copy(REPO / "slos" / name, slos / name)
+    seed_store(tmp_path / "bg.db", slos, prometheus.url, datetime.now(tz=UTC))
     (slos / "shop.yaml").write_text(textwrap.dedent(SHOP))
     config = tmp_path / "config.yaml"
     config.write_text(textwrap.dedent(CONFIG.format(url=hook.endpoint, secret=SECRET)))
@@ -187,6 +219,22 @@ def requested(driver: WebDriver) -> list[str]:
     return list(driver.execute_script(script))
 
 
+def overview_rows(driver: WebDriver) -> list[dict[str, Any]]:
+    """The overview's rows read in one script: a refresh may swap them between two WebDriver calls."""
+    script = """
+        return Array.from(document.querySelectorAll('table.slos tbody tr[data-slo]')).map(function (row) {
+          return {
+            slo: row.getAttribute('data-slo'),
+            verdict: row.getAttribute('data-verdict'),
+            budget: row.querySelector('.pct').textContent,
+            data_budget: row.querySelector('.pct').getAttribute('data-budget'),
+            spark: row.querySelectorAll('svg.spark .spark-end').length > 0
+          };
+        });
+    """
+    return list(driver.execute_script(script))
+
+
 def budget_text(ratio: float | None) -> str:
     return "—" if ratio is None else f"{ratio * 100:.1f}%"
 
@@ -221,17 +269,13 @@ def test_the_status_page_shows_the_daemon_in_a_real_browser(
     assert len(slos) == 5
 
     def rows_match() -> bool:
-        rows = {
-            row.get_attribute("data-slo"): row
-            for row in browser.find_elements(By.CSS_SELECTOR, "table.slos tbody tr")
-        }
+        rows = {row["slo"]: row for row in overview_rows(browser)}
         fresh = api(daemon, "/api/v1/slos")["slos"]
         for slo in fresh:
             row = rows.get(f"{slo['service']}/{slo['slo']}")
-            if row is None:
+            if row is None or row["budget"] != budget_text(slo["budget_remaining"]):
                 return False
-            text = row.find_element(By.CSS_SELECTOR, ".pct").text
-            if text != budget_text(slo["budget_remaining"]) or slo["verdict"] not in row.text:
+            if row["verdict"] != slo["verdict"]:
                 return False
         return len(rows) == len(fresh)
 
@@ -244,12 +288,7 @@ def test_the_status_page_shows_the_daemon_in_a_real_browser(
     assert len(measured) >= 3
 
     def sparks_drawn() -> bool:
-        drawn = {
-            row.get_attribute("data-slo")
-            for row in browser.find_elements(By.CSS_SELECTOR, "table.slos tbody tr")
-            if row.find_elements(By.CSS_SELECTOR, "svg.spark .spark-end")
-        }
-        return drawn >= measured
+        return {row["slo"] for row in overview_rows(browser) if row["spark"]} >= measured
 
     wait_in_browser(browser, sparks_drawn, 20, "a sparkline for every SLO")
     shoot(browser, "overview")
@@ -280,11 +319,7 @@ def test_the_status_page_shows_the_daemon_in_a_real_browser(
     assert browser.execute_script("return window.__kept;") == marker  # the same page, not a reload
     browser.find_element(By.CSS_SELECTOR, "input[type=search]").clear()
     browser.get(f"{daemon.url}/?refresh=1&sort=budget")
-    budgets = [
-        r.find_element(By.CSS_SELECTOR, ".pct").get_attribute("data-budget")
-        for r in browser.find_elements(By.CSS_SELECTOR, "table.slos tbody tr")
-    ]
-    known = [float(b) for b in budgets if b]
+    known = [float(r["data_budget"]) for r in overview_rows(browser) if r["data_budget"]]
     assert known == sorted(known)
 
     # One SLO: the burn-down joins Prometheus' history to the store's, burn rates per tier are drawn.

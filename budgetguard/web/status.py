@@ -225,11 +225,12 @@ def status_routes(
         return response
 
     def login_page(request: Request, message: str = "") -> Response:
-        # A whole page is the login form (200: a browser logs any 4xx as a console error); a refresh
-        # of the live part is refused, so the script says it lost the page instead of pasting a form.
-        status = 401 if fragment(request) else 200
+        # The login form is a page, not an error (a browser logs any 4xx as a console error). A refresh
+        # of the live part gets no content and a header, and the script reloads into the form.
+        if fragment(request):
+            return Response(status_code=204, headers={"X-Budgetguard-Login": "required"})
         back = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-        return respond(request, pages.login(back, message), status)
+        return respond(request, pages.login(back, message))
 
     def incidents_of(c: IncidentControl | None, state: IncidentState | None) -> list[dict[str, Any]]:
         if c is None:

@@ -30,9 +30,14 @@
       cache: "no-store",
       signal: controller.signal
     }).then(function (response) {
+      if (response.headers.get("X-Budgetguard-Login")) {
+        location.reload();  // the token was forgotten or changed: show the login form
+        return null;
+      }
       if (!response.ok && response.status !== 404) throw new Error("HTTP " + response.status);
       return response.text();
     }).then(function (html) {
+      if (html === null) return;
       var active = document.activeElement;
       var activeId = active && live.contains(active) ? active.getAttribute("href") : null;
       live.innerHTML = html;
