@@ -127,12 +127,12 @@ def prometheus(prometheus_lab: LabFactory, demo_tsdb: DemoTsdb, target: MetricsT
 
 
 def seed_store(db: Path, slo_dir: Path, prometheus_url: str, end: datetime) -> int:
-    """A daemon that has run for days: the history's SLOs evaluated against Prometheus at past instants
-    (every 3 hours for 4 days, every 15 minutes for the last 6 hours) and recorded as the daemon does."""
+    """A daemon that has run for weeks: the history's SLOs evaluated against Prometheus at past instants
+    (every 12 hours for 29 days, every 15 minutes for the last 6 hours) and recorded as the daemon does."""
     loaded = load_paths([slo_dir])
     assert loaded.ok, loaded.problems
     instants = sorted(
-        {end - timedelta(hours=3 * i) for i in range(1, 33)}
+        {end - timedelta(hours=12 * i) for i in range(1, 59)}
         | {end - timedelta(minutes=15 * i) for i in range(1, 25)}
     )
 

@@ -133,8 +133,9 @@ class Sparklines:
         out = []
         for ev in evaluations:
             found = self._cache.get(ev.slo.id)
-            # An SLO the store has nothing of yet is asked again at once: its first cycle may be done.
-            ttl = self._ttl if found is not None and found.points else 0.0
+            # An SLO the store has no budget of yet is asked again at once: its first cycle may be done.
+            measured = found is not None and any(v is not None for _, v in found.points)
+            ttl = self._ttl if measured else 0.0
             if found is None or found.window != ev.slo.window or now - found.refreshed >= ttl:
                 out.append(ev)
         return out
