@@ -125,6 +125,7 @@ _BUDGET_SERIES = """
     GROUP BY bucket ORDER BY bucket
 """
 
+
 def write_cycle(tx: Transaction, pending: Sequence[Pending]) -> None:
     """One cycle's rows, in ``tx``: a change row where the verdict differs from the SLO's last."""
     if not pending:
@@ -250,6 +251,7 @@ def budget_series(
         "step": step_s,
     }
     return [(from_unix(row["at"]), row["budget_remaining"]) for row in db.query(_BUDGET_SERIES, parameters)]
+
 
 def verdict_changes(db: Connection, slo_id: str | None, since: datetime) -> list[dict[str, Any]]:
     """Verdict changes at or after ``since``, oldest first, of one SLO or (``None``) of all.

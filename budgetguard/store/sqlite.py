@@ -101,8 +101,10 @@ class Store:
         """Records of one SLO in [``since``, ``until``), oldest first, as stored (``history.history``)."""
         return history.history(self._db, slo_id, since, until, limit)
 
-    def budget_series(self, slo_id: str, since: datetime, step: timedelta) -> list[tuple[datetime, float | None]]:
-        """One SLO's budget remaining, the last of each ``step`` since ``since`` (``history.budget_series``)."""
+    def budget_series(
+        self, slo_id: str, since: datetime, step: timedelta
+    ) -> list[tuple[datetime, float | None]]:
+        """One SLO's budget remaining, the last of each ``step`` (``history.budget_series``)."""
         return history.budget_series(self._db, slo_id, since, step)
 
     def verdict_changes(self, slo_id: str | None, since: datetime) -> list[dict[str, Any]]:
