@@ -22,6 +22,7 @@ from budgetguard.core.policy import Evaluation, Observation, evaluate
 from budgetguard.store import Store
 from budgetguard.web import create_app
 from budgetguard.web.charts import Chart, Series, Threshold, line_chart, sparkline
+from budgetguard.web.status import status_routes
 from tests.helpers import slo_from
 from tests.test_outbox import INCIDENT, request
 
@@ -263,6 +264,37 @@ def test_the_overview_filters_sorts_and_refreshes_only_its_live_part(tmp_path: P
             assert (await c.get("/slos/checkout/nope")).status_code == 404
             css = await c.get("/static/status.css")
             assert css.status_code == 200 and "prefers-color-scheme: dark" in css.text
+        store.close()
+
+    asyncio.run(scenario())
+
+
+def test_every_route_of_the_status_page_is_documented() -> None:
+    async def never(_ev: Evaluation) -> Any:
+        raise AssertionError("not called")
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "how-to" / "status-page.md").read_text()
+    routes = status_routes(View(None, []), api_token=None, control=None, recovery=never, source=None)  # type: ignore[arg-type]
+    paths = [getattr(route, "path", "") for route in routes]
+    assert "/" in paths and "/slos/{service}/{slo}" in paths
+    missing = [path for path in paths if f" {path}`" not in doc and f" {path}/" not in doc]
+    assert missing == [], f"document these routes in docs/how-to/status-page.md: {missing}"
+
+
+def test_a_refresh_between_two_cycles_gets_a_304_and_a_new_cycle_a_new_page(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        c, store = client(tmp_path, token=None)
+        live = {"X-Budgetguard-Fragment": "1"}
+        async with c:
+            first = await c.get("/", headers=live)
+            while "reading…" in first.text:  # the sparklines are read in the background first
+                await asyncio.sleep(0.01)
+                first = await c.get("/", headers=live)
+            tag = first.headers["etag"]
+            again = await c.get("/", headers={**live, "If-None-Match": tag})
+            assert again.status_code == 304 and again.content == b""
+            other_view = await c.get("/?verdict=healthy", headers={**live, "If-None-Match": tag})
+            assert other_view.status_code == 200
         store.close()
 
     asyncio.run(scenario())

@@ -361,6 +361,14 @@ def test_the_status_page_shows_the_daemon_in_a_real_browser(
     seen += requested(browser)
     shoot(browser, "overview-incident")
 
+    # The canary's SLO page: each version against the baseline, window by window.
+    browser.get(f"{daemon.url}/slos/shop/canary-availability?refresh=5")
+    [v2] = browser.find_elements(By.CSS_SELECTOR, "article.canary[data-canary='v2']")
+    assert "burning" in v2.text and "against v1" in v2.text
+    headers = [th.text.lower() for th in v2.find_elements(By.CSS_SELECTOR, "thead th")]
+    assert {"95% bounds", "baseline", "requests still needed"} <= set(headers)
+    shoot(browser, "slo-canary")
+
     # The incident: timeline, who is affected, deliveries with their attempts; the viewer gave the
     # token, so the buttons are there and act.
     hook.wait_for(1, accepted=True, timeout=timedelta(seconds=30))

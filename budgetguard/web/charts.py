@@ -142,8 +142,11 @@ def line_chart(chart: Chart) -> str:
     if hi <= lo:
         hi = lo + 1.0
     step = _nice_step(hi - lo, 4)
-    lo = math.floor(lo / step) * step
-    hi = math.ceil(hi / step) * step
+    # A bound the caller gave is kept (a budget never shows above 100%); the others round to a tick.
+    if chart.y_min is None:
+        lo = math.floor(lo / step) * step
+    if chart.y_max is None:
+        hi = math.ceil(hi / step) * step
     span_s = (chart.end - chart.start).total_seconds() or 1.0
 
     def x_of(at: datetime) -> float:
@@ -154,7 +157,7 @@ def line_chart(chart: Chart) -> str:
         return top + plot_h - (clipped - lo) / (hi - lo) * plot_h
 
     parts: list[str] = []
-    tick = lo
+    tick = math.ceil(lo / step - 1e-9) * step
     while tick <= hi + step / 1000:
         y = y_of(tick)
         parts.append(f'<line class="grid" x1="{_f(left)}" x2="{_f(w - right)}" y1="{_f(y)}" y2="{_f(y)}"/>')

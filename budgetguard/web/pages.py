@@ -449,12 +449,11 @@ def slo_page(data: SloData, *, can_act: bool) -> Page:
     state = burn_state(ev)
     shown = format_budget(ev.budget_remaining)
     labels = "".join(f'<span class="tag">{e(k)}={e(v)}</span>' for k, v in sorted(slo.labels.items()))
-    tte = ev.time_to_exhaustion
     facts = [
         ("Objective", f"{e(slo.objective)}% over {e(duration(slo.window))}"),
         ("Error ratio over the window", ratio_pct(ev.error_ratio)),
         ("Events over the window", "—" if ev.events is None else f"{ev.events:,.0f}"),
-        ("Budget runs out", "not at this burn" if tte is None else f"in {_span(tte.total_seconds())}"),
+        ("Budget runs out", _runs_out(ev)),
         ("Burn (fastest page tier)", burn_badge(state.state)),
         ("Evaluated", when(ev.at, data.now)),
         ("Read by", e(ev.query_mode)),
@@ -488,6 +487,14 @@ def slo_page(data: SloData, *, can_act: bool) -> Page:
         parts.append(_incident_list(data.incidents, data.now, "Incidents of this SLO"))
     parts.append(_changes(data.changes, data.now))
     return Page(f"{slo.id}", "".join(parts), nav="overview", can_act=can_act)
+
+
+def _runs_out(ev: Evaluation) -> str:
+    remaining = ev.budget_remaining
+    if remaining is not None and remaining <= 0:
+        return "already spent"
+    tte = ev.time_to_exhaustion
+    return "not at this burn" if tte is None else f"in {_span(tte.total_seconds())}"
 
 
 def _freeze_section(data: SloData) -> str:

@@ -9,6 +9,8 @@
   var timer = null;
   var inFlight = null;
   var refreshes = 0;
+  var etag = null;  // the live part's version: the server answers 304 while it is unchanged
+  var etagUrl = null;
 
   function say(text, failed) {
     if (!stamp) return;
@@ -24,8 +26,10 @@
     if (push && url !== location.pathname + location.search) history.pushState(null, "", url);
     var controller = new AbortController();
     inFlight = controller;
+    var headers = { "X-Budgetguard-Fragment": "1" };
+    if (!push && etag && etagUrl === url) headers["If-None-Match"] = etag;
     return fetch(url, {
-      headers: { "X-Budgetguard-Fragment": "1" },
+      headers: headers,
       credentials: "same-origin",
       cache: "no-store",
       signal: controller.signal
@@ -34,7 +38,15 @@
         location.reload();  // the token was forgotten or changed: show the login form
         return null;
       }
+      if (response.status === 304) {
+        say("Updated " + new Date().toLocaleTimeString() + " (no change)", false);
+        refreshes += 1;
+        body.setAttribute("data-refreshes", String(refreshes));
+        return null;
+      }
       if (!response.ok && response.status !== 404) throw new Error("HTTP " + response.status);
+      etag = response.headers.get("ETag");
+      etagUrl = url;
       return response.text();
     }).then(function (html) {
       if (html === null) return;
