@@ -22,7 +22,7 @@ from budgetguard.core.policy import Evaluation, Observation, evaluate
 from budgetguard.store import Store
 from budgetguard.web import create_app
 from budgetguard.web.charts import Chart, Series, Threshold, line_chart, sparkline
-from budgetguard.web.status import status_routes
+from budgetguard.web.status import Sparklines, status_routes
 from tests.helpers import slo_from
 from tests.test_outbox import INCIDENT, request
 
@@ -126,6 +126,7 @@ class View:
     def __init__(self, store: Store, latest: Sequence[Evaluation]) -> None:
         self.store = store
         self.latest = list(latest)
+        self.asked: list[datetime] = []  # the ``since`` of every budget line read
 
     def latest_evaluations(self) -> Sequence[Evaluation]:
         return self.latest
@@ -148,6 +149,7 @@ class View:
     def budget_series(
         self, slo_id: str, since: datetime, step: timedelta
     ) -> list[tuple[datetime, float | None]]:
+        self.asked.append(since)
         return self.store.budget_series(slo_id, since, step)
 
 
@@ -298,3 +300,23 @@ def test_a_refresh_between_two_cycles_gets_a_304_and_a_new_cycle_a_new_page(tmp_
         store.close()
 
     asyncio.run(scenario())
+
+
+def test_a_sparkline_rereads_only_its_last_step_and_keeps_the_older_ones(tmp_path: Path) -> None:
+    with Store(tmp_path / "bg.db") as store:
+        for days, ratio in [(20, 0.0001), (10, 0.0003)]:
+            store.record_cycle([judged(ratio, NOW - timedelta(days=days))])
+        view = View(store, [judged(0.0003, NOW - timedelta(days=10))])
+        sparks = Sparklines(view, points=30)  # one point a day over the 30d window
+        ev = view.latest[0]
+        sparks.refresh(ev, NOW)
+        first = sparks.get(SLO.id)
+        assert first is not None and first.count(",") == 2  # two days with an evaluation: one line
+        store.record_cycle([judged(0.0005, NOW - timedelta(hours=1))])
+        view.asked.clear()
+        sparks.refresh(ev, NOW)
+        assert view.asked and view.asked[0] >= NOW - timedelta(
+            days=11
+        )  # from the last point's day, not the window
+        again = sparks.get(SLO.id)
+        assert again is not None and again.count(",") == 3 and again != first

@@ -393,6 +393,13 @@ def test_the_status_page_shows_the_daemon_in_a_real_browser(
     assert "acknowledged" in browser.find_element(By.CSS_SELECTOR, "ol.timeline").text
     seen += requested(browser)
 
+    # The list of incidents: the open one, acknowledged.
+    browser.get(f"{daemon.url}/incidents")
+    [row] = browser.find_elements(By.CSS_SELECTOR, "table.incidents tbody tr[data-state='open']")
+    assert "acknowledged" in row.text and "version=v2" in row.text
+    seen += requested(browser)
+    shoot(browser, "incidents")
+
     # After forgetting the token the buttons are gone and the page asks again.
     browser.find_element(By.XPATH, "//button[text()='Forget the token']").click()
     wait_in_browser(browser, lambda: browser.find_elements(By.ID, "token"), 10, "the login form")

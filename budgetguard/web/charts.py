@@ -211,7 +211,7 @@ def line_chart(chart: Chart) -> str:
     return (
         f'<figure class="chart"><figcaption>{escape(chart.title)}'
         f"{f' <small>{escape(chart.log_hint)}</small>' if chart.log_hint else ''}</figcaption>"
-        f'<svg viewBox="0 0 {_f(w)} {_f(h)}" role="img" aria-label="{escape(chart.title)}: '
+        f'<svg class="w{w:.0f}" viewBox="0 0 {_f(w)} {_f(h)}" role="img" aria-label="{escape(chart.title)}: '
         f'{escape(described)}">'
         f'{"".join(parts)}</svg><ul class="legend">{legend}</ul></figure>'
     )
