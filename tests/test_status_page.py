@@ -320,3 +320,37 @@ def test_a_sparkline_rereads_only_its_last_step_and_keeps_the_older_ones(tmp_pat
         )  # from the last point's day, not the window
         again = sparks.get(SLO.id)
         assert again is not None and again.count(",") == 3 and again != first
+
+
+FROZEN = """
+version: budgetguard/v1
+service: checkout
+freeze: {below: 0.5}
+slos:
+  - name: availability
+    objective: 99.9
+    sli:
+      events:
+        error_query: sum(rate(http_requests_total{job="checkout",code=~"5.."}[{{.window}}]))
+        total_query: sum(rate(http_requests_total{job="checkout"}[{{.window}}]))
+"""
+
+
+def test_a_frozen_slo_says_so_and_when_its_budget_is_expected_back(tmp_path: Path) -> None:
+    slo = slo_from(FROZEN)
+    ev = evaluate(slo, {w: Observation(w, 0.0007, 100_000.0) for w in slo.windows()}, NOW)  # 30% left
+
+    async def scenario() -> None:
+        with Store(tmp_path / "bg.db") as store:
+            store.record_cycle([ev])
+            app = create_app(View(store, [ev]), Metrics(), None)
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://status.test") as c:
+                overview = await c.get("/")
+                assert "Releases frozen" in overview.text and "30.0%" in overview.text
+                page = await c.get("/slos/checkout/availability")
+                assert "Release freeze: frozen" in page.text
+                # No metrics source here: the estimate says why there is none, as the release gate does.
+                assert "not estimated: no metrics source" in page.text
+
+    asyncio.run(scenario())
