@@ -21,8 +21,8 @@ from budgetguard.core.guard import Decision, Delivery, IncidentState, OutboxEntr
 from budgetguard.core.policy import Evaluation, Observation, evaluate
 from budgetguard.store import Store
 from budgetguard.web import create_app
-from budgetguard.web.charts import Chart, Series, Threshold, line_chart, sparkline
 from budgetguard.web.status import Sparklines, status_routes
+from budgetguard.web.status.charts import Chart, Series, Threshold, line_chart, sparkline
 from tests.helpers import slo_from
 from tests.test_outbox import INCIDENT, request
 

@@ -1,4 +1,4 @@
-"""The status page: the daemon's state for people, at ``/``, beside the JSON API it mirrors.
+"""The status page's routes: who may see and act, what each page reads, and the answer it sends.
 
 Routes (HTML; each page answers a request carrying ``X-Budgetguard-Fragment: 1`` with just its live
 part, which ``static/status.js`` fetches to refresh the page without reloading it):
@@ -16,8 +16,8 @@ the cookie ``/login`` sets after checking it (HttpOnly, SameSite=Strict, so anot
 read it nor make a browser send it with a form). Without a token the pages are open like the API, and
 nothing can be changed from them: changes over HTTP need a token (``web.create_app``'s rule).
 
-The page decides nothing: verdicts, budgets and burn states come from the core (``core.burndown``), the
-numbers are the API's (``records.to_record``), and ``pages`` lays them out.
+Reads that can be slow are bounded: sparklines come from ``sparklines``' cache, Prometheus' ranges (the
+burn-down and burn rates older than the store) wait at most ten seconds and are cached for a while.
 """
 
 from __future__ import annotations
@@ -45,16 +45,17 @@ from budgetguard.core.freeze import Recovery
 from budgetguard.core.guard import IncidentState
 from budgetguard.core.policy import Evaluation
 from budgetguard.core.ports import RangeResult
-from budgetguard.web import pages
-from budgetguard.web.charts import sparkline
+from budgetguard.web.status import incidents as incident_pages
+from budgetguard.web.status import layout
+from budgetguard.web.status import overview as overview_page
+from budgetguard.web.status import slo as slo_pages
+from budgetguard.web.status.sparklines import SPARK_TTL, Sparklines
 
 log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).parent / "static"
 COOKIE = "budgetguard_token"
 FRAGMENT_HEADER = "x-budgetguard-fragment"
-SPARK_POINTS = 48
-SPARK_TTL = timedelta(minutes=5)
 BURN_RANGES = {
     "1h": timedelta(hours=1),
     "6h": timedelta(hours=6),
@@ -100,83 +101,6 @@ class RangeSource(Protocol):
     ) -> RangeResult: ...
 
 
-@dataclass
-class _Spark:
-    refreshed: float  # time.monotonic() of the last read
-    window: timedelta
-    points: list[Point]
-    svg: str
-
-
-class Sparklines:
-    """Each SLO's budget over its window, read from the store in the background and kept as SVG.
-
-    The overview never waits for the store: it draws what is cached and asks for what is missing or
-    older than ``ttl``. A refresh reads only the buckets since the last one it has (buckets are aligned
-    to the epoch, so the older ones stay valid), one SLO at a time, yielding to the event loop between
-    them so a thousand SLOs never hold up a gate's answer.
-    """
-
-    def __init__(self, view: StatusView, ttl: timedelta = SPARK_TTL, points: int = SPARK_POINTS) -> None:
-        self._view = view
-        self._ttl = ttl.total_seconds()
-        self._points = points
-        self._cache: dict[str, _Spark] = {}
-        self._task: asyncio.Task[None] | None = None
-        self.generation = 0  # counts drawn changes: part of the overview's ETag
-
-    def get(self, slo_id: str) -> str | None:
-        found = self._cache.get(slo_id)
-        return None if found is None else found.svg
-
-    def stale(self, evaluations: Sequence[Evaluation]) -> list[Evaluation]:
-        now = time.monotonic()
-        out = []
-        for ev in evaluations:
-            found = self._cache.get(ev.slo.id)
-            # An SLO the store has no budget of yet is asked again at once: its first cycle may be done.
-            measured = found is not None and any(v is not None for _, v in found.points)
-            ttl = self._ttl if measured else 0.0
-            if found is None or found.window != ev.slo.window or now - found.refreshed >= ttl:
-                out.append(ev)
-        return out
-
-    def request(self, evaluations: Sequence[Evaluation]) -> None:
-        """Start a background refresh of the stale ones, unless one is running."""
-        if self._task is not None and not self._task.done():
-            return
-        todo = self.stale(evaluations)
-        if todo:
-            self._task = asyncio.create_task(self.fill(todo), name="status-sparklines")
-
-    async def fill(self, evaluations: Sequence[Evaluation]) -> None:
-        for ev in evaluations:
-            try:
-                self.refresh(ev, datetime.now(tz=UTC))
-            except BudgetguardError as exc:
-                log.warning("status page: cannot read %s's budget line: %s", ev.slo.id, exc)
-            await asyncio.sleep(0)
-
-    def refresh(self, ev: Evaluation, now: datetime) -> None:
-        slo = ev.slo
-        step = slo.window / self._points
-        step_s = step.total_seconds()
-        start = datetime.fromtimestamp((now - slo.window).timestamp() // step_s * step_s, tz=UTC)
-        found = self._cache.get(slo.id)
-        if found is not None and found.window == slo.window and found.points:
-            tail = found.points[-1][0]
-            since = datetime.fromtimestamp(tail.timestamp() // step_s * step_s, tz=UTC)
-            kept = [p for p in found.points if start <= p[0] < since]
-        else:
-            since, kept = start, []
-        points = kept + self._view.budget_series(slo.id, max(since, start), step)
-        label = f"budget remaining of {slo.id} over {pages.duration(slo.window)}"
-        svg = sparkline(points, now - slo.window, now, label)
-        if found is None or found.svg != svg:
-            self.generation += 1
-        self._cache[slo.id] = _Spark(time.monotonic(), slo.window, points, svg)
-
-
 @dataclass(frozen=True)
 class Viewer:
     """Who is looking: may they see the pages, and may they change things (gave the token)?"""
@@ -219,12 +143,11 @@ def status_routes(
         except ValueError:
             return refresh.total_seconds()
 
-    def respond(request: Request, page: pages.Page, status: int = 200) -> Response:
-        body = (
-            page.live if fragment(request) else pages.document(page, seconds(request), can_act=page.can_act)
-        )
+    def respond(request: Request, page: layout.Page, status: int = 200) -> Response:
+        every = seconds(request) if page.refreshing else 0.0  # the login form and errors stay still
+        body = page.live if fragment(request) else layout.document(page, every, can_act=page.can_act)
         response = HTMLResponse(body, status_code=status)
-        response.headers["Content-Security-Policy"] = pages.CSP
+        response.headers["Content-Security-Policy"] = layout.CSP
         response.headers["Cache-Control"] = "no-store"
         return response
 
@@ -234,7 +157,7 @@ def status_routes(
         if fragment(request):
             return Response(status_code=204, headers={"X-Budgetguard-Login": "required"})
         back = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-        return respond(request, pages.login(back, message))
+        return respond(request, layout.login(back, message))
 
     def incidents_of(c: IncidentControl | None, state: IncidentState | None) -> list[dict[str, Any]]:
         if c is None:
@@ -258,7 +181,7 @@ def status_routes(
             for ev in evaluations
             if (f := freeze.judge(ev, {})) is not None and f.state is not freeze.FreezeState.OPEN
         ]
-        query = pages.OverviewQuery.parse(dict(request.query_params))
+        query = overview_page.OverviewQuery.parse(dict(request.query_params))
         # At 1,000 SLOs the live part is ~1 MB: a refresh between two cycles gets a 304 and no body.
         version = hash(
             (
@@ -275,7 +198,7 @@ def status_routes(
         tag = f'W/"{version & 0xFFFFFFFFFFFF:x}"'
         if fragment(request) and request.headers.get("if-none-match") == tag:
             return Response(status_code=304, headers={"ETag": tag, "Cache-Control": "no-store"})
-        page = pages.overview(
+        page = overview_page.overview(
             evaluations,
             query,
             spark=sparks.get,
@@ -348,7 +271,7 @@ def status_routes(
         if ev is None:
             return respond(
                 request,
-                pages.not_found(f"No SLO {slo_id} is declared (or it has not been evaluated yet)."),
+                layout.not_found(f"No SLO {slo_id} is declared (or it has not been evaluated yet)."),
                 404,
             )
         now = datetime.now(tz=UTC)
@@ -362,7 +285,7 @@ def status_routes(
             changes = view.verdict_changes(slo_id, now - ev.slo.window)
             paused, _ = view.guard_status(slo_id)
         except BudgetguardError as exc:
-            return respond(request, pages.not_found(f"Cannot read {slo_id}'s history: {exc}"), 503)
+            return respond(request, layout.not_found(f"Cannot read {slo_id}'s history: {exc}"), 503)
         older = await burndown_from_source(ev, stored)
         burns = await burns_from_source(ev, range_name, now - span, records)
         judged = freeze.judge(ev, {})
@@ -371,8 +294,8 @@ def status_routes(
             recovered = await recovery(ev)
         c = control() if control is not None else None
         mine = [i for i in incidents_of(c, None) if i["slo_id"] == slo_id]
-        page = pages.slo_page(
-            pages.SloData(
+        page = slo_pages.slo_page(
+            slo_pages.SloData(
                 ev=ev,
                 now=now,
                 stored=stored,
@@ -396,7 +319,7 @@ def status_routes(
         if not who.allowed:
             return login_page(request)
         c = control() if control is not None else None
-        page = pages.incidents(
+        page = incident_pages.incidents(
             incidents_of(c, None), c is not None, datetime.now(tz=UTC), can_act=who.can_act
         )
         return respond(request, page)
@@ -406,12 +329,12 @@ def status_routes(
         if not who.allowed:
             return login_page(request)
         if control is None:
-            return respond(request, pages.not_found("Incidents are not available here."), 404)
+            return respond(request, layout.not_found("Incidents are not available here."), 404)
         try:
             shown = control().show(str(request.path_params["incident"]))
         except ControlError as exc:
-            return respond(request, pages.not_found(str(exc)), exc.status)
-        return respond(request, pages.incident(shown, datetime.now(tz=UTC), can_act=who.can_act))
+            return respond(request, layout.not_found(str(exc)), exc.status)
+        return respond(request, incident_pages.incident(shown, datetime.now(tz=UTC), can_act=who.can_act))
 
     def same_origin(request: Request) -> bool:
         """A form posted from this page, not from another site (the SameSite cookie is the first guard)."""
@@ -426,17 +349,17 @@ def status_routes(
         if not who.can_act or control is None:
             return respond(
                 request,
-                pages.not_found("Changing incidents needs the API token: give it on the login page."),
+                layout.not_found("Changing incidents needs the API token: give it on the login page."),
                 403,
             )
         if not same_origin(request):
             return respond(
-                request, pages.not_found("This form must be sent from the status page itself."), 403
+                request, layout.not_found("This form must be sent from the status page itself."), 403
             )
         try:
             doing(control(), datetime.now(tz=UTC))
         except ControlError as exc:
-            return respond(request, pages.not_found(str(exc)), exc.status)
+            return respond(request, layout.not_found(str(exc)), exc.status)
         on_change()
         return RedirectResponse(back, status_code=303)
 
@@ -465,7 +388,7 @@ def status_routes(
         raw = str(request.path_params["delivery"])
         back = (await form_of(request)).get("back") or "/incidents"
         if not raw.isdigit() or not back.startswith("/incidents"):
-            return respond(request, pages.not_found("A delivery id is a number."), 400)
+            return respond(request, layout.not_found("A delivery id is a number."), 400)
         return await act(request, lambda c, at: c.retry(int(raw), at), back)
 
     async def login(request: Request) -> Response:
@@ -479,7 +402,7 @@ def status_routes(
         if not back.startswith("/") or back.startswith("//"):
             back = "/"
         if api_token is None or not hmac.compare_digest(given.strip().encode(), api_token.encode()):
-            return respond(request, pages.login(back, "That is not the API token."))
+            return respond(request, layout.login(back, "That is not the API token."))
         response = RedirectResponse(back if back != "/login" else "/", status_code=303)
         response.set_cookie(
             COOKIE, given.strip(), httponly=True, samesite="strict", secure=request.url.scheme == "https"
