@@ -181,6 +181,7 @@ def test_without_the_token_the_page_asks_for_it_and_with_it_shows_the_api_number
         async with c:
             asked = await c.get("/")
             assert asked.status_code == 200 and 'name="token"' in asked.text and "requests" not in asked.text
+            assert 'data-refresh="0"' in asked.text  # the form never reloads under a half-typed token
             refresh = await c.get("/", headers={"X-Budgetguard-Fragment": "1"})
             assert refresh.status_code == 204 and refresh.headers["x-budgetguard-login"] == "required"
             wrong = await c.post(
