@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from budgetguard.core.guard import IncidentState
@@ -69,6 +69,11 @@ class ReadModel:
 
     def verdict_changes(self, slo_id: str, since: datetime) -> list[dict[str, Any]]:
         return self._store.verdict_changes(slo_id, since)
+
+    def budget_series(
+        self, slo_id: str, since: datetime, step: timedelta
+    ) -> list[tuple[datetime, float | None]]:
+        return self._store.budget_series(slo_id, since, step)
 
     def guard_status(self, slo_id: str) -> tuple[bool, frozenset[str]]:
         """(paused, canary values with an open incident) for the pull gates, read from the store."""

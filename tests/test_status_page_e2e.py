@@ -85,7 +85,7 @@ def chromium_missing() -> str | None:
 
 
 @pytest.fixture
-def browser() -> Iterator[WebDriver]:
+def browser(real_processes: None) -> Iterator[WebDriver]:
     missing = chromium_missing()
     if missing:
         pytest.fail(missing, pytrace=False)

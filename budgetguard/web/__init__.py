@@ -6,7 +6,8 @@ reads an ``ApiView`` the daemon provides (``budgetguard.readmodel``) and asks ``
 
 ``create_app`` composes the route groups, each in its own module with its endpoint table:
 ``health`` (/metrics, /healthz, /readyz, no auth), ``api`` (the read-only JSON API), ``control``
-(incidents and pauses) and ``gates`` (Flagger, Argo Rollouts, the release freeze). ``_auth`` is the one
+(incidents and pauses), ``gates`` (Flagger, Argo Rollouts, the release freeze) and ``status`` (the
+status page for people at /, a package of its own). ``_auth`` is the one
 auth helper: with an API token configured, /api/ and the gates require ``Authorization: Bearer
 <token>``; Flagger sends no headers, so its gates also accept the token as the webhook's
 ``metadata.token``. ``limits`` bounds every request: a body over ``max_request_body`` is refused with
@@ -21,7 +22,7 @@ from collections.abc import Callable
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
-from budgetguard.web import api, gates, health
+from budgetguard.web import api, gates, health, status
 from budgetguard.web import control as manual
 from budgetguard.web._auth import Auth
 from budgetguard.web._ports import ApiView, ControlApi, MetricsRenderer, RangeSource
@@ -54,12 +55,16 @@ def create_app(
     a change made through it (the daemon wakes its outbox); ``history`` answers the range queries that
     estimate when a frozen release's budget recovers; ``max_body`` bounds request bodies (bytes)."""
     auth = Auth(api_token)
+    recoveries = RecoveryEstimates(history)
     return Starlette(
         routes=[
             *health.routes(view, metrics),
             *api.routes(view, auth),
-            *gates.routes(view, auth, RecoveryEstimates(history)),
+            *gates.routes(view, auth, recoveries),
             *manual.routes(auth, control, on_change),
+            *status.routes(
+                view, auth, control=control, recoveries=recoveries, source=history, on_change=on_change
+            ),
         ],
         middleware=[Middleware(BodyLimit, max_bytes=max_body, refuse_early=auth.refusal_before_body)],
     )

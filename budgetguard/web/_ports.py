@@ -30,6 +30,12 @@ class ApiView(Protocol):
         """(paused, the canary label values with an open incident) for one SLO."""
         ...
 
+    def budget_series(
+        self, slo_id: str, since: datetime, step: timedelta
+    ) -> list[tuple[datetime, float | None]]:
+        """The budget remaining since ``since``, the last of each ``step``: the status page's lines."""
+        ...
+
 
 class ControlApi(Protocol):
     """Manual control of the canary guard (``budgetguard.control.Control``); raises ``ControlError``."""

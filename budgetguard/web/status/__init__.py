@@ -13,7 +13,7 @@ The page decides nothing: verdicts, budgets and burn states come from the core (
 the numbers are the API's (``records.to_record``).
 """
 
-from budgetguard.web.status.routes import IncidentControl, StatusView, status_routes
+from budgetguard.web.status.routes import routes
 from budgetguard.web.status.sparklines import Sparklines
 
-__all__ = ["IncidentControl", "Sparklines", "StatusView", "status_routes"]
+__all__ = ["Sparklines", "routes"]

@@ -14,7 +14,8 @@ part, which ``static/status.js`` fetches to refresh the page without reloading i
 Auth follows ``/api/``: with an ``api_token`` configured the pages need it, as a Bearer header or as
 the cookie ``/login`` sets after checking it (HttpOnly, SameSite=Strict, so another site can neither
 read it nor make a browser send it with a form). Without a token the pages are open like the API, and
-nothing can be changed from them: changes over HTTP need a token (``web.create_app``'s rule).
+nothing can be changed from them: changes over HTTP need a token (``web.control``'s rule). The token is
+checked by the web layer's one helper (``web._auth.Auth``).
 
 Reads that can be slow are bounded: sparklines come from ``sparklines``' cache, Prometheus' ranges (the
 burn-down and burn rates older than the store) wait at most ten seconds and are cached for a while.
@@ -23,14 +24,13 @@ burn-down and burn rates older than the store) wait at most ten seconds and are 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import parse_qsl
 
 from starlette.requests import Request
@@ -41,10 +41,11 @@ from starlette.staticfiles import StaticFiles
 from budgetguard.core import burndown, freeze
 from budgetguard.core.burndown import Point
 from budgetguard.core.errors import BudgetguardError, ControlError
-from budgetguard.core.freeze import Recovery
 from budgetguard.core.guard import IncidentState
 from budgetguard.core.policy import Evaluation
-from budgetguard.core.ports import RangeResult
+from budgetguard.web._auth import Auth
+from budgetguard.web._ports import ApiView, ControlApi, RangeSource
+from budgetguard.web._recovery import RecoveryEstimates
 from budgetguard.web.status import incidents as incident_pages
 from budgetguard.web.status import layout
 from budgetguard.web.status import overview as overview_page
@@ -65,42 +66,6 @@ BURN_RANGES = {
 MAX_CHART_ROWS = 5000
 
 
-class StatusView(Protocol):
-    """What the page reads of the daemon: the API's view plus the budget line from the store."""
-
-    def latest_evaluations(self) -> Sequence[Evaluation]: ...
-
-    def config_problems(self) -> Sequence[str]: ...
-
-    def history(self, slo_id: str, since: datetime, limit: int) -> list[dict[str, Any]]: ...
-
-    def verdict_changes(self, slo_id: str, since: datetime) -> list[dict[str, Any]]: ...
-
-    def guard_status(self, slo_id: str) -> tuple[bool, frozenset[str]]: ...
-
-    def budget_series(self, slo_id: str, since: datetime, step: timedelta) -> list[Point]: ...
-
-
-class IncidentControl(Protocol):
-    """The part of ``budgetguard.control.Control`` the incident pages use; raises ``ControlError``."""
-
-    def incidents(self, state: Any = None, limit: int = 100) -> list[dict[str, Any]]: ...
-
-    def show(self, incident_id: str) -> dict[str, Any]: ...
-
-    def acknowledge(self, incident_id: str, by: str, at: datetime) -> dict[str, Any]: ...
-
-    def resolve(self, incident_id: str, by: str, at: datetime) -> dict[str, Any]: ...
-
-    def retry(self, outbox_id: int, at: datetime) -> dict[str, Any]: ...
-
-
-class RangeSource(Protocol):
-    async def query_range(
-        self, expr: str, start: datetime, end: datetime, step: timedelta
-    ) -> RangeResult: ...
-
-
 @dataclass(frozen=True)
 class Viewer:
     """Who is looking: may they see the pages, and may they change things (gave the token)?"""
@@ -109,12 +74,12 @@ class Viewer:
     can_act: bool
 
 
-def status_routes(
-    view: StatusView,
+def routes(
+    view: ApiView,
+    auth: Auth,
     *,
-    api_token: str | None,
-    control: Callable[[], IncidentControl] | None,
-    recovery: Callable[[Evaluation], Awaitable[Recovery]],
+    control: Callable[[], ControlApi] | None,
+    recoveries: RecoveryEstimates,
     source: RangeSource | None,
     on_change: Callable[[], None] = lambda: None,
     refresh: timedelta = timedelta(seconds=10),
@@ -124,13 +89,9 @@ def status_routes(
     burndowns: dict[str, tuple[float, list[Point]]] = {}
 
     def viewer(request: Request) -> Viewer:
-        if api_token is None:
+        if auth.token is None:
             return Viewer(allowed=True, can_act=False)
-        header = request.headers.get("authorization", "")
-        scheme, _, given = header.partition(" ")
-        if scheme.lower() != "bearer":
-            given = request.cookies.get(COOKIE, "")
-        ok = bool(given) and hmac.compare_digest(given.strip().encode(), api_token.encode())
+        ok = auth.authorised(request) or auth.matches(request.cookies.get(COOKIE, "").strip())
         return Viewer(allowed=ok, can_act=ok)
 
     def fragment(request: Request) -> bool:
@@ -159,7 +120,7 @@ def status_routes(
         back = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         return respond(request, layout.login(back, message))
 
-    def incidents_of(c: IncidentControl | None, state: IncidentState | None) -> list[dict[str, Any]]:
+    def incidents_of(c: ControlApi | None, state: IncidentState | None) -> list[dict[str, Any]]:
         if c is None:
             return []
         try:
@@ -291,7 +252,7 @@ def status_routes(
         judged = freeze.judge(ev, {})
         recovered = None
         if judged is not None and judged.state is freeze.FreezeState.FROZEN:
-            recovered = await recovery(ev)
+            recovered = await recoveries.get(ev)
         c = control() if control is not None else None
         mine = [i for i in incidents_of(c, None) if i["slo_id"] == slo_id]
         page = slo_pages.slo_page(
@@ -344,7 +305,7 @@ def status_routes(
         origin = request.headers.get("origin")
         return origin is None or origin == f"{request.url.scheme}://{request.url.netloc}"
 
-    async def act(request: Request, doing: Callable[[IncidentControl, datetime], Any], back: str) -> Response:
+    async def act(request: Request, doing: Callable[[ControlApi, datetime], Any], back: str) -> Response:
         who = viewer(request)
         if not who.can_act or control is None:
             return respond(
@@ -393,7 +354,7 @@ def status_routes(
 
     async def login(request: Request) -> Response:
         if request.method == "GET":
-            if api_token is None:
+            if auth.token is None:
                 return RedirectResponse("/", status_code=303)
             return login_page(request)
         form = await form_of(request)
@@ -401,7 +362,7 @@ def status_routes(
         back = form.get("next") or "/"
         if not back.startswith("/") or back.startswith("//"):
             back = "/"
-        if api_token is None or not hmac.compare_digest(given.strip().encode(), api_token.encode()):
+        if auth.token is None or not auth.matches(given.strip()):
             return respond(request, layout.login(back, "That is not the API token."))
         response = RedirectResponse(back if back != "/login" else "/", status_code=303)
         response.set_cookie(
