@@ -19,7 +19,7 @@ from budgetguard.core import burndown
 from budgetguard.core.burndown import BurnState
 from budgetguard.core.guard import Decision, Delivery, IncidentState, OutboxEntry
 from budgetguard.core.policy import Evaluation, Observation, evaluate
-from budgetguard.store import Store
+from budgetguard.store import OutboxStatus, Store
 from budgetguard.web import RecoveryEstimates, create_app
 from budgetguard.web._auth import Auth
 from budgetguard.web.status import Sparklines, routes
@@ -353,5 +353,45 @@ def test_a_frozen_slo_says_so_and_when_its_budget_is_expected_back(tmp_path: Pat
                 assert "Release freeze: frozen" in page.text
                 # No metrics source here: the estimate says why there is none, as the release gate does.
                 assert "not estimated: no metrics source" in page.text
+
+    asyncio.run(scenario())
+
+
+def test_a_failed_delivery_gets_a_retry_button_that_requeues_it(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        c, store = client(tmp_path)
+        incident_id = open_incident(store)
+        [row] = store.outbox(incident_id=incident_id)
+        store.record_attempt(
+            row.id, status=OutboxStatus.FAILED, at=NOW, last_status=500, detail="webhook hook: HTTP 500"
+        )
+        bearer = {"Authorization": f"Bearer {TOKEN}"}
+        async with c:
+            shown = await c.get(f"/incidents/{incident_id}", headers=bearer)
+            assert shown.status_code == 200 and f'action="/deliveries/{row.id}/retry"' in shown.text
+            assert "HTTP 500" in shown.text and "failed" in shown.text
+            done = await c.post(
+                f"/deliveries/{row.id}/retry",
+                content=f"back=/incidents/{incident_id}",
+                headers={
+                    **bearer,
+                    "Content-Type": "application/x-www-form-urlencoded",
+                    "Origin": "http://status.test",
+                },
+            )
+            assert done.status_code == 303 and done.headers["location"] == f"/incidents/{incident_id}"
+            [again] = store.outbox(incident_id=incident_id)
+            assert again.status is OutboxStatus.PENDING
+            elsewhere = await c.post(
+                f"/deliveries/{row.id}/retry",
+                content="back=/incidents",
+                headers={
+                    **bearer,
+                    "Content-Type": "application/x-www-form-urlencoded",
+                    "Origin": "http://evil.test",
+                },
+            )
+            assert elsewhere.status_code == 403
+        store.close()
 
     asyncio.run(scenario())
