@@ -120,6 +120,11 @@ def incident(shown: Mapping[str, Any], now: datetime, *, can_act: bool) -> Page:
     return Page(f"Incident {incident_id}", "".join(parts), nav="incidents", can_act=can_act)
 
 
+def errors(count: float) -> str:
+    """Counts read from rates are fractional: a handful keeps two digits, more are whole numbers."""
+    return f"{count:.2g}" if count < 10 else f"{count:,.0f}"
+
+
 def _affected(affected: Mapping[str, Any] | None) -> str:
     if affected is None:
         return (
@@ -132,7 +137,7 @@ def _affected(affected: Mapping[str, Any] | None) -> str:
 
     rows = "".join(
         f'<tr><th scope="row">{e(named(s["labels"]))}</th>'
-        f'<td class="num">{s["errors"]:,.0f}</td><td class="num">{s["share"] * 100:.0f}%</td></tr>'
+        f'<td class="num">{errors(s["errors"])}</td><td class="num">{s["share"] * 100:.0f}%</td></tr>'
         for s in affected.get("slices") or []
     )
     note = f'<p class="muted">{e(affected["note"])}</p>' if affected.get("note") else ""
@@ -144,9 +149,9 @@ def _affected(affected: Mapping[str, Any] | None) -> str:
         else ""
     )
     return (
-        f'<section class="panel"><h2>Who is affected</h2><p class="muted">{affected["errors"]:,.0f} errors '
-        "over "
-        f"{e(affected['window'])} by {e(', '.join(affected['by']))}</p>{table}{note}</section>"
+        '<section class="panel"><h2>Who is affected</h2>'
+        f'<p class="muted">{errors(affected["errors"])} errors over {e(affected["window"])} '
+        f"by {e(', '.join(affected['by']))}</p>{table}{note}</section>"
     )
 
 
