@@ -33,8 +33,8 @@ def incident_table(items: Sequence[Mapping[str, Any]], now: datetime, title: str
     return (
         f'<section class="panel"><h2>{e(title)}</h2><div class="table-wrap"><table class="incidents">'
         '<thead><tr><th scope="col">Incident</th><th scope="col">State</th><th scope="col">Opened</th>'
-        f'<th scope="col" class="hide-s">Why</th></tr></thead><tbody>{"".join(rows)}</tbody></table></div>'
-        "</section>"
+        '<th scope="col" class="hide-s">Why</th></tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table></div></section>"
     )
 
 
@@ -142,9 +142,9 @@ def _affected(affected: Mapping[str, Any] | None) -> str:
     )
     note = f'<p class="muted">{e(affected["note"])}</p>' if affected.get("note") else ""
     table = (
-        '<div class="table-wrap"><table><thead><tr><th scope="col">Slice</th><th scope="col" class="num">'
-        "Errors</th>"
-        f'<th scope="col" class="num">Share</th></tr></thead><tbody>{rows}</tbody></table></div>'
+        '<div class="table-wrap"><table><thead><tr><th scope="col">Slice</th>'
+        '<th scope="col" class="num">Errors</th><th scope="col" class="num">Share</th></tr></thead>'
+        f"<tbody>{rows}</tbody></table></div>"
         if rows
         else ""
     )
@@ -174,8 +174,8 @@ def _deliveries(deliveries: Sequence[Mapping[str, Any]], back: str, now: datetim
             f"{retry}</td></tr>"
         )
     return (
-        '<section class="panel"><h2>Deliveries</h2><div class="table-wrap"><table class="deliveries"><thead>'
-        "<tr>"
+        '<section class="panel"><h2>Deliveries</h2>'
+        '<div class="table-wrap"><table class="deliveries"><thead><tr>'
         '<th scope="col">Action</th><th scope="col">Event</th><th scope="col">Outcome</th>'
         '<th scope="col" class="num">Attempts</th><th scope="col">Last answer</th>'
         '<th scope="col" class="hide-s">Done / next attempt</th><th scope="col"><span class="sr-only">'

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from budgetguard.core.burndown import BurnState, burn_state, format_budget
+from budgetguard.core.burndown import Burn, burn_state, format_budget
 from budgetguard.core.freeze import SloFreeze
 from budgetguard.core.policy import Evaluation
 from budgetguard.web.status.charts import budget_bar
@@ -94,11 +94,11 @@ def _budget_key(ev: Evaluation) -> float:
     return math.inf if value is None or not math.isfinite(value) else value
 
 
-def _sort_key(sort: str) -> Callable[[tuple[Evaluation, BurnState]], Any]:
-    keys: dict[str, Callable[[tuple[Evaluation, BurnState]], Any]] = {
+def _sort_key(sort: str) -> Callable[[tuple[Evaluation, Burn]], Any]:
+    keys: dict[str, Callable[[tuple[Evaluation, Burn]], Any]] = {
         "attention": lambda p: (
             VERDICT_ORDER.get(str(p[0].verdict), 9),
-            BURN_ORDER[p[1]],
+            BURN_ORDER[p[1].state],
             _budget_key(p[0]),
             p[0].slo.id,
         ),
@@ -108,7 +108,7 @@ def _sort_key(sort: str) -> Callable[[tuple[Evaluation, BurnState]], Any]:
         "window": lambda p: (p[0].slo.window, p[0].slo.id),
         "verdict": lambda p: (VERDICT_ORDER.get(str(p[0].verdict), 9), p[0].slo.id),
         "budget": lambda p: (_budget_key(p[0]), p[0].slo.id),
-        "burn": lambda p: (BURN_ORDER[p[1]], p[0].slo.id),
+        "burn": lambda p: (BURN_ORDER[p[1].state], p[0].slo.id),
     }
     return keys[sort]
 
@@ -148,7 +148,7 @@ def overview(
 <input type="hidden" name="dir" value="{"desc" if query.descending else ""}">
 <noscript><button type="submit">Filter</button></noscript>
 </form>"""
-    rows = [(ev, burn_state(ev).state) for ev in evaluations if query.keeps(ev)]
+    rows = [(ev, burn_state(ev)) for ev in evaluations if query.keeps(ev)]
     rows.sort(key=_sort_key(query.sort), reverse=query.descending)
     live = [
         _attention(open_incidents, freezes, problems, now),
@@ -214,7 +214,7 @@ def _summary(counts: Mapping[str, int], total: int, shown: int, query: OverviewQ
 
 
 def _table(
-    rows: Sequence[tuple[Evaluation, BurnState]], query: OverviewQuery, spark: Callable[[str], str | None]
+    rows: Sequence[tuple[Evaluation, Burn]], query: OverviewQuery, spark: Callable[[str], str | None]
 ) -> str:
     def header(key: str, name: str, css: str = "") -> str:
         active = query.sort == key
@@ -238,11 +238,11 @@ def _table(
         + '<th scope="col" class="hide-s">Budget over the window</th>'
     )
     body = []
-    for ev, state in rows:
+    for ev, burning in rows:
         slo = ev.slo
         remaining = ev.budget_remaining
         shown = format_budget(remaining)
-        tier = burn_state(ev).tier
+        tier = burning.tier
         burn_detail = (
             ""
             if tier is None
@@ -260,7 +260,7 @@ def _table(
             '<td class="budget"><span class="pct" '
             f'data-budget="{raw_number(remaining)}">{shown}</span>'
             f"{budget_bar(remaining, f'{shown} of the error budget left')}</td>"
-            f'<td class="hide-s">{burn_badge(state)} {burn_detail}</td>'
+            f'<td class="hide-s">{burn_badge(burning.state)} {burn_detail}</td>'
             f'<td class="hide-s">{line if line is not None else "<span class=muted>reading…</span>"}</td>'
             "</tr>"
         )

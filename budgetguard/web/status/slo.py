@@ -244,9 +244,9 @@ def _canaries(canaries: Sequence[Mapping[str, Any]]) -> str:
         if c.get("latency"):
             lat = c["latency"]
             latency = (
-                f'<p class="latency">{verdict_badge(lat["verdict"])} latency p{lat["quantile"] * 100:g} '
-                "under "
-                f"{lat['threshold_seconds']:g}s for {e(lat['for'])}: {e(lat['reason'])}</p>"
+                f'<p class="latency">{verdict_badge(lat["verdict"])} '
+                f"latency p{lat['quantile'] * 100:g} under {lat['threshold_seconds']:g}s "
+                f"for {e(lat['for'])}: {e(lat['reason'])}</p>"
             )
         cards.append(
             f'<article class="canary" data-canary="{e(c["value"])}"><h3>{e(c["label"])}={e(c["value"])} '
