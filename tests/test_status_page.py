@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 import pytest
@@ -392,6 +393,19 @@ def test_a_failed_delivery_gets_a_retry_button_that_requeues_it(tmp_path: Path) 
                 },
             )
             assert elsewhere.status_code == 403
+        store.close()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("back", ["//evil.test/", "/\\evil.test/", "https://evil.test/"])
+def test_the_login_never_sends_the_viewer_to_another_site(tmp_path: Path, back: str) -> None:
+    async def scenario() -> None:
+        c, store = client(tmp_path)
+        async with c:
+            form = {"Content-Type": "application/x-www-form-urlencoded"}
+            login = await c.post("/login", content=urlencode({"token": TOKEN, "next": back}), headers=form)
+            assert login.status_code == 303 and login.headers["location"] == "/"
         store.close()
 
     asyncio.run(scenario())

@@ -324,6 +324,10 @@ def routes(
         on_change()
         return RedirectResponse(back, status_code=303)
 
+    def local(path: str) -> bool:
+        """A path on this daemon: browsers read "//host" and "/\\host" as another site."""
+        return path.startswith("/") and not path.startswith(("//", "/\\")) and "\\" not in path
+
     async def form_of(request: Request) -> dict[str, str]:
         # URL-encoded forms only (the page sends nothing else): no multipart parser needed.
         pairs = parse_qsl((await request.body()).decode("utf-8", "replace"), keep_blank_values=True)
@@ -348,7 +352,7 @@ def routes(
     async def retry(request: Request) -> Response:
         raw = str(request.path_params["delivery"])
         back = (await form_of(request)).get("back") or "/incidents"
-        if not raw.isdigit() or not back.startswith("/incidents"):
+        if not raw.isdigit() or not local(back) or not back.startswith("/incidents"):
             return respond(request, layout.not_found("A delivery id is a number."), 400)
         return await act(request, lambda c, at: c.retry(int(raw), at), back)
 
@@ -360,7 +364,7 @@ def routes(
         form = await form_of(request)
         given = form.get("token", "")
         back = form.get("next") or "/"
-        if not back.startswith("/") or back.startswith("//"):
+        if not local(back):
             back = "/"
         if auth.token is None or not auth.matches(given.strip()):
             return respond(request, layout.login(back, "That is not the API token."))
