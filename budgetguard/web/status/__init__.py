@@ -4,6 +4,7 @@ The rooms:
 
 * ``routes``: the routes, who may see and who may act (the API's token), and what each page reads;
 * ``sparklines``: each SLO's budget line, read from the store in the background and kept drawn;
+* ``older``: what the store is too young to say (a chart's older part), read from the metrics source;
 * ``layout``: the HTML document, the login form, and how values are spelled;
 * ``overview``, ``slo``, ``incidents``: one module per page, plain functions from values to HTML;
 * ``charts``: sparklines, budget bars and line charts drawn on the server as SVG;

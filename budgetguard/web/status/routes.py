@@ -23,10 +23,9 @@ burn-down and burn rates older than the store) wait at most ten seconds and are 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -39,10 +38,8 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from budgetguard.core import burndown, freeze
-from budgetguard.core.burndown import Point
 from budgetguard.core.errors import BudgetguardError, ControlError
 from budgetguard.core.guard import IncidentState
-from budgetguard.core.policy import Evaluation
 from budgetguard.web._auth import Auth
 from budgetguard.web._ports import ApiView, ControlApi, RangeSource
 from budgetguard.web._recovery import RecoveryEstimates
@@ -50,7 +47,8 @@ from budgetguard.web.status import incidents as incident_pages
 from budgetguard.web.status import layout
 from budgetguard.web.status import overview as overview_page
 from budgetguard.web.status import slo as slo_pages
-from budgetguard.web.status.sparklines import SPARK_TTL, Sparklines
+from budgetguard.web.status.older import OlderThanStore
+from budgetguard.web.status.sparklines import Sparklines
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +84,7 @@ def routes(
 ) -> list[BaseRoute]:
     """The page's routes, for ``create_app`` to mount beside the API's."""
     sparks = Sparklines(view)
-    burndowns: dict[str, tuple[float, list[Point]]] = {}
+    older_than_store = OlderThanStore(source)
 
     def viewer(request: Request) -> Viewer:
         if auth.token is None:
@@ -173,56 +171,6 @@ def routes(
         response.headers["ETag"] = tag
         return response
 
-    async def burndown_from_source(ev: Evaluation, stored: list[Point]) -> list[Point]:
-        """The part of the window older than the store, from the metrics source (cached for a while)."""
-        slo = ev.slo
-        if source is None:
-            return []
-        if stored and stored[0][0] <= ev.at - slo.window + slo.window / burndown.BURNDOWN_POINTS:
-            return []
-        cached = burndowns.get(slo.id)
-        if cached is not None and time.monotonic() - cached[0] < SPARK_TTL.total_seconds():
-            return cached[1]
-        q = burndown.burndown_query(slo, ev.at)
-        try:
-            result = await asyncio.wait_for(source.query_range(q.expr, q.start, q.end, q.step), 10)
-        except (BudgetguardError, TimeoutError) as exc:
-            log.warning("status page: cannot read %s's burn-down from the source: %s", slo.id, exc)
-            return []
-        points: list[Point] = []
-        if result.series:
-            points = [(at, q.budget(value)) for at, value in result.series[0].points]
-        burndowns[slo.id] = (time.monotonic(), points)
-        return points
-
-    burn_cache: dict[tuple[str, str], tuple[float, dict[str, list[Point]]]] = {}
-
-    async def burns_from_source(
-        ev: Evaluation, range_name: str, start: datetime, records: Sequence[dict[str, Any]]
-    ) -> dict[str, list[Point]]:
-        """Each tier window's burn rate over the range from the source, when the store's records start
-        later than the range (a daemon younger than the range); cached for a minute."""
-        slo = ev.slo
-        if source is None or not slo.tiers:
-            return {}
-        step = (ev.at - start) / burndown.BURNDOWN_POINTS
-        if records and datetime.fromisoformat(records[0]["at"]) <= start + step:
-            return {}
-        key = (slo.id, range_name)
-        cached = burn_cache.get(key)
-        if cached is not None and time.monotonic() - cached[0] < 60:
-            return cached[1]
-        windows = sorted({w for t in slo.tiers for w in (t.long_window, t.short_window)})
-        q = burndown.burn_history_query(slo, windows, start, ev.at)
-        try:
-            result = await asyncio.wait_for(source.query_range(q.expr, q.start, q.end, q.step), 10)
-        except (BudgetguardError, TimeoutError) as exc:
-            log.warning("status page: cannot read %s's burn rates from the source: %s", slo.id, exc)
-            return {}
-        rates = q.burn_rates([(series.labels, series.points) for series in result.series])
-        burn_cache[key] = (time.monotonic(), rates)
-        return rates
-
     async def one_slo(request: Request) -> Response:
         who = viewer(request)
         if not who.allowed:
@@ -247,8 +195,8 @@ def routes(
             paused, _ = view.guard_status(slo_id)
         except BudgetguardError as exc:
             return respond(request, layout.not_found(f"Cannot read {slo_id}'s history: {exc}"), 503)
-        older = await burndown_from_source(ev, stored)
-        burns = await burns_from_source(ev, range_name, now - span, records)
+        older = await older_than_store.budget(ev, stored)
+        burns = await older_than_store.burn_rates(ev, range_name, now - span, records)
         judged = freeze.judge(ev, {})
         recovered = None
         if judged is not None and judged.state is freeze.FreezeState.FROZEN:
