@@ -133,7 +133,7 @@ def _burndown(data: SloData) -> str:
     slo = data.ev.slo
     older, stored = merge_burndown(data.stored, data.from_source)
     series = []
-    if older:
+    if any(value is not None for _, value in older):  # a legend only for a line that is drawn
         series.append(Series("from Prometheus (before the store's history)", older, "c1", dashed=True))
     series.append(Series("from budgetguard's store", stored, "c0"))
     floor = [Threshold("spent", 0.0, "threshold-zero")]
@@ -174,7 +174,7 @@ def _burn_rates(data: SloData, record: Mapping[str, Any]) -> str:
         first = rows[0][0] if rows else data.now
         for window, css in ((long_w, "c0"), (short_w, "c2")):
             older = [p for p in data.burns_from_source.get(window, ()) if p[0] < first]
-            if older:
+            if any(value is not None for _, value in older):
                 series.append(Series(f"{window} (Prometheus)", thin(older, 240), css, dashed=True))
             series.append(
                 Series(f"{window} burn rate", thin([(at, r.get(window)) for at, r in rows], 360), css)
