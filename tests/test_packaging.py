@@ -96,10 +96,14 @@ def test_the_wheel_alone_installs_a_budgetguard_that_knows_its_version(
     out, _ = dist
     [wheel] = out.glob("*.whl")
     with zipfile.ZipFile(wheel) as archive:
-        top = {name.split("/")[0] for name in archive.namelist()}
+        names = set(archive.namelist())
+        top = {name.split("/")[0] for name in names}
         metadata = archive.read(f"budgetguard_slo-{pyproject_value('version')}.dist-info/METADATA").decode()
     assert top == {"budgetguard", f"budgetguard_slo-{pyproject_value('version')}.dist-info"}
     assert "License-Expression: Apache-2.0" in metadata
+    # The status page serves its stylesheet, script and icon from the package (issue 16).
+    static = {f"budgetguard/web/status/static/{name}" for name in ("status.css", "status.js", "favicon.svg")}
+    assert static <= names, sorted(static - names)
 
     # Its dependencies come from this environment; budgetguard itself from the wheel, first on the path
     # (and run away from the source tree, which `python -c` would put first).
