@@ -10,7 +10,7 @@ the Debian ``prometheus`` 2.42 binary on a loopback port.
 - ``lab.prometheus``: ``PrometheusLab``, which backfills, configures, starts, stops and restarts one
   Prometheus process on 127.0.0.1 and never leaves it behind.
 - ``lab.history``: the 31-day demo history of the ``checkout`` and ``search`` services (an incident,
-  a counter reset, a slow latency regression) used by tests, the bench and the README.
+  a counter reset, a slow latency regression) used by tests, the bench and the tutorial.
 - ``lab.target``: a live loopback scrape target whose counters tests can steer mid-run.
 - ``lab.victoria`` and ``lab.metricsql``: the same for VictoriaMetrics 1.79: ``VictoriaLab`` imports
   the same ``Series`` through its import API, and ``expected_vm_increase``/``expected_vm_rate`` copy

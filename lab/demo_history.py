@@ -61,7 +61,7 @@ def run(argv: Sequence[str] | None = None) -> int:
             print(f"\n$ budgetguard {' '.join(command)}\n")
             sys.stdout.flush()
             code = budgetguard(command)
-            print(f"\n(exit code {code}: 0 means nothing is burning; see README, 'budgetguard eval')")
+            print(f"\n(exit code {code}: 0 means nothing is burning; see docs/reference/cli.md)")
             if args.keep:
                 print(
                     f"\nPrometheus keeps running at {lab.url}; try "

@@ -1,9 +1,10 @@
 """The demo's 31 days of history: two services, an old incident, a restart and a fresh latency regression.
 
 Owns ``demo_history(end, seed)``, a deterministic list of ``Series`` (same ``end`` and ``seed``, same
-floats), and ``demo_timeline(end)``, which says what happened when. Tests, the bench and the README's
-demo all backfill this. Must not: read the clock except for the default ``end``, do I/O, or describe
-SLOs (the lead's ``slos/`` does that; it references the metrics below).
+floats), and ``demo_timeline(end)``, which says what happened when. Tests, the bench and the
+tutorial's demo (docs/tutorial/getting-started.md) all backfill this. Must not: read the clock except
+for the default ``end``, do I/O, or describe SLOs (the lead's ``slos/`` does that; it references the
+metrics below).
 
 Metrics (step 60 s, from ``end - 31d`` to ``end`` inclusive; 31 days so a 30d window evaluated up to a
 day after ``end`` is fully covered):
@@ -96,7 +97,7 @@ _REGRESSED_MEDIAN_SECONDS = 0.16
 
 @dataclass(frozen=True)
 class DemoEvent:
-    """Something that happened in the demo history, for the README and for tests' windows."""
+    """Something that happened in the demo history, for the tutorial and for tests' windows."""
 
     name: str
     job: str

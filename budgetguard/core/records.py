@@ -1,6 +1,6 @@
 """Evaluations as plain records: the one JSON shape for the CLI, the API and the store.
 
-``to_record`` is the documented JSON object (README, "JSON output"); ``from_record`` rebuilds an
+``to_record`` is the documented JSON object (docs/reference/records.md); ``from_record`` rebuilds an
 ``Evaluation`` from it against the SLO as currently declared, so a restarted daemon serves and exports
 the same values it had before. Ratios are ratios (0..1; budget remaining may be negative), the
 objective is a percent as written, windows are Prometheus durations, unknown numbers are ``null``.

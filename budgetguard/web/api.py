@@ -1,4 +1,4 @@
-"""Route group: the read-only JSON API over the latest verdicts (its schema: the HTTP API reference).
+"""Route group: the read-only JSON API over the latest verdicts (its schema: docs/reference/http-api.md).
 
 GET /api/v1/slos                   every SLO's latest evaluation and the current config problems
 GET /api/v1/slos/{service}/{slo}   one SLO: latest evaluation, recent history, verdict changes
