@@ -49,6 +49,12 @@ def page(name: str) -> str:
     return (REFERENCE / name).read_text(encoding="utf-8")
 
 
+def reference() -> str:
+    """Every reference page, one after the other: a name may be documented on any of them (a feature's
+    own page, say), and each page opens with a level-1 heading, so no section runs into the next page."""
+    return "\n\n".join(p.read_text(encoding="utf-8") for p in sorted(REFERENCE.glob("*.md")))
+
+
 def slug(heading: str) -> str:
     """The anchor MkDocs (Python-Markdown's toc) gives a heading: lower case, punctuation dropped."""
     text = re.sub(r"[^\w\s-]", "", heading.strip().lower())
@@ -131,7 +137,7 @@ def undocumented_cli(parser: argparse.ArgumentParser, markdown: str) -> list[str
 def test_every_command_and_option_of_the_cli_is_in_the_cli_reference() -> None:
     parser = build_parser()
     assert len(subcommands(parser)) >= 10  # the parser was read, not an empty list
-    assert undocumented_cli(parser, page("cli.md")) == []
+    assert undocumented_cli(parser, reference()) == []
 
 
 # --- settings -------------------------------------------------------------------------------------
@@ -155,7 +161,7 @@ def undocumented_settings(model: type[BaseModel], markdown: str) -> list[str]:
 def test_every_setting_has_a_row_in_the_configuration_reference() -> None:
     names = list(setting_names(Settings))
     assert "prometheus.url" in names and "delivery.backoff_base" in names  # nested models are walked
-    assert undocumented_settings(Settings, page("configuration.md")) == []
+    assert undocumented_settings(Settings, reference()) == []
 
 
 # --- metrics --------------------------------------------------------------------------------------
@@ -226,7 +232,7 @@ def test_every_exported_metric_has_a_row_in_the_metrics_reference() -> None:
         "budgetguard_build_info",
     ):
         assert name in exported, name
-    assert undocumented_metrics(exported, page("metrics.md")) == []
+    assert undocumented_metrics(exported, reference()) == []
 
 
 def test_the_metrics_reference_lists_no_metric_budgetguard_does_not_export() -> None:
@@ -267,7 +273,7 @@ def undocumented_routes(found: Sequence[str], markdown: str) -> list[str]:
 def test_every_route_of_the_http_surface_has_a_row_in_the_http_api_reference() -> None:
     found = app_routes(create_app(_NoView(), _NoView()))
     assert "GET /metrics" in found and "POST /gates/flagger/rollback" in found
-    assert undocumented_routes(found, page("http-api.md")) == []
+    assert undocumented_routes(found, reference()) == []
 
 
 # --- action types ---------------------------------------------------------------------------------
@@ -296,7 +302,7 @@ def undocumented_actions(types: dict[str, type[BaseModel]], markdown: str) -> li
 def test_every_action_type_and_its_fields_are_in_the_actions_reference() -> None:
     types = action_types()
     assert {"argo-rollouts", "istio", "webhook"} <= set(types)
-    assert undocumented_actions(types, page("actions.md")) == []
+    assert undocumented_actions(types, reference()) == []
 
 
 # --- pointers into the docs -----------------------------------------------------------------------
@@ -409,43 +415,43 @@ class _FakeWebhookConfig(_FakeActionConfig):
     "check, expected",
     [
         pytest.param(
-            lambda: undocumented_cli(_parser_with_an_undocumented_command(), page("cli.md")),
+            lambda: undocumented_cli(_parser_with_an_undocumented_command(), reference()),
             ["frobnicate"],
             id="a command without a section",
         ),
         pytest.param(
-            lambda: undocumented_cli(_parser_with_an_undocumented_flag(), page("cli.md")),
+            lambda: undocumented_cli(_parser_with_an_undocumented_flag(), reference()),
             ["eval --wobble"],
             id="a flag its command's section does not mention",
         ),
         pytest.param(
-            lambda: undocumented_settings(_SettingsWithMore, page("configuration.md")),
+            lambda: undocumented_settings(_SettingsWithMore, reference()),
             ["wobble", "wobble.speed"],
             id="a setting and its nested field",
         ),
         pytest.param(
             lambda: undocumented_metrics(
-                exported_metrics(_busy_exporter()) | {"budgetguard_wobbles_total"}, page("metrics.md")
+                exported_metrics(_busy_exporter()) | {"budgetguard_wobbles_total"}, reference()
             ),
             ["budgetguard_wobbles_total"],
             id="a metric",
         ),
         pytest.param(
             lambda: undocumented_routes(
-                [*app_routes(create_app(_NoView(), _NoView())), "DELETE /api/v1/wobble"], page("http-api.md")
+                [*app_routes(create_app(_NoView(), _NoView())), "DELETE /api/v1/wobble"], reference()
             ),
             ["DELETE /api/v1/wobble"],
             id="a route",
         ),
         pytest.param(
-            lambda: undocumented_actions({**action_types(), "wobble": _FakeActionConfig}, page("actions.md")),
+            lambda: undocumented_actions({**action_types(), "wobble": _FakeActionConfig}, reference()),
             ["wobble"],
             id="an action type",
         ),
         pytest.param(
             lambda: undocumented_actions(
                 {"webhook": _FakeWebhookConfig},
-                page("actions.md"),
+                reference(),
             ),
             ["webhook.wobble"],
             id="a field of an action type",
