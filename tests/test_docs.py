@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, get_args
 
 import pytest
+import yaml
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 from pydantic import BaseModel
 from starlette.applications import Starlette
@@ -37,6 +38,7 @@ from budgetguard.core.canary import Counts, judge_versions
 from budgetguard.core.policy import Evaluation, Observation
 from budgetguard.core.verdict import Verdict
 from budgetguard.exporter import Exporter
+from budgetguard.loader import load_text
 from budgetguard.web import create_app
 from tests.helpers import slo_from
 
@@ -376,6 +378,38 @@ def test_every_repository_file_the_docs_name_exists() -> None:
         for f in missing_files(p.read_text(encoding="utf-8"), ROOT)
     ]
     assert problems == []
+
+
+# --- examples -------------------------------------------------------------------------------------
+
+
+def slo_examples() -> Iterator[pytest.ParameterSet]:
+    """Every whole native SLO file shown in a ```yaml block (fragments, with ``[...]``, are left out)."""
+    for path in [ROOT / "README.md", *sorted(DOCS.rglob("*.md"))]:
+        text = path.read_text(encoding="utf-8")
+        for i, match in enumerate(
+            re.finditer(r"```yaml\n(version: budgetguard/v1\n.*?)```", text, re.DOTALL)
+        ):
+            if "[...]" not in match[1]:
+                yield pytest.param(match[1], id=f"{path.relative_to(ROOT)} #{i + 1}")
+
+
+@pytest.mark.parametrize("text", list(slo_examples()))
+def test_every_whole_slo_file_the_docs_show_loads(text: str) -> None:
+    slos, problems = load_text(text, "example.yaml")
+    assert problems == [] and slos
+
+
+def test_the_docs_show_whole_slo_files() -> None:
+    assert len(list(slo_examples())) >= 3  # README, tutorial, SLO format reference
+
+
+def test_the_configuration_example_is_valid_settings() -> None:
+    text = page("configuration.md")
+    example = re.search(r"```yaml\n(prometheus:\n.*?)```", text, re.DOTALL)
+    assert example is not None
+    settings = Settings(**yaml.safe_load(example[1]))
+    assert settings.prometheus.tenant == "team-a" and settings.retention_raw.days == 1
 
 
 # --- each check can fail --------------------------------------------------------------------------
