@@ -334,7 +334,10 @@ def broken_pointers(text: str, docs: Path, readme: str) -> list[str]:
 
 
 def sources() -> Iterator[Path]:
-    """The package, the lab and the deploy examples: where docstrings, messages and comments point."""
+    """The package, the lab and the deploy examples (where docstrings, messages and comments point), and
+    the README and changelog, which link into the docs."""
+    yield ROOT / "README.md"
+    yield ROOT / "CHANGELOG.md"
     for folder, patterns in (("budgetguard", ("*.py",)), ("lab", ("*.py",)), ("deploy", ("*.md", "*.yaml"))):
         for pattern in patterns:
             yield from sorted((ROOT / folder).rglob(pattern))
@@ -367,7 +370,10 @@ REPO_PATH = re.compile(
 
 
 def missing_files(text: str, root: Path) -> list[str]:
-    return sorted({m[1] for m in REPO_PATH.finditer(text) if not (root / m[1]).exists()})
+    """Repository files the prose names that do not exist. Code blocks are left out: they show a user's
+    own files too (a kustomization listing ``slos/search.yaml`` in the user's directory)."""
+    prose = re.sub(r"^```.*?^```", "", text, flags=re.DOTALL | re.MULTILINE)
+    return sorted({m[1] for m in REPO_PATH.finditer(prose) if not (root / m[1]).exists()})
 
 
 def test_every_repository_file_the_docs_name_exists() -> None:
@@ -491,7 +497,10 @@ class _FakeWebhookConfig(_FakeActionConfig):
             id="a field of an action type",
         ),
         pytest.param(
-            lambda: missing_files("see `budgetguard/server.py` and `deploy/flagger/canary.yaml`", ROOT),
+            lambda: missing_files(
+                "see `budgetguard/server.py` and `deploy/flagger/canary.yaml`\n```yaml\n- slos/mine.yaml\n```\n",
+                ROOT,
+            ),
             ["budgetguard/server.py"],
             id="a module the docs name that has moved",
         ),
