@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import argparse
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, get_args
@@ -193,8 +193,25 @@ class _View:
         return 0
 
 
+class _Health:
+    """The daemon's view of its own health: an incident open, a guard paused, the store and config fine."""
+
+    def open_incidents(self) -> Mapping[tuple[str, str], int]:
+        return {("checkout", "availability"): 1}
+
+    def paused(self) -> Sequence[tuple[str, str]]:
+        return [("checkout", "availability")]
+
+    def store_problem(self) -> str | None:
+        return None
+
+    def config_file_problems(self) -> int:
+        return 0
+
+
 def _busy_exporter() -> Exporter:
-    """An exporter that has seen everything: a canary, recording-rule mode, cycles, errors, deliveries."""
+    """An exporter that has seen everything: a canary, recording-rule mode, cycles, errors, deliveries,
+    and the daemon's health (the series a test's or ``eval``'s exporter, without one, leaves out)."""
     at = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
     slo = slo_from(CANARY_SLO)
     assert slo.canary is not None
@@ -202,7 +219,7 @@ def _busy_exporter() -> Exporter:
     canaries = judge_versions(slo.canary, slo.error_budget, counts, {"v1": 1e6})
     observations = {w: Observation(w, 0.02, 1e4) for w in slo.windows()}
     evaluation = policy.evaluate(slo, observations, at, canaries=canaries, query_mode="recording")
-    exporter = Exporter(_View([evaluation]), version=__version__)
+    exporter = Exporter(_View([evaluation]), version=__version__, health=_Health())
     exporter.observe_cycle(0.5, 1)
     exporter.count_source_error("timeout")
     exporter.count_delivery("abort", "delivered")
@@ -232,6 +249,8 @@ def test_every_exported_metric_has_a_row_in_the_metrics_reference() -> None:
         "budgetguard_slo_recording_fallback",
         "budgetguard_action_deliveries_total",
         "budgetguard_build_info",
+        "budgetguard_source_up",
+        "budgetguard_canary_guard_paused",
     ):
         assert name in exported, name
     assert undocumented_metrics(exported, reference()) == []
