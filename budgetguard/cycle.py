@@ -174,6 +174,7 @@ class Cycle:
                     level = logging.INFO if ev.query_mode == QueryMode.RECORDING else logging.WARNING
                     log.log(level, "%s: read by %s", ev.slo.id, ev.query_mode)
                 self.state.latest[ev.slo.id] = ev
+        self.state.publish()
 
     def _decide(
         self, evaluations: Sequence[Evaluation]

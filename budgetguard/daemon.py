@@ -314,6 +314,7 @@ async def build(settings: Settings, files: SloFiles, config: ConfigSource | None
             health=health,
         )
         state.latest = store.latest(state.slos)
+        state.publish()
         host, port = split_listen(settings.listen)
         warning = exposure_warning(host, api_token is not None)
         if warning:

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from budgetguard.core.guard import IncidentState
+from budgetguard.core.latest import LatestEvaluations
 from budgetguard.core.policy import Evaluation
 from budgetguard.core.spec import SLO
 from budgetguard.store import Store
@@ -27,6 +28,14 @@ class State:
     latest: dict[str, Evaluation] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     cycles: int = 0
+    # What readers see: ``latest`` of the SLOs in force, indexed by SLO and by service, rebuilt by
+    # ``publish`` after each change and never per request: a gate's cost must not grow with the number
+    # of SLOs (#14).
+    published: LatestEvaluations = field(default_factory=LatestEvaluations)
+
+    def publish(self) -> None:
+        """Call after changing ``slos`` or ``latest``."""
+        self.published = LatestEvaluations(self.latest[s.id] for s in self.slos if s.id in self.latest)
 
 
 class ReadModel:
@@ -46,8 +55,8 @@ class ReadModel:
         # The daemon's ``health.GuardHealth.readiness``: a real write, saying why it fails.
         self._readiness = readiness
 
-    def latest_evaluations(self) -> Sequence[Evaluation]:
-        return [self.state.latest[slo.id] for slo in self.state.slos if slo.id in self.state.latest]
+    def latest_evaluations(self) -> LatestEvaluations:
+        return self.state.published
 
     def config_errors(self) -> int:
         return len(self.state.problems)

@@ -84,6 +84,7 @@ class SloFiles:
             for slo_id, ev in store.latest([s for s in loaded.slos if s.id not in state.latest]).items():
                 state.latest[slo_id] = ev
         state.slos = loaded.slos
+        state.publish()
         memory.settle()
         log.info("reloaded %d SLO(s) from %d file(s) (%s)", len(loaded.slos), len(loaded.files), why)
 

@@ -12,6 +12,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from budgetguard.core.durations import parse_duration
+from budgetguard.core.latest import LatestEvaluations
 from budgetguard.core.policy import Evaluation
 from budgetguard.core.records import format_time, to_record
 from budgetguard.web._auth import Auth, error
@@ -26,7 +28,8 @@ MAX_HISTORY = timedelta(days=366)
 
 
 def latest(view: ApiView, slo_id: str) -> Evaluation | None:
-    return next((ev for ev in view.latest_evaluations() if ev.slo.id == slo_id), None)
+    # The daemon hands out an index (``LatestEvaluations``): a lookup, whatever the number of SLOs.
+    return LatestEvaluations.of(view.latest_evaluations()).get(slo_id)
 
 
 def routes(view: ApiView, auth: Auth) -> list[Route]:

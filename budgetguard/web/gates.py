@@ -22,6 +22,7 @@ from starlette.routing import Route
 
 from budgetguard.core import gates
 from budgetguard.core.gates import Gate, GuardStatus
+from budgetguard.core.latest import LatestEvaluations
 from budgetguard.web._auth import Auth, error
 from budgetguard.web._ports import ApiView
 from budgetguard.web._recovery import RecoveryEstimates
@@ -72,7 +73,7 @@ def routes(view: ApiView, auth: Auth, recoveries: RecoveryEstimates) -> list[Rou
         service: str, labels: Mapping[str, str], canary: str | None
     ) -> gates.Release | gates.GateAnswer:
         """The release decision for a service, or the answer when there is none to make (404, 503)."""
-        mine = [ev for ev in view.latest_evaluations() if ev.slo.service == service]
+        mine = LatestEvaluations.of(view.latest_evaluations()).of_service(service)
         if not mine:
             if view.readiness()[0]:
                 return gates.GateAnswer(404, {"error": f"no SLO of service {service!r} is declared"})
