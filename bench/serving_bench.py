@@ -208,7 +208,11 @@ def fake_prometheus(port: int, count: int) -> None:
         def log_message(self, format: str, *args: object) -> None:
             return
 
-    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    class Server(ThreadingHTTPServer):
+        def handle_error(self, request: Any, client_address: Any) -> None:
+            return  # a cycle cut short at the end of a run closes its connections
+
+    server = Server(("127.0.0.1", port), Handler)
     print("ready", flush=True)
     server.serve_forever()
 
@@ -250,8 +254,13 @@ async def _connection(
         if delay > 0:
             await asyncio.sleep(delay)
         path = rng.choice(paths)
-        writer.write(f"GET {path} HTTP/1.1\r\nHost: bench\r\nAccept: application/json\r\n\r\n".encode())
-        status = await _read_response(reader)
+        try:
+            writer.write(f"GET {path} HTTP/1.1\r\nHost: bench\r\nAccept: application/json\r\n\r\n".encode())
+            status = await asyncio.wait_for(_read_response(reader), 30)
+        except (OSError, asyncio.IncompleteReadError, TimeoutError):
+            status = 599  # counted as an error, then a new connection
+            writer.close()
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
         out.append(time.perf_counter() - due)  # from when it was due: a stall is never hidden
         if status != 200:
             bad.append(status)
@@ -406,17 +415,19 @@ def one_count(count: int, args: argparse.Namespace, code: str) -> dict[str, Any]
             "listen": f"127.0.0.1:{port}",
             "interval": args.interval,
             "query_mode": "recording",
-            "log_level": "WARNING",
+            "log_level": "INFO",
             **({"metrics_per_window": False} if args.no_windows else {}),
         }
         (workdir / "config.yaml").write_text(json.dumps(config))
         started = time.time()
         # ``code``: the checkout whose budgetguard runs (``--code``), ahead of the installed one
         env = {**os.environ, "PYTHONPATH": str(Path(code).resolve())}
+        log = (args.logs / f"daemon-{count}-{Path(code).name}.log").open("w")
         daemon = subprocess.Popen(
             [sys.executable, "-m", "budgetguard", "run", "--config", str(workdir / "config.yaml")],
             cwd=workdir,
             env=env,
+            stderr=log,
         )
         try:
             wait_ready(port, daemon, timeout=600)
@@ -460,6 +471,7 @@ def one_count(count: int, args: argparse.Namespace, code: str) -> dict[str, Any]
                 daemon.kill()
             fake.kill()
             fake.wait()
+            log.close()
 
 
 def report(results: Sequence[dict[str, Any]]) -> None:
@@ -521,6 +533,7 @@ def main() -> None:
     )
     parser.add_argument("--no-windows", action="store_true", help="metrics_per_window: false")
     parser.add_argument("--json", type=Path, help="also write every run's figures here")
+    parser.add_argument("--logs", type=Path, default=Path(tempfile.gettempdir()), help="daemon logs go here")
     parser.add_argument("--fake-prometheus", nargs=2, type=int, metavar=("PORT", "SLOS"), help=argparse.SUPPRESS)
     parser.add_argument("--client", help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -295,6 +295,12 @@ class Settings(BaseSettings):
         "`budgetguard rules` records (load them into your Prometheus or ruler first), one query per window "
         "for all SLOs; SLOs without loaded rules fall back to raw. Raw by default: it works on day one.",
     )
+    metrics_per_window: bool = Field(
+        default=True,
+        description="Export each SLO's burn rate, error ratio and events for every window it judges. "
+        "Those are most of /metrics (24 of ~40 series per SLO); false leaves them out for large fleets, "
+        "keeping the verdicts, budgets, tiers and canaries (docs/reference/metrics-cardinality.md).",
+    )
     dry_run: bool = Field(
         default=False,
         description="Decide and record every action in the outbox, call none: for trying budgetguard "

@@ -34,6 +34,7 @@ from budgetguard.core.ports import Affected, MetricsSource
 from budgetguard.core.spec import SLO
 from budgetguard.core.verdict import QueryMode, Verdict
 from budgetguard.exporter import Exporter
+from budgetguard.exporter.prepared import PreparedMetrics
 from budgetguard.health import GuardHealth
 from budgetguard.readmodel import State
 from budgetguard.store import Store
@@ -92,6 +93,7 @@ class Cycle:
         last_opened: dict[tuple[str, str], datetime] | None = None,
         affected_timeout: timedelta = AFFECTED_QUERY_TIMEOUT,
         health: GuardHealth | None = None,
+        metrics: PreparedMetrics | None = None,
     ) -> None:
         self.state = state
         self._engine = engine
@@ -106,6 +108,7 @@ class Cycle:
         self._affected_timeout = affected_timeout
         # What the cycle saw, for the logs by change of state and for readiness (issue 13).
         self._health = health
+        self._metrics = metrics  # /metrics, rendered again when a cycle ends (#14)
         self._streaks: dict[tuple[str, str], Streak] = {}
         self._background: set[asyncio.Task[None]] = set()
         self.task: asyncio.Task[None] | None = None  # the cycle running now, for a clean stop
@@ -139,7 +142,9 @@ class Cycle:
                 tx.write_decision(decision, at)
 
         try:
-            self._store.record_cycle(evaluations, extra=write_decisions)
+            # In a worker thread: encoding 10,000 records takes most of a second, which the event loop
+            # answering the gates must not wait for (#14). The store serialises its callers itself.
+            await asyncio.to_thread(self._store.record_cycle, evaluations, extra=write_decisions)
         except BudgetguardError as exc:
             # Decisions are not taken until they are stored: the next cycle decides again from the
             # same streaks, so a failed write delays an action by a cycle and never loses it.
@@ -156,6 +161,11 @@ class Cycle:
         self.state.cycles += 1
         self._exporter.observe_cycle(duration, len(slos))
         log.debug("cycle %d: %d SLO(s) in %.3fs", self.state.cycles, len(slos), duration)
+        if self._metrics is not None:
+            try:
+                await self._metrics.refresh()
+            except Exception:  # /metrics keeps the previous cycle's bytes; the verdicts are kept
+                log.exception("could not render /metrics after cycle %d", self.state.cycles)
 
     def _publish(self, evaluations: Sequence[Evaluation]) -> None:
         """The cycle's verdicts become the latest of each SLO still in force, logging what changed (with

@@ -47,6 +47,8 @@ from budgetguard.core.verdict import QueryMode
 from budgetguard.cycle import Cycle, delivery_of
 from budgetguard.engine import Engine
 from budgetguard.exporter import Exporter
+from budgetguard.exporter.loop_lag import watch_loop_lag
+from budgetguard.exporter.prepared import PreparedMetrics
 from budgetguard.health import GuardHealth
 from budgetguard.outbox import OutboxWorker, RetryPolicy
 from budgetguard.readmodel import ReadModel, State
@@ -153,6 +155,7 @@ class Daemon:
     stack: contextlib.AsyncExitStack
     health: GuardHealth
     config: ConfigReload
+    metrics: PreparedMetrics
     scheduler: AsyncIOScheduler | None = None
 
     async def __aenter__(self) -> Daemon:
@@ -171,12 +174,18 @@ class Daemon:
         self.settings = self.config.settings
         self.files.reload(why, self.store)
         self.health.forget_slos(before - self.files.declared)
+        self._refresh_metrics()
 
     async def watch(self) -> None:
         if self.config.changed_on_disk():
             self.reload("config file changed")
             return
-        await self.files.watch(self.store)
+        if await self.files.watch(self.store):
+            self._refresh_metrics()
+
+    def _refresh_metrics(self) -> None:
+        """Render /metrics again in the background after a reload (a cycle does it itself)."""
+        self.cycle.in_background(self.metrics.refresh(), "metrics-refresh")
 
     def reschedule(self, settings: Settings) -> None:
         """A reloaded interval or file-watch period, from the next run of each job."""
@@ -198,6 +207,10 @@ class Daemon:
         """Signals, the HTTP server, the outbox and the schedule, until SIGTERM or SIGINT; then a
         clean stop within ``STOP_DEADLINE``. 2 when the server cannot listen, else 0."""
         settings = self.settings
+        # The event loop shares the GIL with worker threads (the store's writes, /metrics rendering):
+        # a thread keeps it up to the switch interval each time the loop wants it back, 5 ms by
+        # default, several times per request. 1 ms keeps a gate's answer fast while a thread renders.
+        sys.setswitchinterval(0.001)
         stop = asyncio.Event()
         # Signals are ours from before the server starts: a SIGTERM at any moment stops cleanly.
         loop = asyncio.get_running_loop()
@@ -211,6 +224,9 @@ class Daemon:
             return 2
         outbox_stop = asyncio.Event()
         outbox_task = asyncio.create_task(self.outbox.run(outbox_stop), name="outbox")
+        lag_task = asyncio.create_task(
+            watch_loop_lag(self.exporter.observe_loop_lag, outbox_stop), name="loop-lag"
+        )
         self.cycle.in_background(check_actions(self.actions, self.files.state.slos), "check-actions")
 
         scheduler = AsyncIOScheduler(timezone=UTC)
@@ -260,6 +276,7 @@ class Daemon:
             if not done:
                 task.cancel()
         outbox_stop.set()
+        lag_task.cancel()
         # Deliveries in flight may finish; one cut short stays pending and goes out after the restart.
         _, late = await asyncio.wait(
             {outbox_task, asyncio.ensure_future(self.outbox.drain())},
@@ -290,7 +307,10 @@ async def build(settings: Settings, files: SloFiles, config: ConfigSource | None
         states = StateLog(log, settings.log_min_interval)
         health = GuardHealth(store, states, source_url=settings.prometheus.url)
         view = ReadModel(state, store, readiness=health.readiness)
-        exporter = Exporter(view, version=__version__, health=health)
+        exporter = Exporter(
+            view, version=__version__, health=health, per_window=settings.metrics_per_window
+        )
+        metrics = PreparedMetrics(exporter)
         retry = settings.delivery
         outbox = OutboxWorker(
             store,
@@ -312,6 +332,7 @@ async def build(settings: Settings, files: SloFiles, config: ConfigSource | None
             jitter=settings.jitter,
             last_opened=store.last_opened(),
             health=health,
+            metrics=metrics,
         )
         state.latest = store.latest(state.slos)
         state.publish()
@@ -327,7 +348,7 @@ async def build(settings: Settings, files: SloFiles, config: ConfigSource | None
 
         app = create_app(
             view,
-            exporter,
+            metrics,
             api_token,
             control=control,
             on_change=outbox.wake,
@@ -348,6 +369,7 @@ async def build(settings: Settings, files: SloFiles, config: ConfigSource | None
             stack=stack.pop_all(),
             health=health,
             config=reload,
+            metrics=metrics,
         )
         reload.reschedule = daemon.reschedule
         return daemon

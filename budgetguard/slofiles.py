@@ -88,6 +88,9 @@ class SloFiles:
         memory.settle()
         log.info("reloaded %d SLO(s) from %d file(s) (%s)", len(loaded.slos), len(loaded.files), why)
 
-    async def watch(self, store: Store | None = None) -> None:
+    async def watch(self, store: Store | None = None) -> bool:
+        """Reload when the files changed since the last (re)load; whether they had."""
         if _fingerprint(self._paths) != self._fingerprint:
             self.reload("files changed", store)
+            return True
+        return False

@@ -25,7 +25,7 @@ from starlette.middleware import Middleware
 from budgetguard.web import api, gates, health, status
 from budgetguard.web import control as manual
 from budgetguard.web._auth import Auth
-from budgetguard.web._ports import ApiView, ControlApi, MetricsRenderer, RangeSource
+from budgetguard.web._ports import ApiView, ControlApi, MetricsRenderer, PreparedExposition, RangeSource
 from budgetguard.web._recovery import RecoveryEstimates
 from budgetguard.web._server import HttpServer
 from budgetguard.web.limits import DEFAULT_MAX_BODY, BodyLimit
@@ -35,6 +35,7 @@ __all__ = [
     "ControlApi",
     "HttpServer",
     "MetricsRenderer",
+    "PreparedExposition",
     "RangeSource",
     "RecoveryEstimates",
     "create_app",
@@ -43,7 +44,7 @@ __all__ = [
 
 def create_app(
     view: ApiView,
-    metrics: MetricsRenderer,
+    metrics: MetricsRenderer | PreparedExposition,
     api_token: str | None = None,
     control: Callable[[], ControlApi] | None = None,
     on_change: Callable[[], None] = lambda: None,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from budgetguard.core.policy import Evaluation
 from budgetguard.core.ports import RangeResult
@@ -63,6 +63,15 @@ class ControlApi(Protocol):
 
 class MetricsRenderer(Protocol):
     def render(self, accept: str | None = None) -> tuple[bytes, str]: ...
+
+
+@runtime_checkable
+class PreparedExposition(Protocol):
+    """/metrics served from bytes prepared off the event loop (``budgetguard.exporter.prepared``)."""
+
+    async def serve(self, accept: str | None, accept_encoding: str | None) -> tuple[bytes, str, str | None]:
+        """(body, content type, content encoding or None)."""
+        ...
 
 
 class RangeSource(Protocol):

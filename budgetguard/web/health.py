@@ -11,12 +11,19 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from budgetguard.web._ports import ApiView, MetricsRenderer
+from budgetguard.web._ports import ApiView, MetricsRenderer, PreparedExposition
 
 
-def routes(view: ApiView, metrics: MetricsRenderer) -> list[Route]:
+def routes(view: ApiView, metrics: MetricsRenderer | PreparedExposition) -> list[Route]:
     async def metrics_endpoint(request: Request) -> Response:
-        body, content_type = metrics.render(request.headers.get("accept"))
+        accept = request.headers.get("accept")
+        if isinstance(metrics, PreparedExposition):  # the daemon's: ready bytes, gzip when asked (#14)
+            body, content_type, encoding = await metrics.serve(accept, request.headers.get("accept-encoding"))
+            headers = {"Vary": "Accept-Encoding"}
+            if encoding is not None:
+                headers["Content-Encoding"] = encoding
+            return Response(body, media_type=content_type, headers=headers)
+        body, content_type = metrics.render(accept)
         return Response(body, media_type=content_type)
 
     async def healthz(request: Request) -> Response:

@@ -14,7 +14,15 @@ Unknown values (``None`` in an Evaluation) are not exported: the series is absen
 never NaN or -1, so ``absent()``, ``or`` and Grafana's "no data" tell the truth. An SLO's own labels
 are copied onto its series when they are valid label names; one that collides with a label this
 module sets is renamed ``exported_<name>``, as Prometheus does for target labels. The label set of an
-SLO's series is fixed by its declaration, so cardinality is bounded by SLOs x windows x tiers.
+SLO's series is fixed by its declaration, so cardinality is bounded by SLOs x windows x tiers; with
+``per_window=False`` the per-window series (burn rate, error ratio and events for each of an SLO's
+eight windows, a canary's per window) are left out, for fleets where they are most of the bytes
+(docs/reference/metrics-cardinality.md).
+
+Two registries: ``live`` holds what changes between cycles (counters, the cycle histogram, the event
+loop's lag, the daemon's health) and is cheap to render on every scrape; the per-SLO state changes only
+when a cycle ends, so the daemon renders it once per cycle, off the event loop
+(``budgetguard.exporter.prepared``). ``render()`` renders both, as one exposition.
 """
 
 from __future__ import annotations
@@ -37,6 +45,7 @@ from budgetguard.core.durations import format_duration
 from budgetguard.core.policy import Evaluation, TierState
 from budgetguard.core.spec import SLO, BurnTier
 from budgetguard.core.verdict import QueryMode, Verdict
+from budgetguard.exporter.encode import encode
 
 # Evaluation.error_kind is a closed set (policy.Evaluation); anything else is counted as "other", so a
 # bug that invents kinds cannot grow the counter's cardinality.
@@ -73,6 +82,10 @@ RESERVED_LABELS: frozenset[str] = frozenset(
         "objective",
     }
 )
+
+# How late the event loop runs a task that asked to wake up: a handler that holds the loop delays every
+# other request by that much. Milliseconds up to the seconds a stuck loop would show.
+LOOP_LAG_BUCKETS: tuple[float, ...] = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 # Cycles run every 30 s by default and should take well under a second against a healthy Prometheus;
 # the 30 s bucket tells a cycle that overran the default interval from one that did not.
@@ -151,6 +164,7 @@ class Exporter:
         version: str,
         clock: Callable[[], float] = time.time,
         health: HealthView | None = None,
+        per_window: bool = True,
     ) -> None:
         self._registry = CollectorRegistry()
         self._clock = clock
@@ -184,9 +198,32 @@ class Exporter:
             ["service", "slo", "event"],
             registry=self._registry,
         )
-        self._registry.register(_StateCollector(view, self._cycle_state, version))
+        self._loop_lag = Histogram(
+            "budgetguard_event_loop_lag_seconds",
+            "How late the event loop woke a task that slept: the time a handler, a scrape or a cycle held "
+            "the loop that answers the gates.",
+            buckets=LOOP_LAG_BUCKETS,
+            registry=self._registry,
+        )
+        self._lag_max = _RecentMax(time.monotonic)
+        self._registry.register(self._lag_max)
+        self._live = CollectorRegistry()
+        live: list[Collector] = [
+            self._durations,
+            self._source_errors,
+            self._deliveries,
+            self._incidents,
+            self._loop_lag,
+            self._lag_max,
+        ]
+        self._state = _StateCollector(view, self._cycle_state, version, per_window)
+        self._registry.register(self._state)
         if health is not None:
-            self._registry.register(_HealthCollector(view, health))
+            health_collector = _HealthCollector(view, health)
+            self._registry.register(health_collector)
+            live.append(health_collector)
+        for collector in live:
+            self._live.register(collector)
 
     @property
     def registry(self) -> CollectorRegistry:
@@ -209,6 +246,11 @@ class Exporter:
         """Count one error verdict; ``reason`` outside ``SOURCE_ERROR_REASONS`` is counted as "other"."""
         self._source_errors.labels(reason=reason if reason in SOURCE_ERROR_REASONS else "other").inc()
 
+    def observe_loop_lag(self, lag_seconds: float) -> None:
+        """The event loop ran a task ``lag_seconds`` after it was due."""
+        self._loop_lag.observe(max(lag_seconds, 0.0))
+        self._lag_max.observe(max(lag_seconds, 0.0))
+
     def count_delivery(self, action: str, outcome: str) -> None:
         self._deliveries.labels(action=action, outcome=outcome).inc()
 
@@ -220,23 +262,77 @@ class Exporter:
         encoder, content_type = choose_encoder(accept or "")
         return encoder(self._registry), content_type
 
+    def render_state(self, accept: str | None = None) -> tuple[bytes, str]:
+        """The per-SLO part alone (no OpenMetrics ``# EOF``): what changes only when a cycle ends.
+
+        Encoded by ``budgetguard.exporter.encode``, which parses to what ``render`` gives for it.
+        """
+        _, content_type = choose_encoder(accept or "")
+        return encode(self._state.collect(), content_type.startswith("application/openmetrics")), content_type
+
+    def render_live(self, accept: str | None = None) -> tuple[bytes, str]:
+        """The rest, which changes between cycles (ends with OpenMetrics' ``# EOF`` when asked for)."""
+        encoder, content_type = choose_encoder(accept or "")
+        return encoder(self._live), content_type
+
     def _cycle_state(self) -> tuple[float | None, int | None]:
         with self._lock:
             return self._last_cycle_end, self._last_cycle_slos
+
+
+class _RecentMax(Collector):
+    """The largest event-loop lag of the last ``RECENT`` seconds, whoever scrapes and how often."""
+
+    RECENT = 60
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._by_second: dict[int, float] = {}
+
+    def observe(self, value: float) -> None:
+        second = int(self._clock())
+        with self._lock:
+            if value > self._by_second.get(second, -1.0):
+                self._by_second[second] = value
+            if len(self._by_second) > self.RECENT * 2:
+                self._forget(second)
+
+    def _forget(self, now: int) -> None:
+        for old in [s for s in self._by_second if s <= now - self.RECENT]:
+            del self._by_second[old]
+
+    def collect(self) -> Iterator[Metric]:
+        now = int(self._clock())
+        with self._lock:
+            self._forget(now)
+            values = list(self._by_second.values())
+        if values:
+            yield GaugeMetricFamily(
+                "budgetguard_event_loop_lag_max_seconds",
+                f"The longest event-loop lag of the last {self.RECENT} s (absent before the first measure).",
+                value=max(values),
+                unit="seconds",
+            )
 
 
 class _StateCollector(Collector):
     """Everything read at scrape time: per-SLO series from the view, cycle state, build info."""
 
     def __init__(
-        self, view: MetricsView, cycle_state: Callable[[], tuple[float | None, int | None]], version: str
+        self,
+        view: MetricsView,
+        cycle_state: Callable[[], tuple[float | None, int | None]],
+        version: str,
+        per_window: bool = True,
     ) -> None:
         self._view = view
         self._cycle_state = cycle_state
         self._build = {"version": version, "python_version": platform.python_version()}
+        self._per_window = per_window
 
     def collect(self) -> Iterator[Metric]:
-        families = _SLOFamilies()
+        families = _SLOFamilies(self._per_window)
         for evaluation in _one_per_slo(self._view.latest_evaluations()):
             families.add(evaluation)
         yield from families.non_empty()
@@ -314,7 +410,8 @@ class _HealthCollector(Collector):
 class _SLOFamilies:
     """The per-SLO families of one scrape, filled SLO by SLO (exposition wants each family contiguous)."""
 
-    def __init__(self) -> None:
+    def __init__(self, per_window: bool = True) -> None:
+        self.per_window = per_window
         self.objective = _gauge(
             "objective_ratio", "The SLO's objective as a ratio (99.9% is 0.999).", "ratio"
         )
@@ -380,7 +477,7 @@ class _SLOFamilies:
         _add(self.evaluated_at, labels, ev.at.timestamp())
         for verdict in Verdict:
             _add(self.verdict, {**labels, "verdict": verdict.value}, 1.0 if ev.verdict is verdict else 0.0)
-        for stat in ev.windows:
+        for stat in ev.windows if self.per_window else ():
             by_window = {**labels, "window": _w(stat.window)}
             _add(self.burn_rate, by_window, stat.burn_rate)
             _add(self.error_ratio, by_window, stat.error_ratio)
@@ -400,7 +497,7 @@ class _SLOFamilies:
             _add(self.canary_burn_lower, by_canary, canary.judgement.burn_lower)
             if slo.canary is not None:
                 _add(self.canary_limit, by_canary, slo.canary.burn_limit)
-            for window in canary.windows:
+            for window in canary.windows if self.per_window else ():
                 by_window = {**by_canary, "window": _w(window.window)}
                 _add(self.canary_burn, by_window, window.judgement.burn_rate)
                 _add(self.canary_events, by_window, window.canary.total)

@@ -1,0 +1,67 @@
+"""A faster encoder for the per-SLO gauges: the same exposition as prometheus-client's, in a third of the time.
+
+prometheus-client's ``generate_latest`` checks and escapes every label name and value of every sample
+and sorts them: 80% of the 4 s that 10,000 SLOs' series took to render (``bench/serving_bench.py``).
+The per-SLO series are all gauges and infos whose label names were checked when the exporter made them
+(``slo_series_labels``), and the same service and SLO names repeat on ~40 series each, so this encoder
+escapes each distinct value once per render and writes labels in the order they were given (the
+exposition formats do not require an order). Families of any other type, or samples with a timestamp or
+an exemplar, are refused with ``ValueError``: they have no business in this part.
+
+The output parses to the same families and samples as prometheus-client's in both formats, text 0.0.4
+and OpenMetrics 1.0 (tests/test_prepared_metrics.py compares them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from prometheus_client.metrics_core import Metric
+from prometheus_client.utils import floatToGoString
+
+_TYPES = ("gauge", "info")
+
+
+def _help_text(documentation: str) -> str:
+    return documentation.replace("\\", r"\\").replace("\n", r"\n")
+
+
+def _help_openmetrics(documentation: str) -> str:
+    return documentation.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+
+
+def encode(families: Iterable[Metric], openmetrics: bool) -> bytes:
+    """The exposition of ``families`` (gauges and infos only), without OpenMetrics' ``# EOF``."""
+    out: list[str] = []
+    escaped: dict[str, str] = {}
+    for metric in families:
+        name, kind = metric.name, metric.type
+        if kind not in _TYPES:
+            raise ValueError(f"{name}: only gauges and infos are encoded here, not {kind}")
+        if openmetrics:
+            out.append(f"# HELP {name} {_help_openmetrics(metric.documentation)}\n# TYPE {name} {kind}\n")
+            if metric.unit:
+                out.append(f"# UNIT {name} {metric.unit}\n")
+        else:
+            if kind == "info":
+                name, kind = name + "_info", "gauge"
+            out.append(f"# HELP {name} {_help_text(metric.documentation)}\n# TYPE {name} {kind}\n")
+        for sample in metric.samples:
+            if sample.timestamp is not None or sample.exemplar is not None:
+                raise ValueError(
+                    f"{sample.name}: samples with a timestamp or an exemplar are not encoded here"
+                )
+            parts = []
+            for label, value in sample.labels.items():
+                text = escaped.get(value)
+                if text is None:
+                    text = escaped[value] = (
+                        value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+                    )
+                parts.append(f'{label}="{text}"')
+            value_text = floatToGoString(sample.value)
+            if parts:
+                out.append(f"{sample.name}{{{','.join(parts)}}} {value_text}\n")
+            else:
+                out.append(f"{sample.name} {value_text}\n")
+    return "".join(out).encode("utf-8")
