@@ -52,8 +52,15 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
+import yaml
+
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+
+from budgetguard.core import rules  # noqa: E402 - after the path set-up, so it runs from a checkout
+from budgetguard.core.rules import SeriesKind  # noqa: E402
+from budgetguard.loader import load_document  # noqa: E402
+from budgetguard.recording import window_query  # noqa: E402
 
 SERVICE_SIZE = 10  # SLOs per service (one file per service)
 PORTS = range(18600, 18700)  # manual-experiment ports of this machine; free ones are taken in turn
@@ -88,9 +95,7 @@ def free_port(taken: set[int]) -> int:
 
 def services(count: int) -> list[tuple[str, list[str]]]:
     names = [f"slo-{i}" for i in range(count)]
-    return [
-        (f"svc-{n // SERVICE_SIZE}", names[n : n + SERVICE_SIZE]) for n in range(0, count, SERVICE_SIZE)
-    ]
+    return [(f"svc-{n // SERVICE_SIZE}", names[n : n + SERVICE_SIZE]) for n in range(0, count, SERVICE_SIZE)]
 
 
 def document(service: str, slos: Sequence[str]) -> dict[str, Any]:
@@ -115,8 +120,6 @@ def document(service: str, slos: Sequence[str]) -> dict[str, Any]:
 
 
 def write_slos(directory: Path, count: int) -> None:
-    import yaml
-
     dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
     for service, slos in services(count):
         text = yaml.dump(document(service, slos), Dumper=dumper, sort_keys=False)
@@ -128,10 +131,6 @@ def write_slos(directory: Path, count: int) -> None:
 
 def fake_prometheus(port: int, count: int) -> None:
     """Serve recording mode's answers for ``count`` healthy SLOs until killed."""
-    from budgetguard.core import rules
-    from budgetguard.core.rules import SeriesKind
-    from budgetguard.loader import load_document
-
     slos = []
     for service, names in services(count):
         found, problems = load_document(document(service, names), f"{service}.yaml")
@@ -160,8 +159,6 @@ def fake_prometheus(port: int, count: int) -> None:
             for slo in slos
         ]
     )
-    from budgetguard.recording import window_query
-
     for window in slos[0].windows():
         result = []
         for slo in slos:
@@ -244,7 +241,14 @@ async def _read_response(reader: asyncio.StreamReader) -> int:
 
 
 async def _connection(
-    port: int, paths: Sequence[str], period: float, start: float, until: float, out: list[float], bad: list[int]
+    port: int,
+    *,
+    paths: Sequence[str],
+    period: float,
+    start: float,
+    until: float,
+    out: list[float],
+    bad: list[int],
 ) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     due = start
@@ -268,7 +272,9 @@ async def _connection(
     writer.close()
 
 
-def client_process(port: int, paths_file: str, rate: float, connections: int, seconds: float, start_at: float) -> None:
+def client_process(
+    port: int, *, paths_file: str, rate: float, connections: int, seconds: float, start_at: float
+) -> None:
     paths = json.loads(Path(paths_file).read_text())
     latencies: list[float] = []
     bad: list[int] = []
@@ -280,7 +286,15 @@ def client_process(port: int, paths_file: str, rate: float, connections: int, se
         base = time.perf_counter()
         await asyncio.gather(
             *(
-                _connection(port, paths, period, base + i * period / connections, base + seconds, latencies, bad)
+                _connection(
+                    port,
+                    paths=paths,
+                    period=period,
+                    start=base + i * period / connections,
+                    until=base + seconds,
+                    out=latencies,
+                    bad=bad,
+                )
                 for i in range(connections)
             )
         )
@@ -315,7 +329,12 @@ class Scraper(threading.Thread):
             conn.close()
             text = gzip.decompress(body) if response.getheader("Content-Encoding") == "gzip" else body
             self.scrapes.append(
-                {"seconds": took, "sent_bytes": len(body), "text_bytes": len(text), **metrics_of(text.decode())}
+                {
+                    "seconds": took,
+                    "sent_bytes": len(body),
+                    "text_bytes": len(text),
+                    **metrics_of(text.decode()),
+                }
             )
             self._done.wait(self._every)
 
@@ -365,7 +384,7 @@ def run_phase(
 ) -> dict[str, Any]:
     paths_file = workdir / f"{name}.json"
     paths_file.write_text(json.dumps(list(paths)))
-    start_at = time.time() + 1.0
+    start_at = time.time() + 3.0  # every client process started and imported by then
     per_client = args.rate / args.clients
     procs = [
         subprocess.Popen(
@@ -373,7 +392,16 @@ def run_phase(
                 sys.executable,
                 __file__,
                 "--client",
-                json.dumps([port, str(paths_file), per_client, args.connections, args.seconds, start_at]),
+                json.dumps(
+                    {
+                        "port": port,
+                        "paths_file": str(paths_file),
+                        "rate": per_client,
+                        "connections": args.connections,
+                        "seconds": args.seconds,
+                        "start_at": start_at,
+                    }
+                ),
             ],
             stdout=subprocess.PIPE,
         )
@@ -404,7 +432,8 @@ def one_count(count: int, args: argparse.Namespace, code: str) -> dict[str, Any]
         (workdir / "slos").mkdir()
         write_slos(workdir / "slos", count)
         fake = subprocess.Popen(
-            [sys.executable, __file__, "--fake-prometheus", str(prom_port), str(count)], stdout=subprocess.PIPE
+            [sys.executable, __file__, "--fake-prometheus", str(prom_port), str(count)],
+            stdout=subprocess.PIPE,
         )
         assert fake.stdout is not None
         fake.stdout.readline()
@@ -461,7 +490,8 @@ def one_count(count: int, args: argparse.Namespace, code: str) -> dict[str, Any]
                 "daemon_cpu_per_s": (cpu1 - cpu0) / (t1 - t0),
                 "cycles": cycles,
                 "cycle_mean_s": cycle_s / cycles if cycles else float("nan"),
-                "lag_max_ms": max((s.get("lag_max", float("nan")) for s in scrapes), default=float("nan")) * 1000,
+                "lag_max_ms": max((s.get("lag_max", float("nan")) for s in scrapes), default=float("nan"))
+                * 1000,
             }
         finally:
             daemon.send_signal(signal.SIGTERM)
@@ -517,7 +547,9 @@ def report(results: Sequence[dict[str, Any]]) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--slos", type=int, nargs="+", default=[1, 1000, 10000])
     parser.add_argument("--seconds", type=float, default=30.0, help="per phase (gate, then API)")
     parser.add_argument("--rate", type=float, default=200.0, help="requests/s, all clients together")
@@ -534,14 +566,16 @@ def main() -> None:
     parser.add_argument("--no-windows", action="store_true", help="metrics_per_window: false")
     parser.add_argument("--json", type=Path, help="also write every run's figures here")
     parser.add_argument("--logs", type=Path, default=Path(tempfile.gettempdir()), help="daemon logs go here")
-    parser.add_argument("--fake-prometheus", nargs=2, type=int, metavar=("PORT", "SLOS"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--fake-prometheus", nargs=2, type=int, metavar=("PORT", "SLOS"), help=argparse.SUPPRESS
+    )
     parser.add_argument("--client", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.fake_prometheus:
         fake_prometheus(*args.fake_prometheus)
         return
     if args.client:
-        client_process(*json.loads(args.client))
+        client_process(**json.loads(args.client))
         return
     results = []
     for run in range(args.repeat):

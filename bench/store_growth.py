@@ -2,12 +2,20 @@
 
 N SLOs are evaluated every ``--interval`` for ``--days`` of simulated time (no sleeping: time is an
 argument) and every cycle is stored with ``Store.record_cycle``; ``Store.prune`` runs every
-``--prune-every`` of simulated time with the daemon's retention (raw for 1 day, kept for 90 days).
+``--prune-every`` of simulated time with the daemon's retention (raw for 1 day, one per 5 minutes until
+7 days, one per hour until 90 days).
 Evaluations are real ``policy.evaluate`` results: each SLO drifts between healthy, warning, burning,
 inconclusive and error, with numbers that differ from cycle to cycle.
 
     python bench/store_growth.py                      # 1,000 SLOs, 2 days: 5.8M rows, ~2 GB, ~35 min
     python bench/store_growth.py --slos 100 --days 0.5
+    python bench/store_growth.py --slos 200 --days 1 --raw-for 10800 --thin-after 32400   # all 3 levels
+
+The projection at 90 days uses the bytes per SLO per day measured at each level: raw from the first
+``raw_for``, 5-minute from the growth after it, hourly from the growth after ``thin_after`` when the run
+is long enough to see it, else from the 5-minute level's bytes per stored row times the rows an hour
+keeps (a row per hour and every verdict change). A short run with ``--raw-for`` and ``--thin-after``
+scaled down measures all three levels directly (#14).
 """
 
 from __future__ import annotations
@@ -30,7 +38,7 @@ from budgetguard.core.records import to_record
 from budgetguard.core.spec import SLO, Severity
 from budgetguard.core.verdict import Verdict
 from budgetguard.loader import load_text
-from budgetguard.store import KEEP_RETENTION, RAW_RETENTION, Store, encode_record
+from budgetguard.store import KEEP_RETENTION, RAW_RETENTION, THIN_RETENTION, Store, encode_record
 
 SERVICE_TEMPLATE = """
 version: budgetguard/v1
@@ -159,6 +167,11 @@ class Plan:
     prune_every: timedelta
     raw_for: timedelta
     keep_for: timedelta
+    thin_after: timedelta = THIN_RETENTION
+    # The daemon's defaults, for the projection when a run scaled its levels down.
+    project_raw_for: timedelta = RAW_RETENTION
+    project_thin_after: timedelta = THIN_RETENTION
+    project_keep_for: timedelta = KEEP_RETENTION
 
 
 @dataclass
@@ -185,6 +198,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--prune-every", type=float, default=3600.0, help="simulated seconds between prunes")
     parser.add_argument("--raw-for", type=float, default=RAW_RETENTION.total_seconds(), help="seconds")
     parser.add_argument("--keep-for", type=float, default=KEEP_RETENTION.total_seconds(), help="seconds")
+    parser.add_argument(
+        "--thin-after", type=float, default=THIN_RETENTION.total_seconds(), help="seconds, then hourly"
+    )
     parser.add_argument("--db", type=Path, help="database file (default: a temporary file, removed after)")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args(argv)
@@ -195,6 +211,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         prune_every=timedelta(seconds=args.prune_every),
         raw_for=timedelta(seconds=args.raw_for),
         keep_for=timedelta(seconds=args.keep_for),
+        thin_after=timedelta(seconds=args.thin_after),
     )
 
     rng = random.Random(args.seed)
@@ -247,7 +264,7 @@ def simulate(
             at += plan.interval
             if at >= next_prune:
                 t0 = time.perf_counter()
-                pruned = store.prune(at, plan.raw_for, plan.keep_for)
+                pruned = store.prune(at, plan.raw_for, plan.keep_for, plan.thin_after)
                 figures.prune_seconds.append(time.perf_counter() - t0)
                 figures.downsampled += pruned.downsampled
                 figures.deleted += pruned.deleted
@@ -267,6 +284,17 @@ def size_at(sizes: Sequence[tuple[timedelta, int]], when: timedelta) -> int | No
     return next((size for at, size in sizes if at >= when), None)
 
 
+def growth(
+    sizes: Sequence[tuple[timedelta, int]], start: timedelta, end: timedelta | None, n: int
+) -> float | None:
+    """File growth per SLO per day between ``start`` and ``end`` (None: to the last size), if measured."""
+    span = [(at, size) for at, size in sizes if at >= start and (end is None or at <= end)]
+    if len(span) < 2:
+        return None
+    (t1, s1), (t2, s2) = span[0], span[-1]
+    return (s2 - s1) / n / ((t2 - t1) / timedelta(days=1))
+
+
 def report(plan: Plan, figures: Figures, final: int) -> None:
     n, day = plan.slo_count, timedelta(days=1)
     print()
@@ -278,22 +306,38 @@ def report(plan: Plan, figures: Figures, final: int) -> None:
     if raw_day is None:
         print(f"(simulate more than raw_for={plan.raw_for} to see the effect of retention)")
     else:
-        print(
-            f"before retention (first {plan.raw_for}, all raw): "
-            f"{raw_day / n / (plan.raw_for / day):,.0f} bytes per SLO per day"
-        )
-        later = [(at, size) for at, size in figures.sizes if at >= plan.raw_for + timedelta(hours=1)]
-        if len(later) >= 2:
-            (t1, s1), (t2, s2) = later[0], later[-1]
-            per_day_kept = (s2 - s1) / n / ((t2 - t1) / day)
-            print(
-                f"after retention (growth once {plan.raw_for} is raw and the rest downsampled): "
-                f"{per_day_kept:,.0f} bytes per SLO per day"
+        raw_per_day = raw_day / n / (plan.raw_for / day)
+        changes_per_day = figures.state_changes / n / plan.days  # verdict changes: kept at every level
+        five = growth(figures.sizes, plan.raw_for + timedelta(hours=1), plan.thin_after, n)
+        hourly = growth(figures.sizes, plan.thin_after + timedelta(hours=1), None, n)
+        measured = "measured"
+        if hourly is None and five is not None:
+            # Bytes per kept row at the 5-minute level, times the rows the hourly level keeps.
+            per_row = five / (288 + changes_per_day)
+            hourly, measured = (
+                per_row * (24 + changes_per_day),
+                "derived from the 5-minute level's bytes per row",
             )
-            steady = raw_day + per_day_kept * n * ((plan.keep_for - plan.raw_for) / day)
+        print(f"size per SLO per day (verdict changes simulated: {changes_per_day:,.1f} per SLO per day):")
+        print(f"  raw (every {plan.interval}):        {raw_per_day:>12,.0f} bytes")
+        if five is not None:
+            print(f"  one per 5 minutes:             {five:>12,.0f} bytes")
+        if hourly is not None:
+            print(f"  one per hour:                  {hourly:>12,.0f} bytes ({measured})")
+        if five is not None and hourly is not None:
+            raw_days = plan.project_raw_for / day
+            five_days = (plan.project_thin_after - plan.project_raw_for) / day
+            hour_days = (plan.project_keep_for - plan.project_thin_after) / day
+            per_slo = raw_per_day * raw_days + five * five_days + hourly * hour_days
             print(
-                f"projected steady size at keep_for={plan.keep_for}: {mib(steady)} "
-                f"({steady / n / 2**20:,.1f} MiB per SLO)"
+                f"projected steady size with the defaults (raw {plan.project_raw_for.days}d, 5-minute until "
+                f"{plan.project_thin_after.days}d, hourly until {plan.project_keep_for.days}d): "
+                f"{per_slo / 2**20:,.1f} MiB per SLO, {per_slo * 1000 / 1e9:,.1f} GB per 1,000 SLOs"
+            )
+            five_only = raw_per_day * raw_days + five * (five_days + hour_days)
+            print(
+                f"  (with the 5-minute level alone until {plan.project_keep_for.days}d: "
+                f"{five_only / 2**20:,.1f} MiB per SLO, {five_only * 1000 / 1e9:,.1f} GB per 1,000 SLOs)"
             )
     print(f"final file size: {mib(final)} ({final:,} bytes)")
     ms = [s * 1000 for s in figures.cycle_seconds]

@@ -251,6 +251,12 @@ class Settings(BaseSettings):
         description="Every evaluation is kept this long; older ones are thinned to one per 5 minutes, "
         "which is all a post-incident review needs.",
     )
+    retention_5m: Duration = Field(
+        default=timedelta(days=7),
+        description="Evaluations thinned to one per 5 minutes are kept so for this long; older ones are "
+        "thinned again to one per hour (verdict changes are always kept): a week of incidents at 5-minute "
+        "resolution, a quarter's trends hourly, about 5 MiB per SLO in all instead of 25.",
+    )
     retention: Duration = Field(
         default=timedelta(days=90),
         description="Nothing older is kept: a quarter, the longest budget period in common use.",

@@ -200,7 +200,9 @@ class Daemon:
 
     def prune(self) -> None:
         settings = self.config.settings
-        report = self.store.prune(datetime.now(tz=UTC), settings.retention_raw, settings.retention)
+        report = self.store.prune(
+            datetime.now(tz=UTC), settings.retention_raw, settings.retention, settings.retention_5m
+        )
         log.info("retention: %s", report)
 
     async def serve(self) -> int:

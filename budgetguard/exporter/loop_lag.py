@@ -18,7 +18,7 @@ EVERY_SECONDS = 0.05
 async def watch_loop_lag(
     observe: Callable[[float], None], stop: asyncio.Event, every: float = EVERY_SECONDS
 ) -> None:
-    """Until ``stop`` is set: sleep ``every`` seconds, and ``observe`` how many seconds late the wake-up was."""
+    """Until ``stop`` is set: sleep ``every`` seconds, then ``observe`` how many seconds late it woke."""
     loop = asyncio.get_running_loop()
     while not stop.is_set():
         due = loop.time() + every

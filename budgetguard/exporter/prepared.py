@@ -96,14 +96,15 @@ class PreparedMetrics:
     async def serve(self, accept: str | None, accept_encoding: str | None) -> tuple[bytes, str, str | None]:
         """(body, content type, content encoding or None) for one scrape."""
         live, content_type = self._exporter.render_live(accept)
-        part = self._parts.get(content_type)
-        if part is None:
-            async with self._lock:
-                part = self._parts.get(content_type)
-                if part is None:
-                    content_type, part = await asyncio.to_thread(self._render, accept)
-                    self._parts[content_type] = part
-                    self._accepts[content_type] = accept
+        part = self._parts.get(content_type) or await self._first(accept)
         if accepts_gzip(accept_encoding):
             return gzip_joined(part.deflated, part.crc, len(part.text), live), content_type, "gzip"
         return part.text + live, content_type, None
+
+    async def _first(self, accept: str | None) -> _Part:
+        """A format asked for before any refresh rendered it: render it now (in the worker thread)."""
+        async with self._lock:
+            content_type, part = await asyncio.to_thread(self._render, accept)
+            self._parts[content_type] = part
+            self._accepts[content_type] = accept
+            return part

@@ -39,7 +39,14 @@ from budgetguard.core.errors import StoreError
 from budgetguard.store.connection import DEFAULT_BUSY_TIMEOUT, Parameters, Transaction
 from budgetguard.store.deliveries import OutboxRow, OutboxStatus
 from budgetguard.store.encoding import decode_record, encode_record
-from budgetguard.store.retention import DOWNSAMPLE_BUCKET, KEEP_RETENTION, RAW_RETENTION, PruneReport
+from budgetguard.store.retention import (
+    DOWNSAMPLE_BUCKET,
+    KEEP_RETENTION,
+    RAW_RETENTION,
+    THIN_BUCKET,
+    THIN_RETENTION,
+    PruneReport,
+)
 from budgetguard.store.schema import MIGRATIONS, SCHEMA_VERSION, Migration
 from budgetguard.store.sqlite import Store
 
@@ -50,6 +57,8 @@ __all__ = [
     "MIGRATIONS",
     "RAW_RETENTION",
     "SCHEMA_VERSION",
+    "THIN_BUCKET",
+    "THIN_RETENTION",
     "Migration",
     "OutboxRow",
     "OutboxStatus",

@@ -18,7 +18,8 @@ Schema (version 3; ``PRAGMA user_version`` is the applied migration's number)::
       id INTEGER PRIMARY KEY, at REAL, slo_id TEXT, from_verdict TEXT NULL, to_verdict TEXT, reason TEXT
       index (slo_id, at) and (at)
     retention_state   one row: downsampled_until REAL, where the last downsampling stopped, so each
-      prune reads only the rows that aged since the previous one
+      prune reads only the rows that aged since the previous one; (migration 5) thinned_until REAL,
+      the same for the second level, one row per SLO per hour
     incidents         (migration 2) one row per canary incident (``guard.Incident``), id TEXT
       PRIMARY KEY (deterministic, ``guard.incident_id``); index (state, slo_id) for the open ones
     outbox            (migration 2) one row per delivery to make, written in the transaction of the
@@ -192,6 +193,11 @@ MIGRATIONS: tuple[Migration, ...] = (
             )
             """,
         ),
+    ),
+    Migration(
+        5,
+        "a second retention level: where thinning to one evaluation per hour stopped",
+        ("ALTER TABLE retention_state ADD COLUMN thinned_until REAL NOT NULL DEFAULT 0",),
     ),
 )
 

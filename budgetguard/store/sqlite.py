@@ -22,7 +22,7 @@ from budgetguard.core.spec import SLO
 from budgetguard.store import deliveries, history, incidents, retention
 from budgetguard.store.connection import DEFAULT_BUSY_TIMEOUT, Connection, Transaction
 from budgetguard.store.deliveries import OutboxRow, OutboxStatus
-from budgetguard.store.retention import KEEP_RETENTION, RAW_RETENTION, PruneReport
+from budgetguard.store.retention import KEEP_RETENTION, RAW_RETENTION, THIN_RETENTION, PruneReport
 from budgetguard.store.schema import MIGRATIONS, Migration
 
 
@@ -80,10 +80,11 @@ class Store:
         now: datetime,
         raw_for: timedelta = RAW_RETENTION,
         keep_for: timedelta = KEEP_RETENTION,
+        thin_after: timedelta = THIN_RETENTION,
     ) -> PruneReport:
-        """Keep the file bounded: downsample after ``raw_for``, delete after ``keep_for``, give space back
-        (``retention.prune``)."""
-        return retention.prune(self._db, now, raw_for, keep_for)
+        """Keep the file bounded: downsample after ``raw_for`` (hourly after ``thin_after``), delete after
+        ``keep_for``, give space back (``retention.prune``)."""
+        return retention.prune(self._db, now, raw_for, keep_for, thin_after)
 
     # -- reading -----------------------------------------------------------------------------------
 
