@@ -23,7 +23,13 @@ p50/p99/max latency and achieved rate per phase, /metrics serve time and bytes (
 the daemon's CPU seconds per wall second, cycles and their mean duration (from its own
 histogram), and the event-loop lag it exports (``budgetguard_event_loop_lag_seconds``) when it does.
 
-    python bench/serving_bench.py [--slos 1 1000 10000] [--seconds 30] [--repeat 1]
+    python bench/serving_bench.py [--slos 1 1000 10000] [--seconds 30] [--repeat 1] [--code DIR ...]
+    python bench/serving_bench.py --slos 10000 --cycles 5      # recording-mode cycles: CPU and wall
+    SERVING_BENCH_CODE=/tmp/main python bench/serving_bench.py --slos 10000 --cycles 5   # another tree
+
+``--cycles`` runs recording-mode cycles in the bench's own process against the same fake, as the daemon
+runs them, and prints budgetguard's CPU seconds and wall seconds per cycle side by side (the wall is
+bounded by the fake, a Python server on the same 2 cores; a real Prometheus answers faster).
 
 The machine is shared (2 cores): keep runs bounded. Quote medians over ``--repeat`` runs, measured
 side by side with the code being compared.
@@ -33,6 +39,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
+import gc
 import gzip
 import http.client
 import json
@@ -47,6 +55,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -55,7 +64,8 @@ from urllib.parse import parse_qs
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+# SERVING_BENCH_CODE: another checkout's budgetguard for this process (``--cycles``) and the fake.
+sys.path.insert(0, os.environ.get("SERVING_BENCH_CODE", str(REPO)))
 
 from budgetguard.core import rules  # noqa: E402 - after the path set-up, so it runs from a checkout
 from budgetguard.core.rules import SeriesKind  # noqa: E402
@@ -257,6 +267,15 @@ async def _connection(
         delay = due - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
+        elif time.perf_counter() > until + 10:
+            # A server this far behind: what is still due counts as failed, at least this late, and the
+            # phase ends instead of queueing for minutes.
+            now = time.perf_counter()
+            while due < until:
+                out.append(now - due)
+                bad.append(598)
+                due += period
+            break
         path = rng.choice(paths)
         try:
             writer.write(f"GET {path} HTTP/1.1\r\nHost: bench\r\nAccept: application/json\r\n\r\n".encode())
@@ -504,6 +523,63 @@ def one_count(count: int, args: argparse.Namespace, code: str) -> dict[str, Any]
             log.close()
 
 
+def cycle_costs(count: int, cycles: int, profile: Path | None) -> None:
+    """Recording-mode cycles in this process against the fake: budgetguard's CPU and wall side by side.
+
+    As the daemon runs them: SLOs loaded and ``memory.settle()``d, the cycle inside
+    ``memory.collection_paused()``; the first cycle (which hashes every SLO's rules) apart.
+    """
+    from budgetguard import memory  # noqa: PLC0415 - only this mode needs them
+    from budgetguard.recording import RecordingEngine  # noqa: PLC0415
+    from budgetguard.sources.prometheus import PrometheusConfig, PrometheusSource  # noqa: PLC0415
+
+    port = free_port(set())
+    fake = subprocess.Popen(
+        [sys.executable, __file__, "--fake-prometheus", str(port), str(count)], stdout=subprocess.PIPE
+    )
+    assert fake.stdout is not None
+    fake.stdout.readline()
+    slos = []
+    for service, names in services(count):
+        found, _ = load_document(document(service, names), f"{service}.yaml")
+        slos.extend(found)
+    memory.settle()
+
+    async def run() -> list[tuple[float, float]]:
+        config = PrometheusConfig(url=f"http://127.0.0.1:{port}", timeout=timedelta(seconds=60))
+        out = []
+        async with PrometheusSource(config) as source:
+            engine = RecordingEngine(source)
+            for _ in range(cycles + 1):
+                cpu, wall = time.process_time(), time.perf_counter()
+                with memory.collection_paused():
+                    evaluations = await engine.evaluate_all(slos, datetime.now(tz=UTC))
+                gc.collect(1)  # the collection the pause deferred, counted in
+                out.append((time.process_time() - cpu, time.perf_counter() - wall))
+                modes = {ev.query_mode for ev in evaluations}
+                assert modes == {"recording"}, modes
+        return out
+
+    try:
+        if profile is not None:
+            cProfile.runctx("costs = asyncio.run(run())", globals(), ns := {"run": run}, str(profile))
+            costs = ns["costs"]
+        else:
+            costs = asyncio.run(run())
+    finally:
+        fake.kill()
+        fake.wait()
+    first, later = costs[0], costs[1:]
+    print(f"recording-mode cycle, {count:,} SLOs, fake Prometheus (answers prepared once, gzip):")
+    print(f"  first cycle (hashes every SLO's rules): CPU {first[0]:.2f} s, wall {first[1]:.2f} s")
+    for cpu, wall in later:
+        print(f"  later cycle: CPU {cpu:.2f} s, wall {wall:.2f} s")
+    print(
+        f"  median of {len(later)}: CPU {statistics.median(c for c, _ in later):.2f} s, "
+        f"wall {statistics.median(w for _, w in later):.2f} s"
+    )
+
+
 def report(results: Sequence[dict[str, Any]]) -> None:
     def med(count: int, *keys: str) -> float:
         values = []
@@ -570,9 +646,19 @@ def main() -> None:
         "--fake-prometheus", nargs=2, type=int, metavar=("PORT", "SLOS"), help=argparse.SUPPRESS
     )
     parser.add_argument("--client", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--cycles",
+        type=int,
+        metavar="N",
+        help="instead: N recording-mode cycles of --slos[0] SLOs in this process, CPU and wall",
+    )
+    parser.add_argument("--profile", type=Path, help="with --cycles: write a cProfile here")
     args = parser.parse_args()
     if args.fake_prometheus:
         fake_prometheus(*args.fake_prometheus)
+        return
+    if args.cycles:
+        cycle_costs(args.slos[0], args.cycles, args.profile)
         return
     if args.client:
         client_process(**json.loads(args.client))

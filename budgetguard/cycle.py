@@ -185,6 +185,7 @@ class Cycle:
                     log.log(level, "%s: read by %s", ev.slo.id, ev.query_mode)
                 self.state.latest[ev.slo.id] = ev
         self.state.publish()
+        memory.keep()
 
     def _decide(
         self, evaluations: Sequence[Evaluation]

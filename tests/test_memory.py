@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import weakref
 from collections.abc import Iterator
 
 import pytest
@@ -42,3 +43,20 @@ def test_collection_is_paused_inside_and_restored_after_even_on_an_error() -> No
     with memory.collection_paused():
         pass
     assert not gc.isenabled()  # a collector someone else turned off stays off
+
+
+def test_keep_collects_the_young_garbage_and_freezes_what_survives() -> None:
+    gc.unfreeze()
+    gc.disable()  # as in a cycle: nothing collects the garbage but keep() itself
+
+    class Node:
+        def __init__(self) -> None:
+            self.me = self  # a reference cycle: only the collector frees it
+
+    survivors = [[i] for i in range(1000)]
+    garbage = [weakref.ref(Node()) for _ in range(10)]
+    before = gc.get_freeze_count()
+    memory.keep()
+    assert gc.get_freeze_count() >= before + 1000
+    assert all(ref() is None for ref in garbage)  # collected, not frozen
+    del survivors
