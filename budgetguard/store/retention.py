@@ -1,9 +1,9 @@
 """Retention: keep the file bounded by downsampling old evaluations, deleting the oldest, giving space back.
 
 Recent evaluations stay at full resolution; older ones keep one row per SLO per 5-minute bucket plus
-every verdict change, and after a week one per hour (#14); everything past the keep horizon goes, with the incidents resolved before it. The work
-runs in short transactions so a cycle never waits long for the write lock, and a watermark lets each
-prune read only the rows that aged since the last.
+every verdict change, and after a week one per hour (#14); everything past the keep horizon goes, with
+the incidents resolved before it. The work runs in short transactions so a cycle never waits long for
+the write lock, and a watermark per level lets each prune read only the rows that aged since the last.
 """
 
 from __future__ import annotations
