@@ -176,9 +176,18 @@ class Daemon:
         self.health.forget_slos(before - self.files.declared)
         self._refresh_metrics()
 
+    async def reload_off_the_loop(self, why: str) -> None:
+        """``reload``, with the SLO files read and validated in a worker thread (#14)."""
+        before = self.files.declared
+        self.config.reload(why)
+        self.settings = self.config.settings
+        await self.files.reload_off_the_loop(why, self.store)
+        self.health.forget_slos(before - self.files.declared)
+        self._refresh_metrics()
+
     async def watch(self) -> None:
         if self.config.changed_on_disk():
-            self.reload("config file changed")
+            await self.reload_off_the_loop("config file changed")
             return
         if await self.files.watch(self.store):
             self._refresh_metrics()
@@ -218,7 +227,9 @@ class Daemon:
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, stop.set)
         loop.add_signal_handler(signal.SIGINT, stop.set)
-        loop.add_signal_handler(signal.SIGHUP, lambda: self.reload("SIGHUP"))
+        loop.add_signal_handler(
+            signal.SIGHUP, lambda: self.cycle.in_background(self.reload_off_the_loop("SIGHUP"), "reload")
+        )
         try:
             await self.server.start()
         except (OSError, SystemExit) as exc:

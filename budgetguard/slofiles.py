@@ -9,12 +9,13 @@ root (``budgetguard.daemon``) calls it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from pathlib import Path
 
 from budgetguard import memory
-from budgetguard.loader import KnownActions, discover, load_paths
+from budgetguard.loader import KnownActions, LoadResult, discover, load_paths
 from budgetguard.readmodel import State
 from budgetguard.store import Store
 
@@ -69,8 +70,23 @@ class SloFiles:
         return True
 
     def reload(self, why: str, store: Store | None = None) -> None:
-        self._fingerprint = _fingerprint(self._paths)
-        loaded = load_paths(self._paths, self._actions)
+        self._apply(load_paths(self._paths, self._actions), _fingerprint(self._paths), why, store)
+
+    async def reload_off_the_loop(self, why: str, store: Store | None = None) -> None:
+        """``reload``, reading and validating the files in a worker thread: 10,000 SLOs take seconds,
+        which the event loop answering the gates must not wait for (#14)."""
+        paths, actions = self._paths, self._actions
+        fingerprint = await asyncio.to_thread(_fingerprint, paths)
+        self._apply(await asyncio.to_thread(load_paths, paths, actions), fingerprint, why, store)
+
+    def _apply(
+        self,
+        loaded: LoadResult,
+        fingerprint: tuple[tuple[str, int, int], ...],
+        why: str,
+        store: Store | None,
+    ) -> None:
+        self._fingerprint = fingerprint
         state = self.state
         if not loaded.ok:
             state.problems = [str(p) for p in loaded.problems]
@@ -89,8 +105,9 @@ class SloFiles:
         log.info("reloaded %d SLO(s) from %d file(s) (%s)", len(loaded.slos), len(loaded.files), why)
 
     async def watch(self, store: Store | None = None) -> bool:
-        """Reload when the files changed since the last (re)load; whether they had."""
-        if _fingerprint(self._paths) != self._fingerprint:
-            self.reload("files changed", store)
+        """Reload when the files changed since the last (re)load; whether they had. stat()ing a thousand
+        files is a worker thread's job too."""
+        if await asyncio.to_thread(_fingerprint, self._paths) != self._fingerprint:
+            await self.reload_off_the_loop("files changed", store)
             return True
         return False
