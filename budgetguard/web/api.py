@@ -6,6 +6,7 @@ GET /api/v1/slos/{service}/{slo}   one SLO: latest evaluation, recent history, v
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 from starlette.requests import Request
@@ -58,12 +59,16 @@ def routes(view: ApiView, auth: Auth) -> list[Route]:
         except BadParameter as exc:
             return error(400, f"{exc}; e.g. ?since=1d&limit=100", parameter=exc.parameter)
         since = datetime.now(tz=UTC) - window
+        # The store is read in a worker thread: its lock may be held by a cycle's write, which the event
+        # loop answering the gates must not wait for (#14).
+        history = await asyncio.to_thread(view.history, slo_id, since, limit)
+        changes = await asyncio.to_thread(view.verdict_changes, slo_id, since)
         return JSONResponse(
             {
                 "api_version": API_VERSION,
                 "slo": to_record(found),
-                "history": view.history(slo_id, since, limit),
-                "verdict_changes": view.verdict_changes(slo_id, since),
+                "history": history,
+                "verdict_changes": changes,
             }
         )
 
