@@ -158,6 +158,7 @@ class Cycle:
             self._streaks = streaks
             self._after_decisions(decisions, evaluations)
         self._publish(evaluations)
+        memory.keep()  # what the cycle keeps leaves the collector's sight (budgetguard.memory)
         self.state.cycles += 1
         self._exporter.observe_cycle(duration, len(slos))
         log.debug("cycle %d: %d SLO(s) in %.3fs", self.state.cycles, len(slos), duration)
@@ -185,7 +186,6 @@ class Cycle:
                     log.log(level, "%s: read by %s", ev.slo.id, ev.query_mode)
                 self.state.latest[ev.slo.id] = ev
         self.state.publish()
-        memory.keep()
 
     def _decide(
         self, evaluations: Sequence[Evaluation]
