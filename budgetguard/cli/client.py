@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.error import HTTPError, URLError
 from urllib.parse import quote, urlencode
-from urllib.request import Request, urlopen
 
 from budgetguard.core.errors import DaemonUnreachable
 
@@ -48,6 +47,10 @@ def ask_release(
     headers = {"Accept": "application/json", "User-Agent": "budgetguard-gate"}
     if token:
         headers["Authorization"] = f"Bearer {token}"
+    # Here, not at the top: urllib.request brings http.client and email (20 ms), which only the one
+    # request needs, not --help or check, which import this module for its DEFAULT_URL (#14).
+    from urllib.request import Request, urlopen
+
     request = Request(target, headers=headers)
     try:
         with urlopen(request, timeout=timeout) as response:

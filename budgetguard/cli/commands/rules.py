@@ -4,6 +4,7 @@ SLO files (nothing written)."""
 from __future__ import annotations
 
 import argparse
+from datetime import timedelta
 from pathlib import Path
 from typing import TextIO
 
@@ -17,7 +18,12 @@ from budgetguard.cli._common import (
     report_problems,
     to_yaml,
 )
-from budgetguard.core.rules import DEFAULT_INTERVAL, RuleFormat
+
+# ``core.rules.RuleFormat``'s values and ``core.rules.DEFAULT_INTERVAL``, spelled here: the parser is built
+# for every command and for --help, which must not import the rule generator and pydantic behind it
+# (#14). tests/test_cli_startup.py checks that they agree.
+FORMATS = ("prometheus", "prometheus-operator")
+DEFAULT_INTERVAL = timedelta(seconds=30)
 
 
 def add_parsers(commands: Subcommands) -> None:
@@ -32,8 +38,8 @@ def add_parsers(commands: Subcommands) -> None:
     rules.add_argument("-o", "--output", type=Path, metavar="FILE", help="write here (default stdout)")
     rules.add_argument(
         "--format",
-        choices=[f.value for f in RuleFormat],
-        default=RuleFormat.PROMETHEUS.value,
+        choices=FORMATS,
+        default=FORMATS[0],
         help="a rule file {groups: [...]} (default), or a prometheus-operator PrometheusRule",
     )
     rules.add_argument(
