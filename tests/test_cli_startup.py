@@ -62,7 +62,7 @@ def test_check_imports_the_slo_model_and_yaml_only(tmp_path: Path) -> None:
 
 
 def test_the_rules_parser_spells_the_generators_formats_and_default_interval() -> None:
-    assert rules_command.FORMATS == tuple(f.value for f in rules.RuleFormat)
+    assert tuple(f.value for f in rules.RuleFormat) == rules_command.FORMATS
     assert rules_command.DEFAULT_INTERVAL == rules.DEFAULT_INTERVAL
 
 
