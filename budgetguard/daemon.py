@@ -320,9 +320,7 @@ async def build(settings: Settings, files: SloFiles, config: ConfigSource | None
         states = StateLog(log, settings.log_min_interval)
         health = GuardHealth(store, states, source_url=settings.prometheus.url)
         view = ReadModel(state, store, readiness=health.readiness)
-        exporter = Exporter(
-            view, version=__version__, health=health, per_window=settings.metrics_per_window
-        )
+        exporter = Exporter(view, version=__version__, health=health, per_window=settings.metrics_per_window)
         metrics = PreparedMetrics(exporter)
         retry = settings.delivery
         outbox = OutboxWorker(

@@ -13,7 +13,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from budgetguard.core.durations import parse_duration
 from budgetguard.core.latest import LatestEvaluations
 from budgetguard.core.policy import Evaluation
 from budgetguard.core.records import format_time, to_record
