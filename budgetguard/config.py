@@ -443,33 +443,6 @@ def _deep_merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-# The config file every command reads when none is named: ``budgetguard run`` and ``budgetguard check``
-# must judge the same SLO files against the same actions, so they find it the same way.
-DEFAULT_CONFIG = Path("budgetguard.yaml")
-CONFIG_ENV = "BUDGETGUARD_CONFIG"
-
-
-def find_config(given: Path | None, environ: Mapping[str, str]) -> Path | None:
-    """The config file of a command: ``--config``, else ``$BUDGETGUARD_CONFIG``, else ``./budgetguard.yaml``
-    when it exists, else none (defaults and environment only). ``environ`` is passed in by the CLI."""
-    if given is not None:
-        return given
-    named = environ.get(CONFIG_ENV, "").strip()
-    if named:
-        return Path(named)
-    return DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None
-
-
-def describe_config(path: Path | None) -> str:
-    """Which config file a command read, for its output."""
-    if path is None:
-        return (
-            f"no config file (none given with --config or ${CONFIG_ENV}, and no ./{DEFAULT_CONFIG}): "
-            "defaults and BUDGETGUARD_* only, so no actions are declared"
-        )
-    return f"config file {path}"
-
-
 def read_config_file(config_file: Path) -> dict[str, Any]:
     """The settings a YAML config file holds; ``ConfigError`` naming the file when it cannot be read."""
     try:

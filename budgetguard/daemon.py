@@ -37,7 +37,8 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from budgetguard import __version__
 from budgetguard.actions import build_action
-from budgetguard.config import ConfigSource, Settings, describe_config, known_actions, split_listen
+from budgetguard.config import ConfigSource, Settings, known_actions, split_listen
+from budgetguard.configfile import describe_config
 from budgetguard.control import Control
 from budgetguard.core import guard
 from budgetguard.core.errors import BudgetguardError

@@ -24,8 +24,9 @@ REPO = Path(__file__).resolve().parents[1]
 HEAVY = ("pydantic", "yaml", "httpx", "starlette", "uvicorn", "sqlite3", "prometheus_client", "apscheduler")
 
 
-def imported_by(*argv: str) -> set[str]:
-    """The heavy top-level modules a fresh interpreter has imported after ``budgetguard ARGV``."""
+def imported_by(*argv: str, cwd: Path) -> set[str]:
+    """The heavy top-level modules a fresh interpreter has imported after ``budgetguard ARGV`` run in
+    ``cwd`` (where no ./budgetguard.yaml is, unless the test puts one there)."""
     script = textwrap.dedent(
         f"""
         import io, json, sys
@@ -35,7 +36,7 @@ def imported_by(*argv: str) -> set[str]:
         """
     )
     done = subprocess.run(
-        [sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=60, check=True
+        [sys.executable, "-c", script], cwd=cwd, capture_output=True, text=True, timeout=60, check=True
     )
     return set(json.loads(done.stdout.strip().splitlines()[-1]))
 
@@ -46,19 +47,38 @@ def unused_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def test_help_imports_nothing_heavy() -> None:
-    assert imported_by("--help") == set()
+def test_help_imports_nothing_heavy(tmp_path: Path) -> None:
+    assert imported_by("--help", cwd=tmp_path) == set()
 
 
-def test_gate_imports_nothing_heavy() -> None:
+def test_gate_imports_nothing_heavy(tmp_path: Path) -> None:
     # nothing listens there: the gate answers "no verdict" (exit 3) after one refused connection
-    assert imported_by("gate", "checkout", "--url", f"http://127.0.0.1:{unused_port()}") == set()
+    url = f"http://127.0.0.1:{unused_port()}"
+    assert imported_by("gate", "checkout", "--url", url, cwd=tmp_path) == set()
 
 
-def test_check_imports_the_slo_model_and_yaml_only(tmp_path: Path) -> None:
+def test_check_without_settings_to_read_imports_the_slo_model_and_yaml_only(tmp_path: Path) -> None:
     slo = tmp_path / "checkout.yaml"
     slo.write_text((REPO / "slos" / "checkout.yaml").read_text())
-    assert imported_by("check", str(slo)) == {"pydantic", "yaml"}
+    assert imported_by("check", str(slo), cwd=tmp_path) == {"pydantic", "yaml"}
+
+
+def test_check_with_a_config_file_reads_its_actions(tmp_path: Path) -> None:
+    slo = tmp_path / "checkout.yaml"
+    slo.write_text((REPO / "slos" / "checkout-canary.yaml").read_text())
+    config = tmp_path / "budgetguard.yaml"
+    config.write_text("actions: {}\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "budgetguard", "check", "--config", str(config), str(slo)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    # The canary names actions this config does not declare: the config was read, not skipped.
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "is not declared in the config file's actions" in done.stderr
 
 
 def test_the_rules_parser_spells_the_generators_formats_and_default_interval() -> None:

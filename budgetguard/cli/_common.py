@@ -64,10 +64,10 @@ def header(text: str) -> tuple[str, str]:
 
 def config_file(args: argparse.Namespace) -> Path | None:
     """The config file a command reads: ``--config``, else ``$BUDGETGUARD_CONFIG``, else
-    ``./budgetguard.yaml`` when it exists (``config.find_config``), the same for every command."""
+    ``./budgetguard.yaml`` when it exists (``configfile.find_config``), the same for every command."""
     import os
 
-    from budgetguard.config import find_config
+    from budgetguard.configfile import find_config
 
     return find_config(getattr(args, "config", None), os.environ)
 

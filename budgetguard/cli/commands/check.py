@@ -34,17 +34,28 @@ def add_parsers(commands: Subcommands) -> None:
 
 
 def handle(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from budgetguard.config import describe_config, known_actions, load_settings
-    from budgetguard.core.errors import ConfigError
-    from budgetguard.loader import load_paths
+    import os
+
+    from budgetguard.configfile import describe_config, settings_in_environment
+    from budgetguard.loader import KnownActions, load_paths
 
     config = config_file(args)
-    try:
-        settings = load_settings(config)
-    except ConfigError as exc:
-        print(exc, file=err)
-        return EXIT_SPEC
-    loaded = load_paths(args.paths or settings.slo_paths, known_actions(settings))
+    paths = args.paths
+    actions: KnownActions = {}
+    if config is not None or not paths or settings_in_environment(os.environ):
+        # Settings to read. Without any (files given, no config file, no BUDGETGUARD_*), the defaults
+        # declare no actions, and importing the settings (every action's client) would be most of a
+        # one-file check's time (#14).
+        from budgetguard.config import known_actions, load_settings
+        from budgetguard.core.errors import ConfigError
+
+        try:
+            settings = load_settings(config)
+        except ConfigError as exc:
+            print(exc, file=err)
+            return EXIT_SPEC
+        paths, actions = paths or settings.slo_paths, known_actions(settings)
+    loaded = load_paths(paths, actions)
     print(f"checked against {describe_config(config)}", file=err)
     if not loaded.ok:
         report_problems(loaded, err)
