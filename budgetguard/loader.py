@@ -217,6 +217,8 @@ def parse_yaml(text: str, source: str) -> list[tuple[yaml.Node | None, Any]] | S
             out.append((node, loader.construct_document(node)))
         return out
     except yaml.YAMLError as exc:
+        if "maximum nesting depth" in str(getattr(exc, "problem", "")):
+            return _too_deep(source)  # libyaml's own limit (1,000 levels), before Python's recursion
         mark = getattr(exc, "problem_mark", None)
         return SpecProblem(
             source,
@@ -225,11 +227,7 @@ def parse_yaml(text: str, source: str) -> list[tuple[yaml.Node | None, Any]] | S
             line=mark.line + 1 if mark is not None else None,
         )
     except RecursionError:
-        return SpecProblem(
-            source,
-            "the YAML is nested too deeply to read (hundreds of levels of lists or mappings)",
-            "an SLO file nests a few levels; look for runaway '[' or '{'",
-        )
+        return _too_deep(source)
     except ValueError as exc:  # int(): "Exceeds the limit (4300 digits) for integer string conversion"
         return SpecProblem(
             source,
@@ -239,6 +237,14 @@ def parse_yaml(text: str, source: str) -> list[tuple[yaml.Node | None, Any]] | S
         )
     finally:
         loader.dispose()
+
+
+def _too_deep(source: str) -> SpecProblem:
+    return SpecProblem(
+        source,
+        "the YAML is nested too deeply to read (hundreds of levels of lists or mappings)",
+        "an SLO file nests a few levels; look for runaway '[' or '{'",
+    )
 
 
 def _long_number_line(nodes: Sequence[yaml.Node]) -> int | None:
