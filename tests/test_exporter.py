@@ -548,6 +548,7 @@ def _busy_exporter() -> Exporter:
     exporter = exporter_over(*evaluations, errors=2)
     exporter.observe_cycle(0.42, 3)
     exporter.count_source_error("auth")
+    exporter.observe_loop_lag(0.003)
     return exporter
 
 
