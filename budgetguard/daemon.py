@@ -35,7 +35,7 @@ from types import TracebackType
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from budgetguard import __version__
+from budgetguard import __version__, memory
 from budgetguard.actions import build_action
 from budgetguard.config import ConfigSource, Settings, known_actions, split_listen
 from budgetguard.configfile import describe_config
@@ -214,6 +214,10 @@ class Daemon:
             datetime.now(tz=UTC), settings.retention_raw, settings.retention, settings.retention_5m
         )
         log.info("retention: %s", report)
+        # keep() freezes what each cycle leaves alive; a reference cycle among those that dies later
+        # (a closed connection's objects, an old task) is freed only by a full collection after an
+        # unfreeze. Once an hour bounds that memory to an hour's worth, for one full collection.
+        memory.settle()
 
     async def serve(self) -> int:
         """Signals, the HTTP server, the outbox and the schedule, until SIGTERM or SIGINT; then a

@@ -19,7 +19,8 @@ cycle of 10,000 SLOs in recording-rule mode spent over a second walking the same
   daemon keeps until the next cycle. Without it they piled up in the oldest generation and a full
   collection walked them all, holding the event loop (and the gates) 60-140 ms at 1,000 SLOs and over a
   second at 10,000. A frozen object that dies is still freed by reference counting; only a reference
-  cycle that becomes garbage after being frozen waits for the next ``settle()`` (a reload).
+  cycle that becomes garbage after being frozen waits for the next ``settle()``: at a reload, and hourly
+  with the retention job, so a daemon that runs for months holds at most an hour of such garbage.
 
 No effect on results: only on when memory held by reference cycles is given back.
 """

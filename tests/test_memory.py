@@ -60,3 +60,24 @@ def test_keep_collects_the_young_garbage_and_freezes_what_survives() -> None:
     assert gc.get_freeze_count() >= before + 1000
     assert all(ref() is None for ref in garbage)  # collected, not frozen
     del survivors
+
+
+class _Node:
+    def __init__(self) -> None:
+        self.partner: _Node | None = None
+
+
+def test_a_reference_cycle_frozen_by_keep_is_freed_by_the_next_settle() -> None:
+    # What the hourly settle() in the daemon's retention job is for: keep() froze the cycle while it
+    # was alive; once it is garbage, only an unfreeze and a full collection free it.
+    gc.unfreeze()
+    a, b = _Node(), _Node()
+    a.partner, b.partner = b, a
+    freed: list[bool] = []
+    probe = weakref.ref(a, lambda _: freed.append(True))
+    memory.keep()
+    del a, b
+    gc.collect()
+    assert probe() is not None and not freed  # frozen: the collector does not see it
+    memory.settle()
+    assert probe() is None and freed
