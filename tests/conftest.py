@@ -10,12 +10,19 @@
 - ``victoria_lab``: a factory. ``victoria_lab(history, latency_offset=...)`` starts a
   ``lab.victoria.VictoriaLab``, imports ``history`` and returns it; every lab it made is closed at teardown.
 
+- ``postgres_server``: one real PostgreSQL (``lab.postgres.PostgresLab``) per session, on a free loopback
+  port, run as the ``postgres`` user when the tests run as root; ``postgres_url`` is a fresh empty
+  database on it for one test.
+- ``backend``: parametrized over SQLite and PostgreSQL, so a store test runs against both: ``open()``
+  a store on this test's database, ``peek(sql)`` as another client sees it, ``migrations`` to extend.
+
 Tests that use these fixtures, or ``real_processes`` (which any fixture that starts Prometheus,
 VictoriaMetrics, promtool or the daemon itself should ask for), are marked ``e2e`` at collection, so a
 new one joins the full run and leaves the fast one (``scripts/test-fast``: ``-m "not e2e"``) by itself;
 a test that runs such a process directly carries ``@pytest.mark.e2e``.
 
-A missing ``prometheus``/``promtool``/``victoria-metrics`` binary fails these fixtures (with the apt-get
+A missing ``prometheus``/``promtool``/``victoria-metrics``/``initdb`` binary fails these fixtures (with the
+apt-get
 hint); it never skips, so CI runs every test or goes red.
 """
 
@@ -23,17 +30,22 @@ from __future__ import annotations
 
 import os
 import shutil
+import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
+import psycopg
 import pytest
 
+from budgetguard.store import MIGRATIONS, Migration, Store, open_store
+from budgetguard.store.postgres import POSTGRES_MIGRATIONS, PostgresStore
 from lab.history import align_end, demo_history
 from lab.openmetrics import Series
+from lab.postgres import PostgresLab, PostgresNotInstalled
 from lab.prometheus import PrometheusLab, PrometheusNotInstalled
 from lab.victoria import VictoriaLab, VictoriaMetricsNotInstalled
 
@@ -85,7 +97,7 @@ def _fail_if_not_installed() -> Iterator[None]:
     """Turn a missing binary into a test failure with the install hint (never a skip)."""
     try:
         yield
-    except (PrometheusNotInstalled, VictoriaMetricsNotInstalled) as exc:
+    except (PrometheusNotInstalled, VictoriaMetricsNotInstalled, PostgresNotInstalled) as exc:
         pytest.fail(str(exc), pytrace=False)
 
 
@@ -167,3 +179,55 @@ def demo_tsdb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoTsdb]:
     del history  # 1.25 million samples: keep only what tests compute expectations from
     yield DemoTsdb(blocks, end, report.samples, report.seconds, requests)
     shutil.rmtree(blocks, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresLab]:
+    with _fail_if_not_installed():
+        server = PostgresLab()
+    server.start()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresLab) -> str:
+    return postgres_server.database()
+
+
+@dataclass
+class Backend:
+    """One test's database on one backend: SQLite (a file) or PostgreSQL (a fresh database)."""
+
+    name: str
+    db: str | Path
+
+    @property
+    def migrations(self) -> tuple[Migration, ...]:
+        if self.name == "sqlite":
+            return MIGRATIONS
+        return POSTGRES_MIGRATIONS
+
+    def open(self, migrations: Sequence[Migration] | None = None) -> Any:
+        if migrations is None:
+            return open_store(self.db)
+        if self.name == "sqlite":
+            return Store(self.db, migrations=migrations)
+        return PostgresStore(str(self.db), migrations=migrations)
+
+    def peek(self, sql: str) -> list[tuple[object, ...]]:
+        """What another client sees in the database (plain SQL both dialects understand)."""
+        if self.name == "sqlite":
+            with closing(sqlite3.connect(self.db, isolation_level=None)) as other:
+                return other.execute(sql).fetchall()
+        with psycopg.connect(str(self.db), autocommit=True) as other:
+            cursor = other.execute(sql.encode())
+            return cursor.fetchall() if cursor.description is not None else []
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    if request.param == "sqlite":
+        return Backend("sqlite", tmp_path / "budgetguard.db")
+    server: PostgresLab = request.getfixturevalue("postgres_server")
+    return Backend("postgresql", server.database())

@@ -18,6 +18,7 @@ from budgetguard.core.guard import Decision, Delivery, OutboxEntry
 from budgetguard.core.ports import EventKind
 from budgetguard.store import OutboxStatus, Store
 from budgetguard.web import create_app
+from tests.conftest import Backend
 from tests.test_outbox import INCIDENT, request
 from tests.test_server import Metrics, View
 
@@ -26,8 +27,8 @@ DELIVERY = Delivery(resolvable=frozenset({"pager"}))
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    with Store(tmp_path / "bg.db") as s:
+def store(backend: Backend) -> Iterator[Store]:
+    with backend.open() as s:  # a real SQLite file, then a real PostgreSQL database
         s.write_decision(
             Decision(
                 opened=(INCIDENT,),
@@ -124,12 +125,12 @@ def run_cli(*args: str) -> tuple[int, str, str]:
 
 
 def test_the_command_line_does_the_same_on_the_store(
-    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    store: Store, backend: Backend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # No config file: not the checkout's ./budgetguard.yaml, which every command finds from the repo root.
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("BUDGETGUARD_CONFIG", raising=False)
-    db = str(tmp_path / "bg.db")
+    db = str(backend.db)
     code, out, _ = run_cli("incidents", "--db", db)
     assert code == 0 and "inc-1" in out and "version=v2" in out
     code, out, _ = run_cli("incidents", "ack", "inc-1", "--by", "bob", "--db", db)

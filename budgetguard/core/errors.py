@@ -14,6 +14,7 @@ callers never have to know which library sat underneath::
     │   ├── QueryError            the server rejected the query itself (bad_data, execution): fix the PromQL
     │   └── SourceProtocolError   the answer could not be understood (not JSON, unexpected result type)
     ├── StoreError                the database could not be read or written (locked, disk full, closed)
+    │   └── NotLeader             a leader-only write refused: this replica's lease ended or was taken over
     ├── ControlError              a manual control request that cannot be done as asked (carries a status)
     └── DaemonUnreachable         a command asking the running daemon got no HTTP answer from it
 
@@ -128,6 +129,10 @@ class SourceProtocolError(SourceError):
 
 class StoreError(BudgetguardError):
     """The database could not be read or written (locked, disk full, closed, unreadable file)."""
+
+
+class NotLeader(StoreError):
+    """A fenced write was refused: this replica's leader lease ended or another replica took it over."""
 
 
 class ControlError(BudgetguardError):

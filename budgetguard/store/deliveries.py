@@ -2,15 +2,16 @@
 
 A decision's deliveries are written in the decision's own transaction (``incidents.write_decision``),
 so a daemon killed between deciding and delivering still delivers after a restart; the outbox worker
-reads what is ``due`` and records each attempt. A delivery carries who is affected as known when it
-goes out, read from its incident, not as known when the decision was written.
+claims what is due (``claim_due``: a row is in one delivery at a time) and records each attempt. A
+delivery carries who is affected as known when it goes out, read from its incident, not as known when
+the decision was written.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
@@ -139,6 +140,39 @@ def due(db: Connection, now: datetime, limit: int = 50) -> list[OutboxRow]:
     return [outbox_row(row) for row in rows]
 
 
+def claim_due(
+    db: Connection, now: datetime, *, holder: str, hold_for: timedelta, limit: int = 50
+) -> list[OutboxRow]:
+    """Due rows, each claimed by ``holder`` for ``hold_for``: ``due`` without the rows in flight.
+
+    One transaction takes the write lock, so two claimers never take the same row; recording the
+    attempt releases the claim. One daemon runs per file (``lockfile``), so a claim by another holder
+    is a previous life's, cut short by a crash: it lapses at once, as any does at ``claimed_until``.
+    """
+    now_s = unix(now, "now")
+    with db.transaction() as tx:
+        rows = tx.query(
+            """
+            UPDATE outbox SET claimed_by = :holder, claim_token = 0, claimed_until = :until
+            WHERE id IN (
+                SELECT id FROM outbox
+                WHERE ((status = 'pending' AND next_attempt_at <= :now)
+                       OR (status = 'delivered' AND resend_at <= :now
+                           AND incident_id IN (SELECT id FROM incidents WHERE state = 'open')))
+                  AND (claimed_until IS NULL OR claimed_until <= :now OR claimed_by != :holder)
+                ORDER BY id LIMIT :limit
+            )
+            RETURNING id
+            """,
+            {"holder": holder, "until": now_s + hold_for.total_seconds(), "now": now_s, "limit": limit},
+        )
+        claimed = tx.query(
+            f"SELECT {OUTBOX_COLUMNS} FROM outbox WHERE id IN (SELECT value FROM json_each(?)) ORDER BY id",
+            [json.dumps(sorted(row["id"] for row in rows))],
+        )
+    return [outbox_row(row) for row in claimed]
+
+
 def next_due(db: Connection) -> datetime | None:
     """When the next delivery or resend falls due, or None when nothing waits."""
     row = db.query(
@@ -174,7 +208,8 @@ def record_attempt(
             """
             UPDATE outbox SET status = ?, attempts = attempts + ?, last_attempt_at = ?, last_status = ?,
                 last_detail = ?, next_attempt_at = ?, resend_at = ?,
-                done_at = CASE WHEN ? THEN coalesce(done_at, ?) ELSE done_at END
+                done_at = CASE WHEN ? THEN coalesce(done_at, ?) ELSE done_at END,
+                claimed_by = NULL, claim_token = NULL, claimed_until = NULL
             WHERE id = ?
             """,
             [

@@ -51,7 +51,7 @@ _UPDATE_INCIDENT = (
 )
 
 
-def _incident_row(incident: Incident) -> list[Any]:
+def incident_row(incident: Incident) -> list[Any]:
     return [
         incident.id,
         incident.slo_id,
@@ -73,8 +73,8 @@ def _incident_row(incident: Incident) -> list[Any]:
     ]
 
 
-def _update_parameters(incident: Incident) -> list[Any]:
-    row = _incident_row(incident)
+def update_parameters(incident: Incident) -> list[Any]:
+    row = incident_row(incident)
     return [*row[1:], row[0]]
 
 
@@ -104,9 +104,9 @@ def incident_from_row(row: dict[str, Any]) -> Incident:
 def write_decision(tx: Transaction, decision: Decision, now: datetime) -> None:
     """Incidents opened, updated and resolved, and their outbox entries, in this transaction."""
     for incident in decision.opened:
-        tx.execute(_INSERT_INCIDENT, _incident_row(incident))
+        tx.execute(_INSERT_INCIDENT, incident_row(incident))
     for incident in (*decision.updated, *decision.resolved):
-        tx.execute(_UPDATE_INCIDENT, _update_parameters(incident))
+        tx.execute(_UPDATE_INCIDENT, update_parameters(incident))
     created = unix(now, "now")
     tx.executemany(
         INSERT_OUTBOX,

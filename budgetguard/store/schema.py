@@ -1,6 +1,6 @@
 """The SQLite schema: its tables, its numbered migrations, and the time slot its index is built on.
 
-Schema (version 3; ``PRAGMA user_version`` is the applied migration's number)::
+Schema (version 6; ``PRAGMA user_version`` is the applied migration's number)::
 
     evaluations       one row per SLO per cycle
       id INTEGER PRIMARY KEY, at REAL (UTC unix seconds), slo_id TEXT ("service/name"), service TEXT,
@@ -30,8 +30,14 @@ Schema (version 3; ``PRAGMA user_version`` is the applied migration's number)::
     guard_pauses      (migration 2) SLOs whose guard is paused: paused_at, until (NULL: until resumed),
       by, reason
     incidents.affected  (migration 3) who is affected (``affected.to_record`` JSON), NULL until the
+      daemon's breakdown query answered; read into every outbox row of the incident when delivered
     write_probe       (migration 4) one row that the readiness probe rewrites with the time: a real
       write, since SQLite skips rewriting a row with its own value
+    outbox claims       (migration 6) claimed_by, claim_token, claimed_until: the delivery in flight
+      (``deliveries.claim_due``); recording its attempt clears them
+    leader_lease        (migration 6) one row: holder, token, acquired_at, expires_at. Used on PostgreSQL
+      (``budgetguard.store.postgres``: the same versions in its dialect), where replicas share the
+      database and elect a leader; SQLite runs one replica, held by ``lockfile``
 
 Migrations only append; the file records the last one applied in ``PRAGMA user_version``. The slot
 expression is here beside the index that spells it, because a query that spells it differently makes
@@ -198,6 +204,26 @@ MIGRATIONS: tuple[Migration, ...] = (
         5,
         "a second retention level: where thinning to one evaluation per hour stopped",
         ("ALTER TABLE retention_state ADD COLUMN thinned_until REAL NOT NULL DEFAULT 0",),
+    ),
+    Migration(
+        6,
+        "delivery claims and the leader lease, for replicas sharing one database",
+        (
+            "ALTER TABLE outbox ADD COLUMN claimed_by TEXT",
+            "ALTER TABLE outbox ADD COLUMN claim_token INTEGER",
+            "ALTER TABLE outbox ADD COLUMN claimed_until REAL",
+            # Used on PostgreSQL only (SQLite runs one replica, held by a lock file): kept here too so
+            # both backends have the same schema at the same version.
+            """
+            CREATE TABLE leader_lease (
+                id INTEGER PRIMARY KEY CHECK (id = 1),
+                holder TEXT NOT NULL,
+                token INTEGER NOT NULL,
+                acquired_at REAL NOT NULL,
+                expires_at REAL NOT NULL
+            )
+            """,
+        ),
     ),
 )
 

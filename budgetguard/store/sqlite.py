@@ -147,6 +147,12 @@ class Store:
         """Pending deliveries due by ``now``, and delivered triggers of open incidents due a resend."""
         return deliveries.due(self._db, now, limit)
 
+    def claim_due(
+        self, now: datetime, *, holder: str, hold_for: timedelta, limit: int = 50
+    ) -> list[OutboxRow]:
+        """Due rows, each claimed by ``holder`` for ``hold_for`` (``deliveries.claim_due``)."""
+        return deliveries.claim_due(self._db, now, holder=holder, hold_for=hold_for, limit=limit)
+
     def next_due(self) -> datetime | None:
         """When the next delivery or resend falls due, or None when nothing waits."""
         return deliveries.next_due(self._db)
