@@ -14,6 +14,12 @@ exponential backoff with jitter, and at least the target's ``Retry-After``; FAIL
 delivery that kept failing for ``give_up_after``; ``budgetguard incidents retry`` puts either back.
 Triggers of open incidents to targets that forget alerts (Alertmanager) are sent again every
 ``needs_resend()``.
+
+Replicas (issue 12): the worker runs on every replica but delivers only while ``may_act()`` says this
+one leads with time to spare on its lease, and it asks again right before each call. It claims the rows
+it takes (``claim_due``), so a row is in one delivery at a time; on PostgreSQL the claims and the
+recorded attempts are fenced by the lease, and a successor picks up the rows its predecessor had
+claimed at once, with the same idempotency keys.
 """
 
 from __future__ import annotations
@@ -35,12 +41,15 @@ log = logging.getLogger(__name__)
 
 
 class OutboxStore(Protocol):
-    """What the worker needs of the store: the rows due, when the next falls due, and each attempt's end.
+    """What the worker needs of the store: the rows due (claimed for it), when the next falls due, and
+    each attempt's end.
 
     ``budgetguard.store.Store`` (SQLite) and the PostgreSQL store implement it; a test may pass either.
     """
 
-    def due(self, now: datetime, limit: int = 50) -> list[OutboxRow]: ...
+    def claim_due(
+        self, now: datetime, *, holder: str, hold_for: timedelta, limit: int = 50
+    ) -> list[OutboxRow]: ...
 
     def next_due(self) -> datetime | None: ...
 
@@ -101,6 +110,9 @@ class OutboxWorker:
         poll: timedelta = timedelta(seconds=1),
         on_result: Callable[[str, ActionOutcome], None] | None = None,
         states: StateLog | None = None,
+        may_act: Callable[[], bool] = lambda: True,
+        holder: str = "budgetguard",
+        claim_for: timedelta = timedelta(minutes=5),
     ) -> None:
         self._store = store
         # With a StateLog, an action's retries log when its deliveries start or stop failing, at most
@@ -115,6 +127,9 @@ class OutboxWorker:
         self._on_result = on_result
         self._wake = asyncio.Event()
         self._inflight: dict[int, asyncio.Task[None]] = {}
+        self._may_act = may_act
+        self._holder = holder
+        self._claim_for = claim_for
 
     def wake(self) -> None:
         """Look for due rows now (a cycle just wrote some)."""
@@ -125,9 +140,13 @@ class OutboxWorker:
         return len(self._inflight)
 
     def start_due(self) -> int:
-        """Start a delivery for every due row not already in flight; returns how many started."""
+        """Claim every due row not already in flight and start its delivery; returns how many started.
+
+        Nothing while this replica does not lead (``may_act``)."""
+        if not self._may_act():
+            return 0
         try:
-            rows = self._store.due(self._clock())
+            rows = self._store.claim_due(self._clock(), holder=self._holder, hold_for=self._claim_for)
         except BudgetguardError:
             log.exception("cannot read the outbox; deliveries wait for the next look")
             return 0
@@ -171,8 +190,13 @@ class OutboxWorker:
                 for waiter in waits:
                     waiter.cancel()
 
-    async def _call(self, action: Action, row: OutboxRow) -> ActionResult:
+    async def _call(self, action: Action, row: OutboxRow) -> ActionResult | None:
+        """The action's answer, or None when this replica stopped leading before its turn came."""
         async with self._limit:
+            if not self._may_act():
+                # The lease is ending: leave the row claimed; the next leader's claim takes it over.
+                log.info("%s %s: not sent, this replica no longer leads", row.action, row.idempotency_key)
+                return None
             try:
                 return await action.deliver(row.request)
             except Exception as exc:  # an action must classify, but a bug in one must not stop the rest
@@ -191,9 +215,12 @@ class OutboxWorker:
             return
         if row.status is OutboxStatus.DELIVERED:  # a resend of an open incident's trigger
             result = await self._call(action, row)
-            self._resend_done(action, row, result)
+            if result is not None:
+                self._resend_done(action, row, result)
             return
         result = await self._call(action, row)
+        if result is None:
+            return
         if self._on_result is not None:
             self._on_result(row.action, result.outcome)
         now = self._clock()

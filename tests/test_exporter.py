@@ -601,3 +601,17 @@ def test_each_exporter_has_its_own_registry_and_the_global_one_stays_untouched()
     assert value(scrape(second), "budgetguard_source_errors_total", reason="timeout") == 0
     assert value(scrape(first), "budgetguard_source_errors_total", reason="timeout") == 1
     assert not [m for m in REGISTRY.collect() if m.name.startswith("budgetguard")]
+
+
+def test_leadership_is_a_gauge_and_each_change_is_counted_once() -> None:
+    exporter = exporter_over()
+    assert value(scrape(exporter), "budgetguard_leader") == 0.0, "a replica follows until it leads"
+
+    exporter.set_leader(True)
+    exporter.set_leader(True)  # renewed: no change
+    assert value(scrape(exporter), "budgetguard_leader") == 1.0
+    exporter.set_leader(False)
+
+    samples = scrape(exporter)
+    assert value(samples, "budgetguard_leader") == 0.0
+    assert by_label(samples, "budgetguard_leader_changes_total", "change") == {"gained": 1.0, "lost": 1.0}

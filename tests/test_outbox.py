@@ -6,7 +6,6 @@ import asyncio
 import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -17,6 +16,7 @@ from budgetguard.core.ports import ActionOutcome, ActionRequest, ActionResult, E
 from budgetguard.outbox import OutboxWorker, RetryPolicy
 from budgetguard.statelog import StateLog
 from budgetguard.store import OutboxStatus, Store
+from tests.conftest import Backend
 
 T0 = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 INCIDENT = Incident(
@@ -75,8 +75,8 @@ class Clock:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    with Store(tmp_path / "bg.db") as s:
+def store(backend: Backend) -> Iterator[Store]:
+    with backend.open() as s:  # a real SQLite file, then a real PostgreSQL database
         yield s
 
 
@@ -222,3 +222,41 @@ def test_with_a_state_log_failing_deliveries_log_once_and_their_recovery_once(
     assert not [r for r in caplog.records if "attempt 2 failed" in r.getMessage()]
     states.flush()  # within the interval: the recovery is held, and then logged once it passes
     assert states.state("delivery:abort") == "failing"
+
+
+def test_a_replica_that_does_not_lead_delivers_nothing_and_the_leader_everything_once(store: Store) -> None:
+    action = Scripted("abort", OK)
+    write(store, OutboxEntry("abort", request("abort"), False))
+    clock = Clock()
+    follower = OutboxWorker(store, {"abort": action}, clock=clock, may_act=lambda: False, holder="b")
+    leader = OutboxWorker(store, {"abort": action}, clock=clock, may_act=lambda: True, holder="a")
+
+    run_until_quiet(follower, clock, steps=3, step=timedelta(seconds=1))
+    assert action.calls == []
+    run_until_quiet(leader, clock, steps=3, step=timedelta(seconds=1))
+    run_until_quiet(follower, clock, steps=3, step=timedelta(seconds=1))
+
+    assert [c.idempotency_key for c in action.calls] == ["inc-1.abort.trigger"]
+
+
+def test_a_leader_whose_lease_runs_short_before_the_call_leaves_the_row_to_its_successor(
+    store: Store,
+) -> None:
+    action = Scripted("abort", OK)
+    write(store, OutboxEntry("abort", request("abort"), False))
+    clock = Clock()
+    answers = iter([True, False])  # leading when it claims, too little lease left when the call's turn comes
+    worker = OutboxWorker(
+        store, {"abort": action}, clock=clock, may_act=lambda: next(answers, False), holder="a"
+    )
+
+    run_until_quiet(worker, clock, steps=1, step=timedelta(seconds=1))
+
+    assert action.calls == []
+    [row] = store.outbox()
+    assert (row.status, row.attempts) == (OutboxStatus.PENDING, 0)
+    # The claim lapses (a newer lease takes it at once: tests/test_store_postgres.py).
+    clock.now += timedelta(minutes=5)
+    successor = OutboxWorker(store, {"abort": action}, clock=clock, holder="b")
+    run_until_quiet(successor, clock, steps=1, step=timedelta(seconds=1))
+    assert [c.idempotency_key for c in action.calls] == ["inc-1.abort.trigger"]

@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import timedelta
 from typing import Protocol
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import GaugeMetricFamily, InfoMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -198,6 +198,22 @@ class Exporter:
             ["service", "slo", "event"],
             registry=self._registry,
         )
+        # Leadership (issue 12): the replica that opens incidents and delivers. Absent nowhere: every
+        # replica exports 0 until it leads, so sum(budgetguard_leader) counts the leaders (exactly 1).
+        self._leader = Gauge(
+            "budgetguard_leader",
+            "1 on the replica that leads (opens and resolves incidents, delivers actions), 0 on the others.",
+            registry=self._registry,
+        )
+        self._leader_changes = Counter(
+            "budgetguard_leader_changes_total",
+            "Times this replica gained or lost the leadership, by change (gained, lost).",
+            ["change"],
+            registry=self._registry,
+        )
+        for change in ("gained", "lost"):
+            self._leader_changes.labels(change=change)
+        self._leading = False
         self._loop_lag = Histogram(
             "budgetguard_event_loop_lag_seconds",
             "How late the event loop woke a task that slept: the time a handler, a scrape or a cycle held "
@@ -215,6 +231,8 @@ class Exporter:
             self._incidents,
             self._loop_lag,
             self._lag_max,
+            self._leader,
+            self._leader_changes,
         ]
         self._state = _StateCollector(view, self._cycle_state, version, per_window)
         self._registry.register(self._state)
@@ -250,6 +268,15 @@ class Exporter:
         """The event loop ran a task ``lag_seconds`` after it was due."""
         self._loop_lag.observe(max(lag_seconds, 0.0))
         self._lag_max.observe(max(lag_seconds, 0.0))
+
+    def set_leader(self, leading: bool) -> None:
+        """This replica leads (True) or follows; a change counts in budgetguard_leader_changes_total."""
+        with self._lock:
+            changed = leading != self._leading
+            self._leading = leading
+        self._leader.set(1 if leading else 0)
+        if changed:
+            self._leader_changes.labels(change="gained" if leading else "lost").inc()
 
     def count_delivery(self, action: str, outcome: str) -> None:
         self._deliveries.labels(action=action, outcome=outcome).inc()
