@@ -54,6 +54,28 @@ ZeroOrMoreDuration = Annotated[
     timedelta, BeforeValidator(_zero_or_more), PlainSerializer(format_duration, return_type=str)
 ]
 
+
+def _database(value: Any) -> Path | str:
+    """A SQLite file path (a Path) or a PostgreSQL URL (kept as text: a Path would fold its ``//``)."""
+    if isinstance(value, Path):
+        return value
+    text = str(value).strip()
+    if not text:
+        raise ValueError("is empty; give a SQLite file path or a postgresql://user@host/dbname URL")
+    if text.startswith(("postgresql://", "postgres://")):
+        return text
+    if "://" in text:
+        scheme = text.split("://", 1)[0]
+        raise ValueError(
+            f"{scheme}:// is not a database budgetguard knows; give a SQLite file path or a "
+            "postgresql://user@host/dbname URL"
+        )
+    return Path(text)
+
+
+# Where the store lives: a path keeps SQLite (one replica), a postgresql:// URL selects PostgreSQL.
+Database = Annotated[Path | str, BeforeValidator(_database)]
+
 # Outside 9100-9999, the range Prometheus allocated to exporters (now fully taken), so budgetguard
 # does not fight an exporter for its port on the same host. Loopback: the API can halt rollouts.
 DEFAULT_LISTEN = "127.0.0.1:8731"
@@ -242,8 +264,18 @@ class Settings(BaseSettings):
         description="A cycle that could not start on time still runs if this late; later ones are skipped "
         "and coalesced, since only the newest numbers matter.",
     )
-    db: Path = Field(
-        default=Path("budgetguard.db"), description="SQLite file, next to the working directory."
+    db: Database = Field(
+        default=Path("budgetguard.db"),
+        description="Where incidents, the outbox and history live: a SQLite file (one replica; the "
+        "default, next to the working directory, nothing to run) or a postgresql://user@host/dbname URL "
+        "(several replicas share it and elect a leader; put the password in PGPASSWORD or ~/.pgpass, not "
+        "in the URL).",
+    )
+    leader_lease: Duration = Field(
+        default=timedelta(seconds=15),
+        description="On PostgreSQL, how long the leader's lease lasts without renewal (renewed every "
+        "third of it): a dead leader is replaced within this. Shorter fails over faster but a database "
+        "pause that long costs the leadership; 15s rides out a database restart's usual blip.",
     )
     listen: str = Field(default=DEFAULT_LISTEN, description="HOST:PORT of the HTTP surface.")
     retention_raw: Duration = Field(
@@ -328,6 +360,13 @@ class Settings(BaseSettings):
         for name in value:
             if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", name):
                 raise ValueError(f"{name!r} is not an action name (letters, digits, '-', '_', '.')")
+        return value
+
+    @field_validator("leader_lease")
+    @classmethod
+    def _leader_lease(cls, value: timedelta) -> timedelta:
+        if value < timedelta(seconds=1):
+            raise ValueError("leader_lease must be at least 1s")
         return value
 
     @field_validator("interval")

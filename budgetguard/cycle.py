@@ -7,6 +7,13 @@ it is stored, so a failed write delays an action by a cycle and never loses it. 
 sends one background query that says who is affected (``budgetguard.core.affected``); storing its answer
 releases the notify deliveries held for it.
 
+Replicas (issue 12): every replica evaluates and publishes its verdicts, but only the one that leads
+(``leads()``, the leader lease's check) decides and stores. A follower still runs the guard over each
+evaluation, as if its SLOs were paused, so it keeps the canaries' streaks warm without acting: promoted
+(``promoted()``), it re-reads when incidents last opened and acts on a canary that has been burning
+long enough at its first cycle, not ``streak`` cycles later. A leader whose lease ended before its
+write committed has it refused (``NotLeader``); the successor decides again from the same evidence.
+
 The cycle names no adapter: the engine, store, exporter and metrics source arrive built (the daemon's
 composition root builds them), time arrives through ``clock``, and the outbox through ``wake``. It
 neither schedules itself nor reloads SLO files; it reads the SLOs in force from the shared ``State``.
@@ -19,6 +26,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -37,7 +45,7 @@ from budgetguard.exporter import Exporter
 from budgetguard.exporter.prepared import PreparedMetrics
 from budgetguard.health import GuardHealth
 from budgetguard.readmodel import State
-from budgetguard.store import Store
+from budgetguard.store import AnyStore, NotLeader
 
 log = logging.getLogger("budgetguard")
 
@@ -82,7 +90,7 @@ class Cycle:
         self,
         state: State,
         engine: Evaluator,
-        store: Store,
+        store: AnyStore,
         exporter: Exporter,
         *,
         delivery: Delivery,
@@ -94,6 +102,7 @@ class Cycle:
         affected_timeout: timedelta = AFFECTED_QUERY_TIMEOUT,
         health: GuardHealth | None = None,
         metrics: PreparedMetrics | None = None,
+        leads: Callable[[], bool] = lambda: True,
     ) -> None:
         self.state = state
         self._engine = engine
@@ -110,6 +119,7 @@ class Cycle:
         self._health = health
         self._metrics = metrics  # /metrics, rendered again when a cycle ends (#14)
         self._streaks: dict[tuple[str, str], Streak] = {}
+        self._leads = leads
         self._background: set[asyncio.Task[None]] = set()
         self.task: asyncio.Task[None] | None = None  # the cycle running now, for a clean stop
 
@@ -135,6 +145,24 @@ class Cycle:
         for ev in evaluations:
             if ev.verdict is Verdict.ERROR:
                 self._exporter.count_source_error(ev.error_kind or "other")
+        if self._leads():
+            await self._decide_and_store(evaluations, at)
+        else:
+            # A follower: the leader stores the cycle and decides; this one keeps the evidence only.
+            _, self._streaks = self._decide(evaluations, acting=False)
+        self._publish(evaluations)
+        memory.keep()  # what the cycle keeps leaves the collector's sight (budgetguard.memory)
+        self.state.cycles += 1
+        self._exporter.observe_cycle(duration, len(slos))
+        log.debug("cycle %d: %d SLO(s) in %.3fs", self.state.cycles, len(slos), duration)
+        if self._metrics is not None:
+            try:
+                await self._metrics.refresh()
+            except Exception:  # /metrics keeps the previous cycle's bytes; the verdicts are kept
+                log.exception("could not render /metrics after cycle %d", self.state.cycles)
+
+    async def _decide_and_store(self, evaluations: Sequence[Evaluation], at: datetime) -> None:
+        """The leader's part of a cycle: decide, store the cycle and its decisions in one transaction."""
         decisions, streaks = self._decide(evaluations)
 
         def write_decisions(tx: Any) -> None:
@@ -145,6 +173,8 @@ class Cycle:
             # In a worker thread: encoding 10,000 records takes most of a second, which the event loop
             # answering the gates must not wait for (#14). The store serialises its callers itself.
             await asyncio.to_thread(self._store.record_cycle, evaluations, extra=write_decisions)
+        except NotLeader as exc:
+            log.warning("this cycle's decisions were not stored: %s; the leader decides again", exc)
         except BudgetguardError as exc:
             # Decisions are not taken until they are stored: the next cycle decides again from the
             # same streaks, so a failed write delays an action by a cycle and never loses it.
@@ -157,16 +187,6 @@ class Cycle:
                 self._health.record_write(None)
             self._streaks = streaks
             self._after_decisions(decisions, evaluations)
-        self._publish(evaluations)
-        memory.keep()  # what the cycle keeps leaves the collector's sight (budgetguard.memory)
-        self.state.cycles += 1
-        self._exporter.observe_cycle(duration, len(slos))
-        log.debug("cycle %d: %d SLO(s) in %.3fs", self.state.cycles, len(slos), duration)
-        if self._metrics is not None:
-            try:
-                await self._metrics.refresh()
-            except Exception:  # /metrics keeps the previous cycle's bytes; the verdicts are kept
-                log.exception("could not render /metrics after cycle %d", self.state.cycles)
 
     def _publish(self, evaluations: Sequence[Evaluation]) -> None:
         """The cycle's verdicts become the latest of each SLO still in force, logging what changed (with
@@ -187,10 +207,21 @@ class Cycle:
                 self.state.latest[ev.slo.id] = ev
         self.state.publish()
 
+    def promoted(self) -> None:
+        """This replica now leads: act on the incidents as stored, not as this follower last saw them."""
+        try:
+            self._last_opened = self._store.last_opened()
+        except BudgetguardError:
+            log.exception("cannot read when incidents last opened; the cooldowns start from this replica's")
+        # The cooldown comes from the store (``last_opened``); the evidence (runs, holds) is kept.
+        self._streaks = {key: replace(streak, acted_at=None) for key, streak in self._streaks.items()}
+
     def _decide(
-        self, evaluations: Sequence[Evaluation]
+        self, evaluations: Sequence[Evaluation], *, acting: bool = True
     ) -> tuple[list[Decision], dict[tuple[str, str], Streak]]:
-        """What the canaries of this cycle open and resolve (``guard.decide``), not yet stored."""
+        """What the canaries of this cycle open and resolve (``guard.decide``), not yet stored.
+
+        ``acting=False`` (a follower): only the new streaks, as if every SLO were paused."""
         streaks = dict(self._streaks)
         canaried = [ev for ev in evaluations if ev.slo.canary is not None]
         if not canaried and not self._store_has_open_incidents():
@@ -204,7 +235,7 @@ class Cycle:
         by_slo: dict[str, list[Incident]] = {}
         for incident in open_incidents:
             by_slo.setdefault(incident.slo_id, []).append(incident)
-        decisions = self._orphans(open_incidents)
+        decisions = self._orphans(open_incidents) if acting else []
         for ev in canaried:
             slo_id = ev.slo.id
             mine = {k: v for k, v in streaks.items() if k[0] == slo_id}
@@ -212,13 +243,15 @@ class Cycle:
                 ev,
                 by_slo.get(slo_id, []),
                 mine,
-                paused=slo_id in paused,
+                paused=slo_id in paused or not acting,
                 delivery=self._delivery,
                 last_opened=self._last_opened,
             )
             for key in mine:
                 streaks.pop(key, None)
             streaks.update(new)
+            if not acting:
+                continue
             if self._health is not None:
                 self._health.notes(slo_id, decision.notes)
             else:

@@ -1,6 +1,6 @@
 """The composition root: ``build(settings)`` wires the adapters; ``Daemon.serve`` schedules, handles signals.
 
-This is the only module that names concrete adapters (the Prometheus source, the SQLite store, the
+This is the only module that names concrete adapters (the Prometheus source, the store, the
 actions, the exporter, the HTTP server); everything it builds is registered on one
 ``contextlib.AsyncExitStack``, so a failure half-way through start-up closes exactly what was opened.
 The behaviour lives elsewhere: one evaluation cycle and its decisions in ``budgetguard.cycle``, what
@@ -17,6 +17,12 @@ metrics and the API. The daemon's own health (``budgetguard.health``) logs by ch
 once per ``log_min_interval`` per subject, and answers /readyz with a real write. At
 start-up, actions that can check their targets (an Istio VirtualService's owners) are asked once, in
 the background, and what they say is logged as warnings.
+
+Leadership (issue 12, ``budgetguard.leadership``): on SQLite the daemon first takes the file's lock
+(``budgetguard.store.lockfile``) and leads for its whole life; a second daemon on the file refuses to
+start. On PostgreSQL it keeps the leader lease in the background: the cycle, the outbox and retention
+act only while it holds the lease with time to spare, the store's leader-only writes are fenced by it,
+and a clean stop releases it so a standby takes over at once.
 """
 
 from __future__ import annotations
@@ -51,6 +57,7 @@ from budgetguard.exporter import Exporter
 from budgetguard.exporter.loop_lag import watch_loop_lag
 from budgetguard.exporter.prepared import PreparedMetrics
 from budgetguard.health import GuardHealth
+from budgetguard.leadership import Leader, Sole, keep, replica_id
 from budgetguard.outbox import OutboxWorker, RetryPolicy
 from budgetguard.readmodel import ReadModel, State
 from budgetguard.reconfigure import ConfigReload
@@ -58,7 +65,8 @@ from budgetguard.recording import RecordingEngine
 from budgetguard.slofiles import SloFiles
 from budgetguard.sources.prometheus import PrometheusSource
 from budgetguard.statelog import StateLog
-from budgetguard.store import Store
+from budgetguard.store import AnyStore, Lease, is_postgres, open_lease_table, open_postgres, open_store
+from budgetguard.store.lockfile import DaemonLock
 from budgetguard.web import HttpServer, create_app
 
 log = logging.getLogger("budgetguard")
@@ -145,7 +153,7 @@ class Daemon:
 
     settings: Settings
     files: SloFiles
-    store: Store
+    store: AnyStore
     source: PrometheusSource
     actions: dict[str, Action]
     outbox: OutboxWorker
@@ -157,6 +165,7 @@ class Daemon:
     health: GuardHealth
     config: ConfigReload
     metrics: PreparedMetrics
+    leadership: Leader | Sole
     scheduler: AsyncIOScheduler | None = None
 
     async def __aenter__(self) -> Daemon:
@@ -209,6 +218,8 @@ class Daemon:
         )
 
     def prune(self) -> None:
+        if not self.leadership.may_act():
+            return  # the leader prunes the shared database
         settings = self.config.settings
         report = self.store.prune(
             datetime.now(tz=UTC), settings.retention_raw, settings.retention, settings.retention_5m
@@ -218,6 +229,13 @@ class Daemon:
         # (a closed connection's objects, an old task) is freed only by a full collection after an
         # unfreeze. Once an hour bounds that memory to an hour's worth, for one full collection.
         memory.settle()
+
+    def _leadership_changed(self, lease: Lease | None) -> None:
+        """On the event loop, after the lease changed hands (the fence was set in ``build``)."""
+        self.exporter.set_leader(lease is not None)
+        if lease is not None:
+            self.cycle.promoted()
+            self.outbox.wake()
 
     async def serve(self) -> int:
         """Signals, the HTTP server, the outbox and the schedule, until SIGTERM or SIGINT; then a
@@ -240,6 +258,14 @@ class Daemon:
         except (OSError, SystemExit) as exc:
             log.error("not starting: cannot listen on %s (%s)", settings.listen, exc)
             return 2
+        leadership_stop = asyncio.Event()
+        leadership_task: asyncio.Task[None] | None = None
+        if isinstance(self.leadership, Leader):
+            leadership_task = asyncio.create_task(
+                keep(self.leadership, leadership_stop, self._leadership_changed), name="leadership"
+            )
+        else:
+            self.exporter.set_leader(True)
         outbox_stop = asyncio.Event()
         outbox_task = asyncio.create_task(self.outbox.run(outbox_stop), name="outbox")
         lag_task = asyncio.create_task(
@@ -302,6 +328,10 @@ class Daemon:
         )
         for pending in late:
             pending.cancel()
+        if leadership_task is not None:
+            # Released last, once nothing acts any more: a standby takes over at once.
+            leadership_stop.set()
+            await asyncio.wait({leadership_task}, timeout=STOP_DEADLINE.total_seconds() / 4)
         await self.cycle.cancel_background()
         await self.server.stop()
         return 0
@@ -315,8 +345,30 @@ async def build(settings: Settings, files: SloFiles, config: ConfigSource | None
     async with contextlib.AsyncExitStack() as stack:
         source = PrometheusSource(settings.prometheus.source_config())
         stack.push_async_callback(source.aclose)
-        store = Store(settings.db)
-        stack.callback(store.close)
+        holder = replica_id()
+        leadership: Leader | Sole
+        if is_postgres(settings.db):
+            postgres = open_postgres(str(settings.db))
+            stack.callback(postgres.close)
+            store: AnyStore = postgres
+            lease_table = open_lease_table(str(settings.db))
+            stack.callback(lease_table.close)
+
+            def fence(lease: Lease | None) -> None:
+                # Set in the lease's own thread, before anything can act on the new lease. A lost lease
+                # keeps its (now stale) fence, so a late write is refused rather than unfenced.
+                if lease is not None:
+                    postgres.fence = lease
+
+            postgres.fence = Lease(holder, 0)  # tokens start at 1: nothing is written before leading
+            leadership = Leader(lease_table, holder, settings.leader_lease, on_change=fence)
+        else:
+            lock = DaemonLock(settings.db)
+            lock.acquire()  # a second daemon on this file stops here, naming the first
+            stack.callback(lock.release)
+            store = open_store(settings.db)
+            stack.callback(store.close)
+            leadership = Sole(holder)
         api_token = settings.api_token_value()
         actions: dict[str, Action] = {}
         stack.push_async_callback(_close_actions, actions)
@@ -324,7 +376,7 @@ async def build(settings: Settings, files: SloFiles, config: ConfigSource | None
         delivery = delivery_of(settings)
         states = StateLog(log, settings.log_min_interval)
         health = GuardHealth(store, states, source_url=settings.prometheus.url)
-        view = ReadModel(state, store, readiness=health.readiness)
+        view = ReadModel(state, store, readiness=health.readiness, leadership=leadership)
         exporter = Exporter(view, version=__version__, health=health, per_window=settings.metrics_per_window)
         metrics = PreparedMetrics(exporter)
         retry = settings.delivery
@@ -335,6 +387,8 @@ async def build(settings: Settings, files: SloFiles, config: ConfigSource | None
             concurrency=retry.concurrency,
             on_result=lambda action, outcome: exporter.count_delivery(action, str(outcome)),
             states=states,
+            may_act=leadership.may_act,
+            holder=holder,
         )
         engine = RecordingEngine(source) if settings.query_mode is QueryMode.RECORDING else Engine(source)
         cycle = Cycle(
@@ -349,6 +403,7 @@ async def build(settings: Settings, files: SloFiles, config: ConfigSource | None
             last_opened=store.last_opened(),
             health=health,
             metrics=metrics,
+            leads=leadership.may_act,
         )
         state.latest = store.latest(state.slos)
         state.publish()
@@ -386,6 +441,7 @@ async def build(settings: Settings, files: SloFiles, config: ConfigSource | None
             health=health,
             config=reload,
             metrics=metrics,
+            leadership=leadership,
         )
         reload.reschedule = daemon.reschedule
         return daemon

@@ -11,13 +11,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from budgetguard.core.guard import IncidentState
 from budgetguard.core.latest import LatestEvaluations
 from budgetguard.core.policy import Evaluation
 from budgetguard.core.spec import SLO
-from budgetguard.store import Store
+from budgetguard.store import AnyStore
 
 
 @dataclass
@@ -38,22 +38,41 @@ class State:
         self.published = LatestEvaluations(self.latest[s.id] for s in self.slos if s.id in self.latest)
 
 
+class Leadership(Protocol):
+    """Who leads, as ``budgetguard.leadership.Leader`` (PostgreSQL) or ``Sole`` (SQLite) tells it."""
+
+    def status(self) -> dict[str, Any]: ...
+
+
 class ReadModel:
     """The state and the store, as the HTTP API (``budgetguard.web.ApiView``) and the exporter see them."""
 
     def __init__(
         self,
         state: State,
-        store: Store,
+        store: AnyStore,
         clock: Callable[[], datetime] = lambda: datetime.now(tz=UTC),
         *,
         readiness: Callable[[int], tuple[bool, str]] | None = None,
+        leadership: Leadership | None = None,
     ) -> None:
         self.state = state
         self._store = store
         self._clock = clock
         # The daemon's ``health.GuardHealth.readiness``: a real write, saying why it fails.
         self._readiness = readiness
+        self._leadership = leadership
+
+    def status(self) -> dict[str, Any]:
+        """This replica: whether it leads and which one does, the store, the cycles done (the API's
+        /api/v1/status)."""
+        leadership = self._leadership.status() if self._leadership is not None else {"leader": True}
+        return {
+            **leadership,
+            "store": str(self._store.path),
+            "cycles": self.state.cycles,
+            "slos": len(self.state.slos),
+        }
 
     def latest_evaluations(self) -> LatestEvaluations:
         return self.state.published

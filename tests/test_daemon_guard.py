@@ -102,3 +102,41 @@ def test_incidents_of_an_slo_that_drops_its_canary_block_are_resolved(
     [incident] = daemon.store.incidents()
     assert incident.state is IncidentState.RESOLVED
     assert "no longer declares a canary guard" in (incident.resolution or "")
+
+
+def test_a_follower_stores_and_decides_nothing_but_acts_at_its_first_cycle_once_promoted(
+    tmp_path: Path,
+) -> None:
+    """Replicas (#12): a follower keeps the canary's streak warm without acting, so when the leader
+    dies it does not need ``streak`` more cycles of a burning canary before the abort goes out."""
+    slos = tmp_path / "slos"
+    slos.mkdir()
+    three_in_a_row = CANARY.replace("    canary:\n", "    canary:\n      streak: 3\n")
+    (slos / "checkout.yaml").write_text(textwrap.dedent(three_in_a_row))
+    settings = Settings(slo_paths=[slos], db=tmp_path / "bg.db", actions=ACTIONS)  # type: ignore[arg-type]
+    state = State()
+    assert SloFiles(settings.slo_paths, known_actions(settings), state).load_initial()
+    source = OneAnswer(per_version(slo_from(three_in_a_row), BURNING))
+    leading = False
+    with Store(settings.db) as store:
+        follower = Cycle(
+            state,
+            Engine(source),
+            store,
+            Exporter(ReadModel(state, store), version="test"),
+            delivery=delivery_of(settings),
+            leads=lambda: leading,
+        )
+        for _ in range(3):
+            asyncio.run(follower.run())
+        assert store.incidents() == [] and store.outbox() == []
+        assert store.latest(state.slos) == {}, "the leader stores the cycles, not a follower"
+        assert state.cycles == 3 and state.latest, "a follower still evaluates and serves its verdicts"
+
+        leading = True
+        follower.promoted()
+        asyncio.run(follower.run())
+
+        [incident] = store.incidents()
+        assert incident.canary_value == "v2"
+        assert sorted(row.action for row in store.outbox()) == ["abort", "slack"]

@@ -5,12 +5,16 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from budgetguard.core.policy import Evaluation, Observation, evaluate
+from budgetguard.leadership import Sole
+from budgetguard.readmodel import ReadModel, State
+from budgetguard.store import Store
 from budgetguard.web import create_app
 from tests.helpers import slo_from
 
@@ -44,6 +48,9 @@ class View:
 
     def guard_status(self, slo_id: str) -> tuple[bool, frozenset[str]]:
         return False, frozenset()
+
+    def status(self) -> dict[str, Any]:
+        return {"replica": "pod-b:1", "leader": False, "leader_replica": "pod-a:1", "mode": "lease"}
 
 
 class Metrics:
@@ -136,3 +143,25 @@ def test_one_slo_with_history_and_changes() -> None:
     assert view.asked[0][0] == "checkout/availability" and view.asked[0][2] == 10
     assert missing.status_code == 404 and "checkout/nope" in missing.json()["error"]
     assert bad.status_code == 400 and "since" in bad.json()["error"]
+
+
+def test_status_says_whether_this_replica_leads_and_which_one_does_behind_the_token() -> None:
+    with client(token="t0ken") as http:
+        assert http.get("/api/v1/status").status_code == 401
+        answer = http.get("/api/v1/status", headers={"Authorization": "Bearer t0ken"}).json()
+    assert answer["api_version"] == "v1"
+    assert (answer["replica"], answer["leader"], answer["leader_replica"]) == ("pod-b:1", False, "pod-a:1")
+
+
+def test_the_read_model_reports_the_sole_sqlite_replica_as_leading(tmp_path: Path) -> None:
+    with Store(tmp_path / "bg.db") as store:
+        status = ReadModel(State(), store, leadership=Sole("host:42")).status()
+    assert status == {
+        "replica": "host:42",
+        "leader": True,
+        "mode": "single",
+        "leader_replica": "host:42",
+        "store": str(tmp_path / "bg.db"),
+        "cycles": 0,
+        "slos": 0,
+    }

@@ -73,7 +73,9 @@ def config_file(args: argparse.Namespace) -> Path | None:
 
 
 def store_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--db", type=Path, metavar="FILE", help="SQLite file (default budgetguard.db)")
+    parser.add_argument(
+        "--db", metavar="FILE|URL", help="SQLite file (default budgetguard.db) or postgresql://user@host/db"
+    )
     parser.add_argument(
         "--config", type=Path, metavar="FILE", help="YAML config file (its db, actions and dry_run settings)"
     )
@@ -119,7 +121,7 @@ def store_settings(args: argparse.Namespace, err: TextIO) -> Settings | None:
     except ConfigError as exc:
         print(exc, file=err)
         return None
-    if not settings.db.exists():
+    if isinstance(settings.db, Path) and not settings.db.exists():
         print(f"no store at {settings.db}; run the daemon first or give --db", file=err)
         return None
     return settings

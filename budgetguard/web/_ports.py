@@ -36,6 +36,10 @@ class ApiView(Protocol):
         """The budget remaining since ``since``, the last of each ``step``: the status page's lines."""
         ...
 
+    def status(self) -> dict[str, Any]:
+        """This replica: whether it leads, which one does (issue 12)."""
+        ...
+
 
 class ControlApi(Protocol):
     """Manual control of the canary guard (``budgetguard.control.Control``); raises ``ControlError``."""

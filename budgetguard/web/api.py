@@ -2,6 +2,7 @@
 
 GET /api/v1/slos                   every SLO's latest evaluation and the current config problems
 GET /api/v1/slos/{service}/{slo}   one SLO: latest evaluation, recent history, verdict changes
+GET /api/v1/status                 this replica: whether it leads, which one does, the lease, the store
 """
 
 from __future__ import annotations
@@ -71,7 +72,15 @@ def routes(view: ApiView, auth: Auth) -> list[Route]:
             }
         )
 
+    async def status(request: Request) -> Response:
+        if refused := auth.refusal(request):
+            return refused
+        return JSONResponse(
+            {"api_version": API_VERSION, "generated_at": format_time(datetime.now(tz=UTC)), **view.status()}
+        )
+
     return [
+        Route("/api/v1/status", status),
         Route("/api/v1/slos", list_slos),
         Route("/api/v1/slos/{service}/{slo}", one_slo),
     ]

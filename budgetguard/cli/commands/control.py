@@ -66,14 +66,14 @@ def handle(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from budgetguard.control import Control
     from budgetguard.core.errors import ControlError
     from budgetguard.cycle import delivery_of
-    from budgetguard.store import Store
+    from budgetguard.store import open_store
 
     settings = store_settings(args, err)
     if settings is None:
         return EXIT_SPEC
     now = datetime.now(tz=UTC)
     declared = _declared(settings, err) if args.command == "pause" and not args.list else None
-    with Store(settings.db) as store:
+    with open_store(settings.db) as store:
         control = Control(store, delivery_of(settings), declared=declared)
         try:
             result = _operate(control, args, now)

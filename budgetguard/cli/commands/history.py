@@ -25,7 +25,9 @@ def add_parsers(commands: Subcommands) -> None:
         help="how far back (default 1d)",
     )
     hist.add_argument("--json", action="store_true", help="print the records as a JSON array")
-    hist.add_argument("--db", type=Path, metavar="FILE", help="SQLite file (default budgetguard.db)")
+    hist.add_argument(
+        "--db", metavar="FILE|URL", help="SQLite file (default budgetguard.db) or postgresql://user@host/db"
+    )
     hist.add_argument("--config", type=Path, metavar="FILE", help="YAML config file (for its db setting)")
 
 
@@ -33,13 +35,13 @@ def handle(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     import json
 
     from budgetguard.cli.render import history_table
-    from budgetguard.store import Store
+    from budgetguard.store import open_store
 
     settings = store_settings(args, err)
     if settings is None:
         return EXIT_SPEC
     since = datetime.now(tz=UTC) - args.since
-    with Store(settings.db) as store:
+    with open_store(settings.db) as store:
         records = store.history(args.slo_id, since)
         changes = store.verdict_changes(args.slo_id, since)
     if args.json:

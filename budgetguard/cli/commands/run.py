@@ -25,7 +25,9 @@ def add_parsers(commands: Subcommands) -> None:
         metavar="FILE",
         help="YAML config file (default $BUDGETGUARD_CONFIG, else ./budgetguard.yaml when it exists)",
     )
-    run.add_argument("--db", type=Path, metavar="FILE", help="SQLite file (default budgetguard.db)")
+    run.add_argument(
+        "--db", metavar="FILE|URL", help="SQLite file (default budgetguard.db) or postgresql://user@host/db"
+    )
     run.add_argument("--listen", metavar="HOST:PORT", help="HTTP address (default 127.0.0.1:8731)")
     run.add_argument("--interval", metavar="DURATION", help="evaluation interval (default 30s)")
 
