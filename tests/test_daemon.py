@@ -78,9 +78,11 @@ class DaemonProcess:
         self,
         slo_dir: Path,
         prometheus_url: str,
-        db: Path,
+        db: Path | str,
         extra_env: dict[str, str] | None = None,
         config: Path | None = None,
+        *,
+        log_dir: Path | None = None,
     ):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -90,7 +92,10 @@ class DaemonProcess:
             "BUDGETGUARD_LOG_LEVEL": "INFO",
             **(extra_env or {}),
         }
-        self.log = db.with_suffix(f".{self.port}.log")
+        # Beside a SQLite file; a PostgreSQL URL has no directory, so those tests give ``log_dir``.
+        self.log = (
+            (log_dir / f"daemon.{self.port}.log") if log_dir else Path(db).with_suffix(f".{self.port}.log")
+        )
         self._log_file = self.log.open("w")
         self.process = subprocess.Popen(
             [
