@@ -158,3 +158,36 @@ def test_a_secret_given_twice_is_refused_naming_both_spellings(tmp_path: Path) -
     config = write(tmp_path, f"api_token: inline-token\napi_token_file: {tmp_path / 'token'}\n")
     with pytest.raises(ConfigError, match="give one of api_token and api_token_file"):
         load_settings(config)
+
+
+@pytest.mark.parametrize(
+    ("given", "selected"),
+    [
+        pytest.param("budgetguard.db", Path("budgetguard.db"), id="a file name keeps SQLite"),
+        pytest.param(
+            "/var/lib/budgetguard/bg.db", Path("/var/lib/budgetguard/bg.db"), id="a path keeps SQLite"
+        ),
+        pytest.param(
+            "postgresql://bg@db.example:5432/guard",
+            "postgresql://bg@db.example:5432/guard",
+            id="a postgresql URL selects PostgreSQL, its // intact",
+        ),
+        pytest.param("postgres://bg@db/guard", "postgres://bg@db/guard", id="so does the short scheme"),
+    ],
+)
+def test_the_db_setting_is_a_sqlite_path_or_a_postgresql_url(given: str, selected: object) -> None:
+    assert load_settings(None, {"db": given}).db == selected
+
+
+def test_another_database_scheme_is_refused_naming_the_setting_and_the_fix() -> None:
+    with pytest.raises(ConfigError) as refused:
+        load_settings(None, {"db": "mysql://bg@db/guard"})
+    message = str(refused.value)
+    assert "setting 'db'" in message and "BUDGETGUARD_DB" in message
+    assert "mysql:// is not a database budgetguard knows" in message and "postgresql://" in message
+
+
+def test_the_leader_lease_defaults_to_15s_and_is_at_least_a_second() -> None:
+    assert Settings().leader_lease == timedelta(seconds=15)
+    with pytest.raises(ConfigError, match="leader_lease must be at least 1s"):
+        load_settings(None, {"leader_lease": "500ms"})
