@@ -409,6 +409,7 @@ def known_actions(settings: Settings) -> KnownActions:
 RESTART_REQUIRED: tuple[str, ...] = (
     "listen",
     "db",
+    "leader_lease",
     "api_token",
     "api_token_file",
     "log_json",

@@ -17,7 +17,7 @@ from pathlib import Path
 from budgetguard import memory
 from budgetguard.loader import KnownActions, LoadResult, discover, load_paths
 from budgetguard.readmodel import State
-from budgetguard.store import Store
+from budgetguard.store import AnyStore
 
 log = logging.getLogger("budgetguard")
 
@@ -69,10 +69,10 @@ class SloFiles:
         memory.settle()
         return True
 
-    def reload(self, why: str, store: Store | None = None) -> None:
+    def reload(self, why: str, store: AnyStore | None = None) -> None:
         self._apply(load_paths(self._paths, self._actions), _fingerprint(self._paths), why, store)
 
-    async def reload_off_the_loop(self, why: str, store: Store | None = None) -> None:
+    async def reload_off_the_loop(self, why: str, store: AnyStore | None = None) -> None:
         """``reload``, reading and validating the files in a worker thread: 10,000 SLOs take seconds,
         which the event loop answering the gates must not wait for (#14)."""
         paths, actions = self._paths, self._actions
@@ -84,7 +84,7 @@ class SloFiles:
         loaded: LoadResult,
         fingerprint: tuple[tuple[str, int, int], ...],
         why: str,
-        store: Store | None,
+        store: AnyStore | None,
     ) -> None:
         self._fingerprint = fingerprint
         state = self.state
@@ -104,7 +104,7 @@ class SloFiles:
         memory.settle()
         log.info("reloaded %d SLO(s) from %d file(s) (%s)", len(loaded.slos), len(loaded.files), why)
 
-    async def watch(self, store: Store | None = None) -> bool:
+    async def watch(self, store: AnyStore | None = None) -> bool:
         """Reload when the files changed since the last (re)load; whether they had. stat()ing a thousand
         files is a worker thread's job too."""
         if await asyncio.to_thread(_fingerprint, self._paths) != self._fingerprint:

@@ -152,7 +152,7 @@ def test_the_command_line_does_the_same_on_the_store(
 
 
 def test_a_failed_delivery_shows_in_the_incident_list(
-    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    store: Store, backend: Backend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Issue 13: a rollout abort answered 404 showed only as a WARNING line, nothing in the incident list."""
     monkeypatch.chdir(tmp_path)
@@ -165,7 +165,7 @@ def test_a_failed_delivery_shows_in_the_incident_list(
         last_status=404,
         detail="HTTP 404: not found",
     )
-    code, out, _ = run_cli("incidents", "--db", str(tmp_path / "bg.db"))
+    code, out, _ = run_cli("incidents", "--db", str(backend.db))
     assert code == 0
     assert (
         f"    ! delivery {abort.id} abort failed after 1 attempt(s): HTTP 404: not found "

@@ -1004,7 +1004,7 @@ def test_the_write_probe_is_a_real_write_and_says_why_it_failed(tmp_path: Path) 
     assert lines[3] == "after: None"
 
 
-def test_a_closed_store_says_so_as_its_write_problem(store: Store, path: Path) -> None:
+def test_a_closed_store_says_so_as_its_write_problem(store: Store) -> None:
     assert store.write_problem() is None
     store.close()
-    assert store.write_problem() == f"the store {path} is closed"
+    assert store.write_problem() == f"the store {store.path} is closed"

@@ -202,6 +202,18 @@ POSTGRES_MIGRATIONS: tuple[Migration, ...] = (
         4,
         MIGRATIONS[3].description,
         (
+            """
+            CREATE TABLE write_probe (
+                id INTEGER PRIMARY KEY CHECK (id = 1),
+                probed_at DOUBLE PRECISION NOT NULL
+            )
+            """,
+        ),
+    ),
+    Migration(
+        5,
+        MIGRATIONS[4].description,
+        (
             "ALTER TABLE outbox ADD COLUMN claimed_by TEXT",
             "ALTER TABLE outbox ADD COLUMN claim_token BIGINT",
             "ALTER TABLE outbox ADD COLUMN claimed_until DOUBLE PRECISION",
@@ -920,16 +932,26 @@ class PostgresStore:
     # -- health and lifecycle ----------------------------------------------------------------------
 
     def writable(self) -> bool:
-        """Whether a write could start now: the connection answers and the server is a primary."""
+        """Whether a real write commits now (``write_problem`` is None)."""
+        return self.write_problem() is None
+
+    def write_problem(self) -> str | None:
+        """None when a real write commits now, else why not, in words for /readyz: the probe's row gets
+        the time, committed (a standby, a full disk, a revoked grant or a dead connection say so)."""
         with self._lock:
             if self._closed:
-                return False
+                return f"the store {self.path} is closed"
+            if self._conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                return None  # this thread is inside a transaction: the connection writes
             try:
-                row = self._conn.execute("SELECT pg_is_in_recovery() AS standby").fetchone()
-            except psycopg.Error as exc:
-                log.warning("the database %s is not writable: %s", self.path, exc)
-                return False
-            return row is not None and not row["standby"]
+                with self._transaction(fenced=False) as tx:
+                    tx.run(
+                        f"INSERT INTO write_probe (id, probed_at) VALUES (1, {_NOW}) "
+                        "ON CONFLICT (id) DO UPDATE SET probed_at = excluded.probed_at"
+                    )
+            except StoreError as exc:
+                return f"the store {self.path} refuses writes: {exc}"
+            return None
 
     def close(self) -> None:
         with self._lock:
