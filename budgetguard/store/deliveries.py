@@ -150,6 +150,14 @@ def claim_due(
     is a previous life's, cut short by a crash: it lapses at once, as any does at ``claimed_until``.
     """
     now_s = unix(now, "now")
+    # A read first: the worker asks every second, and an idle outbox must not take the write lock
+    # each time (a store locked by another process would stall the daemon's loop for the busy timeout).
+    if not db.query(
+        "SELECT 1 FROM outbox WHERE (status = 'pending' AND next_attempt_at <= :now) "
+        "OR (status = 'delivered' AND resend_at <= :now) LIMIT 1",
+        {"now": now_s},
+    ):
+        return []
     with db.transaction() as tx:
         rows = tx.query(
             """
