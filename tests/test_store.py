@@ -1008,3 +1008,17 @@ def test_a_closed_store_says_so_as_its_write_problem(store: Store) -> None:
     assert store.write_problem() is None
     store.close()
     assert store.write_problem() == f"the store {store.path} is closed"
+
+
+def test_the_budget_series_is_the_last_evaluation_of_each_step(store: Store) -> None:
+    healthy, burning = at_time(CHECKOUT, HEALTHY, T0), at_time(CHECKOUT, BURNING, T0)
+    for offset, ev in [(0, healthy), (30, burning), (60, healthy), (150, burning)]:
+        store.record_cycle([dataclasses.replace(ev, at=T0 + offset * S)])
+
+    series = store.budget_series(CHECKOUT.id, T0, timedelta(minutes=1))
+
+    assert series == [
+        (T0 + 30 * S, burning.budget_remaining),
+        (T0 + 60 * S, healthy.budget_remaining),
+        (T0 + 150 * S, burning.budget_remaining),
+    ]

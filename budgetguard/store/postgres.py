@@ -720,6 +720,25 @@ class PostgresStore:
         )
         return [decode_record(bytes(row["record"])) for row in rows]
 
+    def budget_series(
+        self, slo_id: str, since: datetime, step: timedelta
+    ) -> list[tuple[datetime, float | None]]:
+        """``Store.budget_series``: one SLO's budget remaining since ``since``, the last evaluation of each
+        ``step``, oldest first, read from the column and never from the records."""
+        since_s = unix(since, "since")
+        step_s = step.total_seconds()
+        if step_s <= 0:
+            raise ValueError(f"step must be positive, got {step}")
+        rows = self._query(
+            """
+            SELECT DISTINCT ON (bucket) floor((at - %(since)s) / %(step)s) AS bucket, at, budget_remaining
+            FROM evaluations WHERE slo_id = %(slo_id)s AND at >= %(since)s
+            ORDER BY bucket, at DESC, id DESC
+            """,
+            {"since": since_s, "step": step_s, "slo_id": slo_id},
+        )
+        return [(from_unix(row["at"]), row["budget_remaining"]) for row in rows]
+
     def verdict_changes(self, slo_id: str | None, since: datetime) -> list[dict[str, Any]]:
         """``Store.verdict_changes``: changes at or after ``since``, oldest first, of one SLO or all."""
         sql = "SELECT at, slo_id, from_verdict, to_verdict, reason FROM verdict_changes WHERE at >= %s"
