@@ -47,6 +47,8 @@ from budgetguard.store.retention import (
     DOWNSAMPLE_BUCKET,
     KEEP_RETENTION,
     RAW_RETENTION,
+    THIN_BUCKET,
+    THIN_RETENTION,
     PruneReport,
     bucket_start,
 )
@@ -213,6 +215,11 @@ POSTGRES_MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         5,
         MIGRATIONS[4].description,
+        ("ALTER TABLE retention_state ADD COLUMN thinned_until DOUBLE PRECISION NOT NULL DEFAULT 0",),
+    ),
+    Migration(
+        6,
+        MIGRATIONS[5].description,
         (
             "ALTER TABLE outbox ADD COLUMN claimed_by TEXT",
             "ALTER TABLE outbox ADD COLUMN claim_token BIGINT",
@@ -630,11 +637,15 @@ class PostgresStore:
         now: datetime,
         raw_for: timedelta = RAW_RETENTION,
         keep_for: timedelta = KEEP_RETENTION,
+        thin_after: timedelta = THIN_RETENTION,
     ) -> PruneReport:
         """``Store.prune``'s rule. PostgreSQL's autovacuum reuses freed space, so none is reported."""
         now_s = unix(now, "now")
-        if raw_for <= timedelta(0) or keep_for < raw_for:
-            raise ValueError(f"need 0 < raw_for <= keep_for, got raw_for={raw_for} and keep_for={keep_for}")
+        if raw_for <= timedelta(0) or keep_for < raw_for or thin_after < raw_for:
+            raise ValueError(
+                "need 0 < raw_for <= keep_for and raw_for <= thin_after, got "
+                f"raw_for={raw_for}, keep_for={keep_for} and thin_after={thin_after}"
+            )
         raw_cutoff = bucket_start(now_s - raw_for.total_seconds())
         keep_cutoff = now_s - keep_for.total_seconds()
         with self.transaction() as tx:
@@ -645,38 +656,50 @@ class PostgresStore:
             tx.run(f"DELETE FROM outbox WHERE incident_id IN ({old})", [keep_cutoff])
             tx.run(f"DELETE FROM incidents WHERE id IN ({old})", [keep_cutoff])
         downsampled = self._downsample(max(keep_cutoff, 0.0), raw_cutoff)
+        if thin_after < keep_for:
+            thin_cutoff = bucket_start(now_s - thin_after.total_seconds(), THIN_BUCKET)
+            downsampled += self._downsample(
+                max(keep_cutoff, 0.0), thin_cutoff, column="thinned_until", bucket=THIN_BUCKET
+            )
         report = PruneReport(downsampled, deleted, changes_deleted, 0)
         log.debug("pruned %s: %s", self.path, report)
         return report
 
-    def _downsample(self, keep_cutoff: float, raw_cutoff: float) -> int:
-        slice_s = _DOWNSAMPLE_SLICE.total_seconds()
+    def _downsample(
+        self,
+        keep_cutoff: float,
+        raw_cutoff: float,
+        *,
+        column: str = "downsampled_until",
+        bucket: timedelta = DOWNSAMPLE_BUCKET,
+    ) -> int:
+        slice_s = max(_DOWNSAMPLE_SLICE, bucket).total_seconds()  # a slice never splits a bucket
         downsampled = 0
         with self.transaction() as tx:
-            expected = self._watermark(tx)
+            expected = self._watermark(tx, column)
         lo = max(expected, keep_cutoff)
         while lo < raw_cutoff:
             with self.transaction() as tx:
                 # The watermark row stays locked to this slice: a cycle moving it back waits, then wins.
-                if self._watermark(tx, lock=True) < expected:
+                if self._watermark(tx, column, lock=True) < expected:
                     break
                 first = tx.select("SELECT min(at) AS at FROM evaluations WHERE at >= %s", [lo])[0]["at"]
                 if first is None or first >= raw_cutoff:
-                    tx.run("UPDATE retention_state SET downsampled_until = %s", [raw_cutoff])
+                    tx.run(f"UPDATE retention_state SET {column} = %s", [raw_cutoff])
                     break
-                lo = max(lo, bucket_start(float(first)))
+                lo = max(lo, bucket_start(float(first), bucket))
                 hi = min(raw_cutoff, lo + slice_s)
-                downsampled += tx.run(
-                    _DOWNSAMPLE, {"bucket": DOWNSAMPLE_BUCKET.total_seconds(), "lo": lo, "hi": hi}
-                )
-                tx.run("UPDATE retention_state SET downsampled_until = %s", [hi])
+                downsampled += tx.run(_DOWNSAMPLE, {"bucket": bucket.total_seconds(), "lo": lo, "hi": hi})
+                tx.run(f"UPDATE retention_state SET {column} = %s", [hi])
             expected = lo = hi
         return downsampled
 
     @staticmethod
-    def _watermark(tx: PostgresTransaction, *, lock: bool = False) -> float:
-        sql = "SELECT downsampled_until FROM retention_state" + (" FOR UPDATE" if lock else "")
-        return float(tx.select(sql)[0]["downsampled_until"])
+    def _watermark(
+        tx: PostgresTransaction, column: str = "downsampled_until", *, lock: bool = False
+    ) -> float:
+        sql = f"SELECT {column} AS until FROM retention_state" + (" FOR UPDATE" if lock else "")
+        return float(tx.select(sql)[0]["until"])
 
     # -- reading -----------------------------------------------------------------------------------
 
