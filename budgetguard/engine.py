@@ -51,7 +51,7 @@ class Engine:
         return list(await asyncio.gather(*(self.evaluate(slo, at) for slo in slos)))
 
     async def evaluate(self, slo: SLO, at: datetime) -> Evaluation:
-        planned = queries.plan(slo) + queries.plan_latency(slo)
+        planned = queries.plan(slo, period_range=queries.calendar_range(slo, at)) + queries.plan_latency(slo)
         try:
             answers = await self._ask(planned, at)
             observations = observe_windows(
@@ -144,7 +144,7 @@ def _labels(sample: Sample) -> str:
 
 
 def _events(value: float, query: PlannedQuery) -> float:
-    return value if query.counts else value * query.window.total_seconds()
+    return value if query.counts else value * (query.span or query.window).total_seconds()
 
 
 def observe_windows(
