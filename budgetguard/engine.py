@@ -67,6 +67,15 @@ class Engine:
             return policy.failed(slo, at, f"internal error while evaluating: {exc!r}", ErrorKind.INTERNAL)
         return policy.evaluate(slo, observations, at, answers.warnings, canaries=canaries)
 
+    async def observe_period(self, slo: SLO, at: datetime) -> tuple[Observation, tuple[str, ...]]:
+        """A calendar SLO's period so far, with raw queries, and the source's warnings: recording mode
+        reads its other windows from recorded series, but no rule can record "since the month began".
+        Raises ``SourceError`` or ``_ShapeError`` as ``evaluate`` would report them."""
+        planned = queries.plan(slo, (slo.window,), period_range=queries.calendar_range(slo, at))
+        answers = await self._ask(planned, at)
+        value_of = answered_values(answers.by_tag, slo.canary is not None)
+        return _observe(slo, slo.window, queries.by_window(planned)[slo.window], value_of), answers.warnings
+
     async def _ask(self, planned: Sequence[PlannedQuery], at: datetime) -> _Answers:
         if not self._combine:
             return await self._ask_separately(planned, at)

@@ -507,7 +507,8 @@ class _SLOFamilies:
             _add(self.threshold, by_tier, threshold)
             _add(self.firing, by_tier, firing.get(key))
         if ev.query_mode != QueryMode.RAW:
-            _add(self.fallback, labels, 0.0 if ev.query_mode == QueryMode.RECORDING else 1.0)
+            # "recording (...)": a calendar SLO's period read raw beside its recorded windows, no fallback.
+            _add(self.fallback, labels, 0.0 if ev.query_mode.startswith(QueryMode.RECORDING) else 1.0)
         for canary in ev.canaries:
             by_canary = {**labels, "canary_label": canary.label, "canary": canary.value}
             for verdict in Verdict:
