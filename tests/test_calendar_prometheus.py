@@ -12,16 +12,21 @@ from __future__ import annotations
 import io
 import json
 import textwrap
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 
 from budgetguard.cli import main
+from budgetguard.core.calendar import CalendarUnit, period_at, query_range
+from budgetguard.core.durations import format_duration
 from lab.openmetrics import Series, counters_from_increments
 from lab.prometheus import PrometheusLab
+from lab.target import MetricsTarget, metrics_target
 from tests.conftest import LabFactory
+from tests.test_daemon import DaemonProcess, one, wait_for
 
 STEP = timedelta(minutes=1)
 START = datetime(2026, 9, 29, tzinfo=UTC)
@@ -119,52 +124,63 @@ def evaluate(tmp_path: Path, url: str, at: datetime) -> dict[str, dict[str, Any]
     return {r["slo"]: r for r in json.loads(out.getvalue())}
 
 
+class Case(NamedTuple):
+    slo: str
+    at: datetime
+    start: datetime  # of the period, by hand from the zone's offsets
+    end: datetime
+    span: str  # the range the SLO window's queries read
+
+
 CASES = [
     pytest.param(
-        "monthly",
-        datetime(2026, 11, 2, 10, tzinfo=UTC),
-        NOVEMBER,
-        datetime(2026, 11, 30, 23, tzinfo=UTC),
-        "1d11h",
+        Case(
+            "monthly",
+            datetime(2026, 11, 2, 10, tzinfo=UTC),
+            NOVEMBER,
+            datetime(2026, 11, 30, 23, tzinfo=UTC),
+            "1d11h",
+        ),
         id="a month begins at Berlin's midnight, an hour before UTC's, with part of an incident",
     ),
     pytest.param(
-        "monthly",
-        datetime(2026, 10, 28, 12, 0, tzinfo=UTC),
-        OCTOBER,
-        NOVEMBER,
-        "27d14h",
+        Case(
+            "monthly",
+            datetime(2026, 10, 28, 12, 0, tzinfo=UTC),
+            OCTOBER,
+            NOVEMBER,
+            "27d14h",
+        ),
         id="October began in summer time and ends in winter time: 31 days and 1 hour",
     ),
     pytest.param(
-        "weekly",
-        datetime(2026, 10, 25, 22, 30, tzinfo=UTC),
-        WEEK_43,
-        WEEK_44,
-        "7d30m",
+        Case(
+            "weekly",
+            datetime(2026, 10, 25, 22, 30, tzinfo=UTC),
+            WEEK_43,
+            WEEK_44,
+            "7d30m",
+        ),
         id="the week of the change lasts 7 days and 1 hour: 30 minutes left at 7 days 30 minutes",
     ),
     pytest.param(
-        "weekly",
-        datetime(2026, 10, 26, 0, 15, tzinfo=UTC),
-        WEEK_44,
-        datetime(2026, 11, 1, 23, tzinfo=UTC),
-        "1h15m",
+        Case(
+            "weekly",
+            datetime(2026, 10, 26, 0, 15, tzinfo=UTC),
+            WEEK_44,
+            datetime(2026, 11, 1, 23, tzinfo=UTC),
+            "1h15m",
+        ),
         id="the next week begins on Monday at midnight in winter time",
     ),
 ]
 
 
-@pytest.mark.parametrize(("name", "at", "start", "end", "span"), CASES)
+@pytest.mark.parametrize("case", CASES)
 def test_the_period_so_far_matches_the_events_counted_since_it_began(
-    prometheus: PrometheusLab,
-    tmp_path: Path,
-    name: str,
-    at: datetime,
-    start: datetime,
-    end: datetime,
-    span: str,
+    prometheus: PrometheusLab, tmp_path: Path, case: Case
 ) -> None:
+    name, at, start, end, span = case
     record = evaluate(tmp_path, prometheus.url, at)[name]
     bad, total = since(start, at)
     assert record["calendar"]["start"] == start.isoformat().replace("+00:00", "Z")
@@ -201,3 +217,75 @@ def test_tiers_stay_rolling_windows_scaled_to_the_nominal_period(
     # A month's tiers are the workbook's 30-day ones: 14.4x over 1h/5m pages.
     page = next(t for t in record["tiers"] if t["long_window"] == "1h")
     assert page["burn_rate_threshold"] == pytest.approx(14.4)
+
+
+# --- the daemon: metrics, API and the freeze gate on a live Prometheus --------------------------------
+
+LIVE_SLO = """
+version: budgetguard/v1
+service: checkout
+slos:
+  - name: monthly
+    objective: 99.9
+    window: {calendar: month, timezone: Europe/Berlin}
+    freeze: true
+    sli:
+      events:
+        error_query: sum(rate(http_requests_total{job="checkout",code="500"}[{{.window}}]))
+        total_query: sum(rate(http_requests_total{job="checkout"}[{{.window}}]))
+"""
+
+
+@pytest.fixture
+def live_target() -> Iterator[MetricsTarget]:
+    with metrics_target() as live:
+        live.set_stream({"job": "checkout"}, requests_per_second=50, error_ratio=0.01)
+        yield live
+
+
+def test_the_daemon_serves_the_period_so_far_and_freezes_until_the_month_ends(
+    prometheus_lab: LabFactory, live_target: MetricsTarget, tmp_path: Path
+) -> None:
+    lab = prometheus_lab(
+        scrape_targets={"checkout": [live_target.address]}, scrape_interval=timedelta(seconds=1)
+    )
+    wait_for(
+        lambda: lab.query('count_over_time(http_requests_total{job="checkout",code="500"}[1m]) > 2'),
+        20,
+        "three scrapes",
+    )
+    slos = tmp_path / "slos"
+    slos.mkdir()
+    (slos / "checkout.yaml").write_text(textwrap.dedent(LIVE_SLO))
+    daemon = DaemonProcess(slos, lab.url, tmp_path / "bg.db")
+    try:
+        daemon.wait_ready()
+        record = daemon.get("/api/v1/slos/checkout/monthly").json()["slo"]
+        at = datetime.fromisoformat(record["at"])
+        period = period_at(at, CalendarUnit.MONTH, "Europe/Berlin")
+        assert record["calendar"]["start"] == period.start.isoformat().replace("+00:00", "Z")
+        assert record["calendar"]["range"] == format_duration(query_range(period, at))
+        assert record["time_left_seconds"] == pytest.approx((period.end - at).total_seconds())
+        span = record["calendar"]["range"]
+        [sample] = lab.query(
+            f'sum(rate(http_requests_total{{job="checkout",code="500"}}[{span}])) / '
+            f'sum(rate(http_requests_total{{job="checkout"}}[{span}]))',
+            at=at.timestamp(),
+        )
+        assert record["budget_remaining"] == pytest.approx(1 - float(sample.value) / 0.001, rel=1e-9)
+        assert record["budget_remaining"] < 0  # 1% errors against a 0.1% budget: spent
+
+        metrics = daemon.metrics()
+        labels = {"service": "checkout", "slo": "monthly"}
+        assert (
+            one(metrics, "budgetguard_slo_period_end_timestamp_seconds", **labels) == period.end.timestamp()
+        )
+        assert one(metrics, "budgetguard_slo_error_budget_remaining_per_day_ratio", **labels) == 0.0
+
+        gate = daemon.get("/gates/release/checkout").json()["data"]
+        assert gate["ok"] is False and gate["frozen"] is True
+        assert gate["recoveryAt"] == period.end.isoformat().replace("+00:00", "Z")
+        assert "calendar month" in gate["slos"][0]["recovery"] and "ends" in gate["slos"][0]["recovery"]
+        assert daemon.stop() == 0
+    finally:
+        daemon.close()

@@ -381,7 +381,8 @@ def _window(at: Field) -> tuple[timedelta | dict[str, str], Field]:
         return _calendar_window(entry), entry / "calendar"
     if not (entry / "isRolling").boolean(True):
         raise (entry / "isRolling").refusal(
-            "a window that does not roll needs a calendar (when its periods begin, and in which time zone)",
+            "only rolling windows and calendar windows are supported: a window that does not roll needs a "
+            "calendar (when its periods begin, and in which time zone)",
             "use a rolling window: {duration: 30d, isRolling: true}, or a calendar month: "
             "{duration: 1M, isRolling: false, calendar: {startTime: '2026-01-01 00:00:00', timeZone: UTC}}",
         )
