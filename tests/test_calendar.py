@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from budgetguard.cli.render import table
 from budgetguard.core import freeze, policy, queries, records
 from budgetguard.core.calendar import (
     CalendarUnit,
@@ -30,10 +32,11 @@ from budgetguard.core.queries import PART_LABEL
 from budgetguard.core.spec import SLO
 from budgetguard.core.verdict import Verdict
 from budgetguard.engine import Engine
-from budgetguard.loader import load_text
+from budgetguard.loader import load_paths, load_text
 from budgetguard.recording import RECORDING_CALENDAR, RecordingEngine
 from tests.helpers import slo_from
 from tests.test_exporter import exporter_over, scrape, value
+from tests.test_formats import OPENSLO_BASE, run, same_slo
 from tests.test_recording import Recorded
 
 # Zones whose changes are awkward: at midnight (Havana, Santiago, Beirut), by half an hour (Lord Howe),
@@ -405,3 +408,34 @@ def test_recording_mode_sends_a_calendar_slo_to_raw_when_its_period_query_fails(
     (ev,) = asyncio.run(RecordingEngine(source, Fallback(source)).evaluate_all([slo], AT))
     assert fallback == [slo.id]
     assert ev.query_mode.startswith("raw (fallback: the calendar period's query failed")
+
+
+# --- convert and the eval table ----------------------------------------------------------------------
+
+
+def test_convert_prints_an_openslo_calendar_month_as_a_native_calendar_window(tmp_path: Path) -> None:
+    source = tmp_path / "openslo.yaml"
+    source.write_text(
+        OPENSLO_BASE.replace(
+            "    - duration: 28d\n      isRolling: true",
+            "    - duration: 1M\n      isRolling: false\n      calendar:\n"
+            "        startTime: 2026-01-01 00:00:00\n        timeZone: Europe/Berlin",
+        )
+    )
+    code, out, err = run("convert", str(source))
+    assert code == 0, err
+    assert "  window:\n    calendar: month\n    timezone: Europe/Berlin\n" in out
+    converted = tmp_path / "native.yaml"
+    converted.write_text(out)
+    (again,) = load_paths([converted]).slos
+    (original,) = load_paths([source]).slos
+    assert again.calendar == original.calendar and again.window == timedelta(days=30)
+    assert same_slo(again) == same_slo(original)
+
+
+def test_the_eval_table_shows_the_period_the_time_left_and_the_budget_per_day() -> None:
+    text = table([evaluated(calendar_slo(), 0.0004), evaluated(slo_from(), 0.0004)])
+    calendar_row, rolling_row = text.splitlines()[1:]
+    # 26 days 18 hours 47 minutes 55 seconds left, shown to the minute; 60% over 26.78 days is 2.2% a day
+    assert "2026-11, 26d18h47m left" in calendar_row and "60.0% (2.2%/d)" in calendar_row
+    assert " 30d " in rolling_row and "60.0% " in rolling_row and "/d)" not in rolling_row
