@@ -40,9 +40,11 @@ from tests.test_formats import OPENSLO_BASE, run, same_slo
 from tests.test_recording import Recorded
 
 # Zones whose changes are awkward: at midnight (Havana, Santiago, Beirut), by half an hour (Lord Howe),
-# a skipped day (Apia, 30 December 2011), south of the equator (Sydney), and the ordinary ones.
+# a skipped day (Apia, 30 December 2011), across midnight (Toronto, 1919), south of the equator
+# (Sydney), and the ordinary ones.
 ZONES = (
     "UTC",
+    "America/Toronto",
     "Europe/Berlin",
     "America/New_York",
     "America/Havana",
@@ -53,7 +55,7 @@ ZONES = (
     "Australia/Sydney",
     "Asia/Kolkata",
 )
-INSTANTS = st.datetimes(min_value=datetime(1971, 1, 1), max_value=datetime(2037, 12, 31)).map(
+INSTANTS = st.datetimes(min_value=datetime(1910, 1, 1), max_value=datetime(2037, 12, 31)).map(
     lambda naive: naive.replace(tzinfo=UTC)
 )
 
@@ -158,6 +160,13 @@ def test_a_day_that_never_was_begins_when_the_clocks_jumped_over_it() -> None:
     week = period_at(jump, CalendarUnit.WEEK, "Pacific/Apia")
     assert week.start == datetime(2011, 12, 26, 10, tzinfo=UTC)  # Monday at midnight, UTC-10
     assert week.length == timedelta(days=6)  # and Monday 2 January at midnight, UTC+14
+
+
+def test_a_day_whose_midnight_was_skipped_begins_at_the_jump() -> None:
+    # Toronto, 30 March 1919: 23:30 EST was followed by 00:30 EDT, so 31 March had no midnight.
+    start = day_start(date(1919, 3, 31), zone("America/Toronto"))
+    assert start == datetime(1919, 3, 31, 4, 30, tzinfo=UTC)
+    assert period_at(start, CalendarUnit.WEEK, "America/Toronto").start == start  # a Monday
 
 
 def test_the_period_names_are_how_people_say_them() -> None:
