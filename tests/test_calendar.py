@@ -321,6 +321,7 @@ def test_a_calendar_record_adds_the_period_the_time_left_and_the_budget_per_day(
         "start": "2026-10-31T23:00:00Z",
         "end": "2026-11-30T23:00:00Z",
         "range": "3d5h12m5s",
+        "burn_rate": pytest.approx(0.4),
     }
     left = datetime(2026, 11, 30, 23, tzinfo=UTC) - AT
     assert record["time_left_seconds"] == left.total_seconds()

@@ -193,6 +193,7 @@ def test_the_period_so_far_matches_the_events_counted_since_it_began(
     assert record["events"] == pytest.approx(total, rel=1e-9)
     assert record["events_by_window"][nominal] == pytest.approx(total, rel=1e-9)
     assert record["burn_rates"][nominal] == pytest.approx(bad / total / BUDGET, rel=1e-9)
+    assert record["calendar"]["burn_rate"] == record["burn_rates"][nominal]
     remaining = 1 - bad / total / BUDGET
     assert record["budget_remaining"] == pytest.approx(remaining, rel=1e-9)
     left = (end - at).total_seconds()

@@ -85,6 +85,7 @@ def _calendar_record(ev: Evaluation) -> dict[str, Any] | None:
     period, window = ev.period, ev.slo.calendar
     if period is None or window is None:
         return None
+    so_far = ev.window(ev.slo.window)
     return {
         "calendar": str(window.calendar),
         "timezone": window.timezone,
@@ -92,6 +93,9 @@ def _calendar_record(ev: Evaluation) -> dict[str, Any] | None:
         "start": format_time(period.start),
         "end": format_time(period.end),
         "range": format_duration(query_range(period, ev.at)),
+        # The period so far's burn rate, also burn_rates[window]: said here for readers that do not
+        # know a month's nominal key.
+        "burn_rate": None if so_far is None else _num(so_far.burn_rate),
     }
 
 
