@@ -50,7 +50,10 @@ from budgetguard.engine import (
 
 RECORDING = QueryMode.RECORDING
 # A calendar SLO: its tiers' windows from the recorded series, its period so far with raw queries.
-RECORDING_CALENDAR = f"{QueryMode.RECORDING} (the calendar period with raw queries: a rule cannot record since the period began)"
+RECORDING_CALENDAR = (
+    f"{QueryMode.RECORDING} (the calendar period with raw queries: "
+    "a rule cannot record since the period began)"
+)
 _PART_OF = {
     SeriesKind.ERRORS: Part.ERRORS,
     SeriesKind.REQUESTS: Part.TOTAL,
