@@ -7,6 +7,9 @@ The numbers against a real Prometheus are in tests/test_calendar_prometheus.py.
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -449,3 +452,26 @@ def test_the_eval_table_shows_the_period_the_time_left_and_the_budget_per_day() 
     # 26 days 18 hours 47 minutes 55 seconds left, shown to the minute; 60% over 26.78 days is 2.2% a day
     assert "2026-11, 26d18h47m left" in calendar_row and "60.0% (2.2%/d)" in calendar_row
     assert " 30d " in rolling_row and "60.0% " in rolling_row and "/d)" not in rolling_row
+
+
+def test_time_zones_come_from_the_tzdata_package_where_the_system_has_none() -> None:
+    # A slim container image has no /usr/share/zoneinfo: zoneinfo then reads the tzdata package, a
+    # runtime dependency. An empty PYTHONTZPATH is such a system.
+    script = (
+        "from datetime import UTC, datetime\n"
+        "from budgetguard.core.calendar import CalendarUnit, period_at\n"
+        "import zoneinfo\n"
+        "assert zoneinfo.TZPATH == (), zoneinfo.TZPATH\n"
+        "p = period_at(datetime(2026, 11, 2, tzinfo=UTC), CalendarUnit.MONTH, 'Europe/Berlin')\n"
+        "print(p.start.isoformat())\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        env={**os.environ, "PYTHONTZPATH": ""},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "2026-10-31T23:00:00+00:00"
