@@ -14,6 +14,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import httpx
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -37,10 +38,13 @@ from budgetguard.core.verdict import Verdict
 from budgetguard.engine import Engine
 from budgetguard.loader import load_paths, load_text
 from budgetguard.recording import RECORDING_CALENDAR, RecordingEngine
+from budgetguard.store import Store
+from budgetguard.web import create_app
 from tests.helpers import slo_from
 from tests.test_exporter import exporter_over, scrape, value
 from tests.test_formats import OPENSLO_BASE, run, same_slo
 from tests.test_recording import Recorded
+from tests.test_status_page import Metrics, View
 
 # Zones whose changes are awkward: at midnight (Havana, Santiago, Beirut), by half an hour (Lord Howe),
 # a skipped day (Apia, 30 December 2011), across midnight (Toronto, 1919), south of the equator
@@ -475,3 +479,21 @@ def test_time_zones_come_from_the_tzdata_package_where_the_system_has_none() -> 
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "2026-10-31T23:00:00+00:00"
+
+
+def test_the_status_page_shows_the_period_and_that_a_freeze_lasts_until_it_ends(tmp_path: Path) -> None:
+    ev = evaluated(calendar_slo(), 0.0008)  # 20% left, under the 25% floor
+
+    async def scenario() -> httpx.Response:
+        with Store(tmp_path / "bg.db") as store:
+            store.record_cycle([ev])
+            app = create_app(View(store, [ev]), Metrics(), None)
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://status.test") as c:
+                return await c.get("/slos/checkout/availability")
+
+    page = asyncio.run(scenario()).text
+    assert "99.9% over calendar month (Europe/Berlin)" in page
+    assert "2026-11: resets" in page and "2026-11-30 23:00:00 UTC" in page and "26d18h47m left" in page
+    assert "Budget left per remaining day" in page
+    assert "back when the calendar month 2026-11 ends and its budget resets" in page
