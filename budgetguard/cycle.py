@@ -202,7 +202,9 @@ class Cycle:
                 if ev.query_mode != QueryMode.RAW and (
                     previous is None or previous.query_mode != ev.query_mode
                 ):
-                    level = logging.INFO if ev.query_mode == QueryMode.RECORDING else logging.WARNING
+                    # Read from recorded series (a calendar SLO's period raw beside them) is no fallback.
+                    recorded = ev.query_mode.startswith(QueryMode.RECORDING)
+                    level = logging.INFO if recorded else logging.WARNING
                     log.log(level, "%s: read by %s", ev.slo.id, ev.query_mode)
                 self.state.latest[ev.slo.id] = ev
         self.state.publish()

@@ -51,7 +51,7 @@ class Engine:
         return list(await asyncio.gather(*(self.evaluate(slo, at) for slo in slos)))
 
     async def evaluate(self, slo: SLO, at: datetime) -> Evaluation:
-        planned = queries.plan(slo) + queries.plan_latency(slo)
+        planned = queries.plan(slo, period_range=queries.calendar_range(slo, at)) + queries.plan_latency(slo)
         try:
             answers = await self._ask(planned, at)
             observations = observe_windows(
@@ -66,6 +66,15 @@ class Engine:
             log.exception("evaluating %s failed unexpectedly", slo.id)
             return policy.failed(slo, at, f"internal error while evaluating: {exc!r}", ErrorKind.INTERNAL)
         return policy.evaluate(slo, observations, at, answers.warnings, canaries=canaries)
+
+    async def observe_period(self, slo: SLO, at: datetime) -> tuple[Observation, tuple[str, ...]]:
+        """A calendar SLO's period so far, with raw queries, and the source's warnings: recording mode
+        reads its other windows from recorded series, but no rule can record "since the month began".
+        Raises ``SourceError`` or ``_ShapeError`` as ``evaluate`` would report them."""
+        planned = queries.plan(slo, (slo.window,), period_range=queries.calendar_range(slo, at))
+        answers = await self._ask(planned, at)
+        value_of = answered_values(answers.by_tag, slo.canary is not None)
+        return _observe(slo, slo.window, queries.by_window(planned)[slo.window], value_of), answers.warnings
 
     async def _ask(self, planned: Sequence[PlannedQuery], at: datetime) -> _Answers:
         if not self._combine:
@@ -144,7 +153,7 @@ def _labels(sample: Sample) -> str:
 
 
 def _events(value: float, query: PlannedQuery) -> float:
-    return value if query.counts else value * query.window.total_seconds()
+    return value if query.counts else value * (query.span or query.window).total_seconds()
 
 
 def observe_windows(

@@ -32,6 +32,7 @@ from budgetguard.core.spec import (
     NATIVE_VERSION,
     SLO,
     SLOTH_VERSION,
+    UNION_TAGS,
     FieldError,
     SLOFile,
     build_slo,
@@ -386,10 +387,10 @@ def _problems_from(
     exc: ValidationError, document: dict[str, Any], source: str, node: yaml.Node | None
 ) -> list[SpecProblem]:
     errors = exc.errors(include_url=False)
-    locations = [tuple(e["loc"]) for e in errors]
+    locations = [_loc(e) for e in errors]
     problems = []
     for error in errors:
-        loc = tuple(error["loc"])
+        loc = _loc(error)
         # pydantic reports a list whose items failed as "too short" too; the item errors say it all.
         if error["type"] == "too_short" and any(
             other[: len(loc)] == loc and other != loc for other in locations
@@ -418,6 +419,11 @@ def _problems_from(
             )
         )
     return problems
+
+
+def _loc(error: Any) -> tuple[Any, ...]:
+    """The error's location as written in the file: without the tags of a union's shapes."""
+    return tuple(part for part in error["loc"] if part not in UNION_TAGS)
 
 
 def _slo_name(document: dict[str, Any], loc: Sequence[Any]) -> str | None:

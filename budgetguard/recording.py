@@ -12,8 +12,10 @@ do.
 An SLO falls back to raw queries when its metadata series is missing (its rules are not loaded), when
 its hash differs from the SLO as declared now (the rules are stale: regenerate and reload them), or
 when a window's query failed; each fallback is reported on the evaluation (``query_mode``) and
-counted. An SLO whose metadata is there but some window's series are not has no traffic in that
-window, exactly as in raw mode.
+counted. A calendar SLO's period so far ("since the month began") is no series a rule can record, so
+its SLO window is always read with raw queries beside its recorded tiers (``RECORDING_CALENDAR``).
+An SLO whose metadata is there but some window's series are not has no traffic in that window, exactly
+as in raw mode.
 
 Written against the ports only, like ``engine``.
 """
@@ -29,7 +31,7 @@ from datetime import datetime, timedelta
 from budgetguard.core import policy, queries, rules
 from budgetguard.core.durations import format_duration
 from budgetguard.core.errors import SourceError
-from budgetguard.core.policy import Evaluation
+from budgetguard.core.policy import Evaluation, Observation
 from budgetguard.core.ports import MetricsSource, QueryResult, Sample
 from budgetguard.core.queries import Part, PlannedQuery
 from budgetguard.core.rules import SeriesKind
@@ -47,6 +49,11 @@ from budgetguard.engine import (
 )
 
 RECORDING = QueryMode.RECORDING
+# A calendar SLO: its tiers' windows from the recorded series, its period so far with raw queries.
+RECORDING_CALENDAR = (
+    f"{QueryMode.RECORDING} (the calendar period with raw queries: "
+    "a rule cannot record since the period began)"
+)
 _PART_OF = {
     SeriesKind.ERRORS: Part.ERRORS,
     SeriesKind.REQUESTS: Part.TOTAL,
@@ -150,6 +157,7 @@ class RecordingEngine:
 
         out: dict[int, Evaluation] = {}
         raw: list[tuple[int, SLO, str]] = []
+        calendar: list[tuple[int, SLO]] = []
         for index, slo in enumerate(slos):
             if index % _JUDGE_BATCH == _JUDGE_BATCH - 1:
                 await asyncio.sleep(0)  # let the gates in: judging 10,000 SLOs holds the loop ~1 s
@@ -183,17 +191,50 @@ class RecordingEngine:
                     )
                 )
                 continue
+            if slo.calendar is not None:
+                calendar.append((index, slo))
+                continue
             try:
                 out[index] = self._judge(slo, at, recorded.get(key, _NO_ENTRIES), warnings)
             except _ShapeError as exc:
                 # Several series for one SLO and window: its labels changed and the old set is still
                 # inside some window's average (rules.py). Raw queries are not affected.
                 raw.append((index, slo, f"its recorded series do not add up to one SLO ({exc})"))
+        if calendar:
+            raw += await self._judge_calendar(calendar, at, recorded, warnings, out)
         if raw:
             evaluations = await self._fallback.evaluate_all([slo for _, slo, _ in raw], at)
             for (index, _, why), ev in zip(raw, evaluations, strict=True):
                 out[index] = replace(ev, query_mode=QueryMode.fallback(why))
         return [out[i] for i in range(len(slos))]
+
+    async def _judge_calendar(
+        self,
+        slos: Sequence[tuple[int, SLO]],
+        at: datetime,
+        recorded: Mapping[tuple[str, str], Mapping[str, _Entry]],
+        warnings: Sequence[str],
+        out: dict[int, Evaluation],
+    ) -> list[tuple[int, SLO, str]]:
+        """Calendar SLOs: the recorded tiers' windows and the period so far read raw (the rules record
+        the nominal rolling window there); the SLOs that must fall back to raw entirely, and why."""
+        periods = await asyncio.gather(
+            *(self._fallback.observe_period(slo, at) for _, slo in slos), return_exceptions=True
+        )
+        raw = []
+        for (index, slo), period in zip(slos, periods, strict=True):
+            if isinstance(period, BaseException):
+                raw.append((index, slo, f"the calendar period's query failed ({_why(period)})"))
+                continue
+            observation, period_warnings = period
+            entries = recorded.get((slo.service, slo.name), _NO_ENTRIES)
+            try:
+                ev = self._judge(slo, at, entries, [*warnings, *period_warnings], period=observation)
+            except _ShapeError as exc:
+                raw.append((index, slo, f"its recorded series do not add up to one SLO ({exc})"))
+                continue
+            out[index] = replace(ev, query_mode=RECORDING_CALENDAR) if ev.query_mode == RECORDING else ev
+        return raw
 
     async def _expected_hashes(self, slos: Sequence[SLO]) -> list[str]:
         """``rules_hash`` of each SLO, computed once per SLO object (~60-100 us each: most of a second
@@ -218,12 +259,21 @@ class RecordingEngine:
         return [replace(ev, query_mode=QueryMode.fallback(why)) for ev in evaluations]
 
     @staticmethod
-    def _judge(slo: SLO, at: datetime, answers: Mapping[str, _Entry], warnings: Sequence[str]) -> Evaluation:
+    def _judge(
+        slo: SLO,
+        at: datetime,
+        answers: Mapping[str, _Entry],
+        warnings: Sequence[str],
+        period: Observation | None = None,
+    ) -> Evaluation:
+        """Judge one SLO from its recorded series; ``period`` replaces the SLO window's (a calendar's)."""
         layout = _layout(slo.windows(), slo.sli.raw is not None)
         try:
             observations = observe_windows(
                 slo, layout.by_window, _recorded_values(answers, slo.canary is not None)
             )
+            if period is not None:
+                observations[slo.window] = period
             canaries = _judge_canaries(slo, layout.planned, _as_samples(answers)) if slo.canary else ()
         except _ShapeError:
             raise

@@ -180,6 +180,18 @@ slos:
         total_query: sum by (version) (rate(http_requests_total[{{.window}}]))
     canary: {label: version, windows: [1m]}
 """
+CALENDAR_SLO = """
+version: budgetguard/v1
+service: billing
+slos:
+  - name: monthly
+    objective: 99.9
+    window: {calendar: month, timezone: Europe/Berlin}
+    sli:
+      events:
+        error_query: sum(rate(http_requests_total{code=~"5.."}[{{.window}}]))
+        total_query: sum(rate(http_requests_total[{{.window}}]))
+"""
 
 
 class _View:
@@ -210,8 +222,9 @@ class _Health:
 
 
 def _busy_exporter() -> Exporter:
-    """An exporter that has seen everything: a canary, recording-rule mode, cycles, errors, deliveries,
-    and the daemon's health (the series a test's or ``eval``'s exporter, without one, leaves out)."""
+    """An exporter that has seen everything: a canary, a calendar window, recording-rule mode, cycles,
+    errors, deliveries, and the daemon's health (the series a test's or ``eval``'s exporter, without one,
+    leaves out)."""
     at = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
     slo = slo_from(CANARY_SLO)
     assert slo.canary is not None
@@ -219,7 +232,9 @@ def _busy_exporter() -> Exporter:
     canaries = judge_versions(slo.canary, slo.error_budget, counts, {"v1": 1e6})
     observations = {w: Observation(w, 0.02, 1e4) for w in slo.windows()}
     evaluation = policy.evaluate(slo, observations, at, canaries=canaries, query_mode="recording")
-    exporter = Exporter(_View([evaluation]), version=__version__, health=_Health())
+    calendar = slo_from(CALENDAR_SLO)
+    monthly = policy.evaluate(calendar, {w: Observation(w, 0.0005, 1e4) for w in calendar.windows()}, at)
+    exporter = Exporter(_View([evaluation, monthly]), version=__version__, health=_Health())
     exporter.observe_cycle(0.5, 1)
     exporter.count_source_error("timeout")
     exporter.count_delivery("abort", "delivered")
@@ -252,6 +267,7 @@ def test_every_exported_metric_has_a_row_in_the_metrics_reference() -> None:
         "budgetguard_build_info",
         "budgetguard_source_up",
         "budgetguard_canary_guard_paused",
+        "budgetguard_slo_period_end_timestamp_seconds",
     ):
         assert name in exported, name
     assert undocumented_metrics(exported, reference()) == []

@@ -151,6 +151,46 @@ def test_openslo_objectives_and_windows(old: str, new: str, expected: Decimal | 
         assert slo.objective == expected and str(slo.objective) == str(expected)
 
 
+@pytest.mark.parametrize(
+    ("window", "calendar", "timezone"),
+    [
+        pytest.param(
+            "    - duration: 1M\n      isRolling: false\n      calendar:\n"
+            "        startTime: 2026-01-01 00:00:00\n        timeZone: Europe/Berlin",
+            "month",
+            "Europe/Berlin",
+            id="a calendar month anchored at a local midnight on the 1st is a calendar month",
+        ),
+        pytest.param(
+            "    - duration: 1w\n      isRolling: false\n      calendar:\n"
+            '        startTime: "2026-11-02 00:00:00"\n        timeZone: America/New_York',
+            "week",
+            "America/New_York",
+            id="a week anchored on a Monday's midnight is a calendar week",
+        ),
+        pytest.param(
+            "    - duration: 1Q\n      isRolling: false\n      calendar: {startTime: '2026-04-01 00:00:00'}",
+            "quarter",
+            "UTC",
+            id="a quarter without a time zone is a UTC quarter",
+        ),
+    ],
+)
+def test_openslo_calendar_windows_read_into_native_calendar_windows(
+    window: str, calendar: str, timezone: str
+) -> None:
+    (slo,), problems = load_text(
+        OPENSLO_BASE.replace("    - duration: 28d\n      isRolling: true", window), "api.yaml"
+    )
+    assert not problems, [str(p) for p in problems]
+    assert slo.calendar is not None
+    assert (str(slo.calendar.calendar), slo.calendar.timezone) == (calendar, timezone)
+    assert (
+        slo.window
+        == {"week": timedelta(days=7), "month": timedelta(days=30), "quarter": timedelta(days=90)}[calendar]
+    )
+
+
 def test_openslo_raw_ratio_with_the_placeholder_is_a_raw_sli() -> None:
     text = OPENSLO_BASE.replace(OPENSLO_RATIO, OPENSLO_RAW_SUCCESS)
     (slo,), problems = load_text(text, "api.yaml")
@@ -413,10 +453,41 @@ REFUSALS = [
         id="an OpenSLO thresholdMetric is refused",
     ),
     pytest.param(
-        openslo("      isRolling: true", '      calendar: {startTime: "2026-01-01 00:00:00", timeZone: UTC}'),
-        "calendar-aligned windows",
-        "calendar:",
-        id="an OpenSLO calendar window is refused",
+        openslo(
+            "    - duration: 28d\n      isRolling: true",
+            '    - duration: 2M\n      isRolling: false\n      calendar: {startTime: "2026-01-01 00:00:00"}',
+        ),
+        "budgetguard's calendar periods are one week, month or quarter",
+        "duration: 2M",
+        id="an OpenSLO calendar window of two months is refused",
+    ),
+    pytest.param(
+        openslo(
+            "    - duration: 28d\n      isRolling: true",
+            "    - duration: 1M\n      isRolling: false\n      calendar:\n"
+            '        startTime: "2020-01-21 12:30:00"\n        timeZone: America/New_York',
+        ),
+        "the months would begin at 2020-01-21 12:30:00 (America/New_York)",
+        "startTime:",
+        id="an OpenSLO calendar anchored off a month's first instant is refused",
+    ),
+    pytest.param(
+        openslo(
+            "    - duration: 28d\n      isRolling: true",
+            "    - duration: 1w\n      isRolling: true\n      calendar: {timeZone: UTC}",
+        ),
+        "a calendar window does not roll",
+        "isRolling: true",
+        id="an OpenSLO calendar window that claims to roll is refused",
+    ),
+    pytest.param(
+        openslo(
+            "    - duration: 28d\n      isRolling: true",
+            "    - duration: 1M\n      isRolling: false\n      calendar: {timeZone: Europe/Berln}",
+        ),
+        "'Europe/Berln' is not an IANA time zone name",
+        "Europe/Berln",
+        id="an OpenSLO calendar in an unknown time zone is refused",
     ),
     pytest.param(
         openslo("isRolling: true", "isRolling: false"),

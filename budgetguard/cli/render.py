@@ -6,6 +6,7 @@ The JSON shape lives in ``records`` because the API and the store share it.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import timedelta
 
 from budgetguard.core.durations import format_duration
 from budgetguard.core.policy import Evaluation
@@ -29,6 +30,23 @@ _MARK = {
     Verdict.INCONCLUSIVE: "inconclusive",
     Verdict.ERROR: "ERROR",
 }
+
+
+def _window(ev: Evaluation) -> str:
+    """``30d``; a calendar window as its period and the time left: ``2026-11, 28d13h left``."""
+    period = ev.period
+    if period is None:
+        return format_duration(ev.slo.window)
+    left = period.left(ev.at)
+    return f"{period.name}, {format_duration(left - left % timedelta(minutes=1))} left"
+
+
+def _budget(ev: Evaluation) -> str:
+    """The budget left; for a calendar window with what is left per remaining day: ``62.0% (2.2%/d)``."""
+    per_day = ev.budget_remaining_per_day
+    if per_day is None:
+        return _pct(ev.budget_remaining)
+    return f"{_pct(ev.budget_remaining)} ({_pct(per_day)}/d)"
 
 
 def table(evaluations: Sequence[Evaluation]) -> str:
@@ -55,8 +73,8 @@ def table(evaluations: Sequence[Evaluation]) -> str:
             [
                 ev.slo.id,
                 f"{ev.slo.objective}%",
-                format_duration(ev.slo.window),
-                _pct(ev.budget_remaining),
+                _window(ev),
+                _budget(ev),
                 *burns,
                 _MARK[ev.verdict],
                 ev.reason,

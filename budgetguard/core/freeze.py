@@ -8,7 +8,8 @@ An SLO that declares ``freeze:`` freezes its service's releases while its budget
 and does not exempt the caller.
 
 Owns: one SLO's part in that decision (``judge``), and when a frozen SLO's budget is expected back
-above its floor (``estimate_recovery``) with the range query that estimate reads (``recovery_query``).
+above its floor (``estimate_recovery``) with the range query that estimate reads (``recovery_query``);
+for a calendar window, the period's end (``calendar_recovery``), when its budget resets.
 ``budgetguard.core.gates`` turns decisions into answers for Flagger, Argo Rollouts and the command line.
 
 The recovery estimate: the budget of a rolling window comes back as old errors leave it. A range query
@@ -122,13 +123,12 @@ def judge(ev: Evaluation, labels: Mapping[str, str]) -> SloFreeze | None:
             FreezeState.OPEN,
             policy.below,
             None,
-            f"{slo_id}: no budget measured over {format_duration(ev.slo.window)} ({why}); nothing "
-            "known to be spent",
+            f"{slo_id}: no budget measured over {ev.slo.window_name} ({why}); nothing known to be spent",
         )
     elif is_frozen(policy, remaining):
         state = FreezeState.FROZEN
         reason = (
-            f"{slo_id} has {_pct(remaining)} of its {format_duration(ev.slo.window)} error budget left "
+            f"{slo_id} has {_pct(remaining)} of its {ev.slo.window_name} error budget left "
             f"({floor_text(policy)})"
         )
     else:
@@ -201,6 +201,24 @@ def _about(delta: timedelta) -> str:
     unit = timedelta(hours=1) if delta >= timedelta(days=1) else timedelta(minutes=1)
     rounded = unit * max(1, round(delta / unit))
     return format_duration(rounded)
+
+
+def calendar_recovery(ev: Evaluation) -> Recovery | None:
+    """A frozen calendar SLO's budget comes back when its period ends and the budget resets (errors
+    never leave a calendar period early); None for a rolling window, whose errors age out instead."""
+    period = ev.period
+    if period is None:
+        return None
+    policy = ev.slo.freeze
+    remaining = ev.budget_remaining
+    if policy is None or remaining is None or not is_frozen(policy, remaining):
+        return Recovery(ev.at, "not frozen")
+    return Recovery(
+        period.end,
+        f"back when the calendar {period.unit} {period.name} ends and its budget resets, at "
+        f"{format_time(period.end)} (midnight in {period.timezone}; in about {_about(period.left(ev.at))}); "
+        "good traffic until then only dilutes the errors",
+    )
 
 
 def estimate_recovery(

@@ -15,9 +15,11 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cached_property
 from typing import TYPE_CHECKING, NamedTuple
 
-from budgetguard.core import budget
+from budgetguard.core import budget, calendar
+from budgetguard.core.calendar import Period
 from budgetguard.core.durations import format_duration
 from budgetguard.core.spec import SLO, BurnTier, Severity
 from budgetguard.core.verdict import ErrorKind, QueryMode, Verdict
@@ -87,6 +89,24 @@ class Evaluation:
 
     def window(self, window: timedelta) -> WindowStat | None:
         return next((w for w in self.windows if w.window == window), None)
+
+    # A calendar SLO's period follows from the SLO and the instant, so it is derived, never stored: a
+    # record read back after a restart gives the same answers.
+    @cached_property
+    def period(self) -> Period | None:
+        """The calendar period the evaluation falls in (None for a rolling window)."""
+        return self.slo.period(self.at)
+
+    @property
+    def time_left(self) -> timedelta | None:
+        """Until the calendar period ends and its budget resets; None for a rolling window."""
+        return None if self.period is None else self.period.left(self.at)
+
+    @property
+    def budget_remaining_per_day(self) -> float | None:
+        """The period's budget left per remaining day (``calendar.budget_per_day``); None if rolling."""
+        left = self.time_left
+        return None if left is None else calendar.budget_per_day(self.budget_remaining, left)
 
 
 def _fmt_burn(value: float) -> str:

@@ -16,9 +16,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 
+from budgetguard.core.calendar import query_range
 from budgetguard.core.durations import format_duration
 from budgetguard.core.ports import Sample
 from budgetguard.core.promql import WINDOW_PLACEHOLDER
@@ -47,6 +48,9 @@ class PlannedQuery:
     part: Part
     expr: str
     counts: bool = False  # the expression returns events in the window (increase), not a per-second rate
+    # The range the expression reads when it is not ``window``: a calendar SLO's window is its period
+    # so far (``calendar.query_range``), tagged by its nominal length so answers keep one key.
+    span: timedelta | None = None
     # "errors:5m": the part's key in answers. Stored, not derived on each read: a cycle of 10,000 SLOs
     # reads it hundreds of thousands of times.
     tag: str = field(init=False, repr=False, compare=False)
@@ -116,15 +120,19 @@ def templates(slo: SLO) -> dict[Part, str]:
     return {Part.GOOD: good, Part.TOTAL: total}
 
 
-def rendered(slo: SLO, windows: Iterable[timedelta] | None = None) -> list[tuple[timedelta, Part, str, bool]]:
+def rendered(
+    slo: SLO, windows: Iterable[timedelta] | None = None, period_range: timedelta | None = None
+) -> list[tuple[timedelta, Part, str, bool]]:
     """``(window, part, query, counts)`` for every part an SLO needs, shortest window first: what ``plan``
     wraps and what ``rules.rules_hash`` digests (for every SLO of a recording-mode cycle's first run, so
-    each template is split once rather than rendered window by window)."""
+    each template is split once rather than rendered window by window). ``period_range`` replaces the
+    SLO window's range (a calendar SLO's period so far)."""
     chosen = slo.windows() if windows is None else tuple(windows)
+    ranges = [period_range if period_range is not None and w == slo.window else w for w in chosen]
     parts = []
     for part, template in templates(slo).items():
         pieces = WINDOW_PLACEHOLDER.split(template)
-        parts.append((part, [format_duration(w).join(pieces) for w in chosen], _returns_counts(template)))
+        parts.append((part, [format_duration(r).join(pieces) for r in ranges], _returns_counts(template)))
     return [
         (window, part, exprs[index], counts)
         for index, window in enumerate(chosen)
@@ -132,11 +140,26 @@ def rendered(slo: SLO, windows: Iterable[timedelta] | None = None) -> list[tuple
     ]
 
 
-def plan(slo: SLO, windows: Iterable[timedelta] | None = None) -> tuple[PlannedQuery, ...]:
-    """Every (window, part) query an SLO needs, shortest window first."""
+def plan(
+    slo: SLO, windows: Iterable[timedelta] | None = None, *, period_range: timedelta | None = None
+) -> tuple[PlannedQuery, ...]:
+    """Every (window, part) query an SLO needs, shortest window first; ``period_range`` as in ``rendered``."""
     return tuple(
-        PlannedQuery(window, part, expr, counts) for window, part, expr, counts in rendered(slo, windows)
+        PlannedQuery(
+            window,
+            part,
+            expr,
+            counts,
+            span=period_range if period_range is not None and window == slo.window else None,
+        )
+        for window, part, expr, counts in rendered(slo, windows, period_range)
     )
+
+
+def calendar_range(slo: SLO, at: datetime) -> timedelta | None:
+    """The range of a calendar SLO's window at ``at`` (the time since its period began); None if rolling."""
+    period = slo.period(at)
+    return None if period is None else query_range(period, at)
 
 
 def plan_latency(slo: SLO) -> tuple[PlannedQuery, ...]:

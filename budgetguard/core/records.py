@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from budgetguard.core import affected
+from budgetguard.core.calendar import query_range
 from budgetguard.core.canary import CanaryEvaluation, CanaryJudgement, CanaryWindow, Counts, LatencyCheck
 from budgetguard.core.durations import format_duration, parse_duration
 from budgetguard.core.policy import Evaluation, TierState, WindowStat
@@ -72,6 +73,29 @@ def to_record(ev: Evaluation) -> dict[str, Any]:
         "source": slo.source,
         "canaries": [canary_to_record(c) for c in ev.canaries],
         "query_mode": ev.query_mode,
+        # Calendar windows (null for a rolling window): the SLO window's entries above ("30d" for a
+        # month, its nominal length) then cover the period so far, ``calendar.range``.
+        "calendar": _calendar_record(ev),
+        "time_left_seconds": None if ev.time_left is None else ev.time_left.total_seconds(),
+        "budget_remaining_per_day": _num(ev.budget_remaining_per_day),
+    }
+
+
+def _calendar_record(ev: Evaluation) -> dict[str, Any] | None:
+    period, window = ev.period, ev.slo.calendar
+    if period is None or window is None:
+        return None
+    so_far = ev.window(ev.slo.window)
+    return {
+        "calendar": str(window.calendar),
+        "timezone": window.timezone,
+        "period": period.name,
+        "start": format_time(period.start),
+        "end": format_time(period.end),
+        "range": format_duration(query_range(period, ev.at)),
+        # The period so far's burn rate, also burn_rates[window]: said here for readers that do not
+        # know a month's nominal key.
+        "burn_rate": None if so_far is None else _num(so_far.burn_rate),
     }
 
 

@@ -281,6 +281,23 @@ def recording_rules(slo: SLO) -> list[Rule]:
     return rules
 
 
+def calendar_notes(slos: Iterable[SLO]) -> list[str]:
+    """Comments for a rule file: what the rules of a calendar SLO record instead of its period.
+
+    A recording rule is one PromQL expression evaluated at every interval, and a range selector's length
+    is fixed in it: no rule can record "since the month began". A calendar SLO's SLO-window series and
+    its ``budgetguard:slo_period_seconds`` are therefore its nominal rolling window (30d for a month),
+    which is what its tiers are scaled to too; ``budgetguard eval`` and the daemon (recording mode
+    included) read the period so far with raw queries.
+    """
+    return [
+        f"{slo.id}: window {slo.window_name} is recorded as the rolling {format_duration(slo.window)} "
+        '(a rule cannot record "since the period began"); budgetguard reads the period so far itself'
+        for slo in slos
+        if slo.calendar is not None
+    ]
+
+
 def metadata_rules(slo: SLO) -> list[Rule]:
     labels = {**user_labels(slo.labels), **_identity(slo), HASH_LABEL: rules_hash(slo)}
     values = (

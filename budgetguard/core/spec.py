@@ -12,7 +12,7 @@ or the environment (``loader`` does the reading and turns validation errors into
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from fractions import Fraction
@@ -23,14 +23,17 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Discriminator,
     Field,
     PlainSerializer,
+    Tag,
     ValidationInfo,
     field_validator,
     model_validator,
 )
 
 from budgetguard.core import promql
+from budgetguard.core.calendar import NOMINAL_LENGTH, CalendarUnit, Period, period_at, zone
 from budgetguard.core.durations import format_duration, parse_duration
 from budgetguard.core.promql import WINDOW_PLACEHOLDER
 
@@ -55,6 +58,47 @@ Duration = Annotated[
     timedelta,
     BeforeValidator(_parse_window),
     PlainSerializer(format_duration, return_type=str),
+]
+
+
+class CalendarWindow(BaseModel):
+    """``window: {calendar: month, timezone: Europe/Berlin}``: the budget resets when each calendar
+    period begins, at local midnight (``budgetguard.core.calendar``); weeks begin on Monday."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    calendar: CalendarUnit
+    timezone: str = "UTC"
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        zone(value)
+        return value
+
+    @property
+    def nominal_length(self) -> timedelta:
+        return NOMINAL_LENGTH[self.calendar]
+
+    def period(self, at: datetime) -> Period:
+        return period_at(at, self.calendar, self.timezone)
+
+
+# The tags of the window's two shapes. pydantic puts them in an error's location; they hold a space, so
+# no field is named so, and the loader drops them to name the field as written (``slos[0].window``).
+ROLLING_TAG, CALENDAR_TAG = "rolling window", "calendar window"
+UNION_TAGS = frozenset({ROLLING_TAG, CALENDAR_TAG})
+
+
+def _window_kind(value: Any) -> str:
+    return CALENDAR_TAG if isinstance(value, dict | CalendarWindow) else ROLLING_TAG
+
+
+# A rolling duration ("30d") or a calendar period ({calendar: month}); the discriminator keeps a mistake
+# in one shape from being reported against the other too.
+WindowField = Annotated[
+    Annotated[Duration, Tag(ROLLING_TAG)] | Annotated[CalendarWindow, Tag(CALENDAR_TAG)],
+    Discriminator(_window_kind),
 ]
 
 
@@ -543,7 +587,7 @@ class SLOSpec(_Frozen):
     sli: SLI
     alerting: Alerting | None = None
     # budgetguard/v1 additions (rejected in prometheus/v1 files, which must stay loadable by Sloth):
-    window: Duration | None = None
+    window: WindowField | None = None
     tiers: tuple[TierSpec, ...] | None = None
     min_events: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     canary: CanarySpec | None = None
@@ -699,7 +743,7 @@ class SLO(BaseModel):
     service: str
     name: str
     objective: Decimal  # percent, exactly as written
-    window: timedelta
+    window: timedelta  # rolling; for a calendar SLO the period's nominal length (calendar.NOMINAL_LENGTH)
     sli: SLI
     tiers: tuple[BurnTier, ...]
     min_events: float
@@ -709,10 +753,24 @@ class SLO(BaseModel):
     canary: CanaryPolicy | None = None
     freeze: FreezePolicy | None = None
     source: str = ""  # file the SLO came from, for messages
+    # A calendar window: the SLO window's numbers cover the period so far (``period``), and ``window``
+    # is its nominal length, which the tiers and the generated rules use.
+    calendar: CalendarWindow | None = None
 
     @property
     def id(self) -> str:
         return f"{self.service}/{self.name}"
+
+    def period(self, at: datetime) -> Period | None:
+        """The calendar period ``at`` falls in; None for a rolling window."""
+        return None if self.calendar is None else self.calendar.period(at)
+
+    @property
+    def window_name(self) -> str:
+        """How messages name the SLO window: ``30d``, or ``calendar month (Europe/Berlin)``."""
+        if self.calendar is None:
+            return format_duration(self.window)
+        return f"calendar {self.calendar.calendar} ({self.calendar.timezone})"
 
     # Cached: the engine asks for these for every window of every SLO in every cycle, and Fraction
     # arithmetic is slow. The model is frozen, so they cannot go stale.
@@ -950,8 +1008,14 @@ def native_only_fields(spec: SLOSpec) -> list[str]:
 
 def build_slo(document: SLOFile, spec: SLOSpec, source: str = "") -> SLO:
     """Turn one validated entry of a file into an engine-ready SLO (ValueError on tier problems)."""
-    window = spec.window or DEFAULT_WINDOW
+    calendar, window = (
+        (spec.window, spec.window.nominal_length)
+        if isinstance(spec.window, CalendarWindow)
+        else (None, spec.window or DEFAULT_WINDOW)
+    )
     tiers = resolve_tiers(spec.tiers, window, 1 - Fraction(spec.objective) / 100)
+    if calendar is not None:
+        _check_rolling_tiers(tiers, calendar)
     if not tiers:
         raise FieldError(
             "tiers",
@@ -979,7 +1043,21 @@ def build_slo(document: SLOFile, spec: SLOSpec, source: str = "") -> SLO:
         canary=canary,
         freeze=resolve_freeze(spec.freeze, document.freeze, canary is not None and canary.shadow),
         source=source,
+        calendar=calendar,
     )
+
+
+def _check_rolling_tiers(tiers: tuple[BurnTier, ...], calendar: CalendarWindow) -> None:
+    """A calendar SLO's tiers roll; one as long as the nominal period would be read as the period."""
+    nominal = calendar.nominal_length
+    for tier in tiers:
+        if tier.long_window >= nominal:
+            raise FieldError(
+                "tiers",
+                f"tier long_window {format_duration(tier.long_window)} is as long as the calendar "
+                f"{calendar.calendar}'s nominal {format_duration(nominal)}; tiers are rolling windows "
+                "shorter than the period: use a shorter long_window (the defaults stop at 3d)",
+            )
 
 
 def build_slos(document: SLOFile, source: str = "") -> list[SLO]:

@@ -457,6 +457,21 @@ class _SLOFamilies:
             "How long the remaining budget lasts at the current burn rate (absent: never runs out).",
             "seconds",
         )
+        # Calendar windows only (absent for rolling ones): when the period's budget resets, and what is
+        # left of it per remaining day.
+        self.period_end = _gauge(
+            "period_end_timestamp_seconds",
+            "Calendar windows: Unix time the current period ends and its error budget resets.",
+            "seconds",
+        )
+        self.period_left = _gauge(
+            "period_left_seconds", "Calendar windows: time left until the current period ends.", "seconds"
+        )
+        self.per_day = _gauge(
+            "error_budget_remaining_per_day_ratio",
+            "Calendar windows: share of the period's error budget left per remaining day (0 once spent).",
+            "ratio",
+        )
         self.verdict = _gauge("verdict", "1 for the SLO's current verdict, 0 for the others.")
         self.threshold = _gauge(
             "tier_burn_rate_threshold", "Burn rate above which a tier fires (both of its windows)."
@@ -501,6 +516,10 @@ class _SLOFamilies:
         _add(self.window_seconds, labels, slo.window.total_seconds())
         _add(self.remaining, labels, ev.budget_remaining)
         _add(self.exhaustion, labels, _seconds(ev.time_to_exhaustion))
+        if ev.period is not None:
+            _add(self.period_end, labels, ev.period.end.timestamp())
+            _add(self.period_left, labels, _seconds(ev.time_left))
+            _add(self.per_day, labels, ev.budget_remaining_per_day)
         _add(self.evaluated_at, labels, ev.at.timestamp())
         for verdict in Verdict:
             _add(self.verdict, {**labels, "verdict": verdict.value}, 1.0 if ev.verdict is verdict else 0.0)
@@ -515,7 +534,8 @@ class _SLOFamilies:
             _add(self.threshold, by_tier, threshold)
             _add(self.firing, by_tier, firing.get(key))
         if ev.query_mode != QueryMode.RAW:
-            _add(self.fallback, labels, 0.0 if ev.query_mode == QueryMode.RECORDING else 1.0)
+            # "recording (...)": a calendar SLO's period read raw beside its recorded windows, no fallback.
+            _add(self.fallback, labels, 0.0 if ev.query_mode.startswith(QueryMode.RECORDING) else 1.0)
         for canary in ev.canaries:
             by_canary = {**labels, "canary_label": canary.label, "canary": canary.value}
             for verdict in Verdict:
@@ -536,6 +556,9 @@ class _SLOFamilies:
             self.budget,
             self.window_seconds,
             self.remaining,
+            self.period_end,
+            self.period_left,
+            self.per_day,
             self.burn_rate,
             self.error_ratio,
             self.events,

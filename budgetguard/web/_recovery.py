@@ -38,6 +38,9 @@ class RecoveryEstimates:
         self._running: dict[tuple[object, ...], asyncio.Task[Recovery]] = {}
 
     async def get(self, ev: Evaluation) -> Recovery:
+        calendar = freeze.calendar_recovery(ev)
+        if calendar is not None:  # a calendar budget resets when its period ends: nothing to read
+            return calendar
         if self._source is None:
             return Recovery(None, "not estimated: no metrics source to read the window's errors from")
         # A reloaded SLO with another objective, window or floor is another estimate.

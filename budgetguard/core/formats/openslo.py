@@ -11,7 +11,10 @@ Mapping:
 
 - id: ``spec.service`` / ``metadata.name``; labels: ``metadata.labels`` of the SLO (a list value is
   joined with commas); description: ``spec.description``.
-- ``timeWindow``: one rolling window (``duration``, ``isRolling: true``) -> ``window``; none -> 30d.
+- ``timeWindow``: one rolling window (``duration``, ``isRolling: true``) -> ``window``; none -> 30d. A
+  calendar window (``duration: 1w|1M|1Q``, ``isRolling: false``, ``calendar: {startTime, timeZone}``)
+  -> ``window: {calendar: week|month|quarter, timezone}``; ``startTime`` must be a period's first
+  instant (local midnight on a Monday or the first day of the month or quarter).
 - one objective: ``target`` (a ratio in [0, 1)) x 100 or ``targetPercent`` -> ``objective``.
 - ``ratioMetric`` -> an events SLI: ``bad``/``total`` as they are; ``good``/``total`` as
   ``total - good``; ``rawType``/``raw`` -> a raw SLI (``1 - ratio`` for ``success``). A query with the
@@ -23,7 +26,8 @@ Mapping:
   (the workbook's ratio: 1h -> 5m). ``severity`` page/critical/high -> page; ticket/warning/low/info ->
   ticket. Without policies an SLO gets the workbook's default tiers.
 
-Refused, naming the construct: ``thresholdMetric``, calendar or non-rolling windows and ``M``/``Q``/``Y``
+Refused, naming the construct: ``thresholdMetric``, non-rolling windows without a calendar, calendar
+windows other than a week, month or quarter or anchored off their first instant, rolling ``M``/``Q``/``Y``
 durations, ``Timeslices``/``RatioTimeslices`` budgeting, several objectives (composites) and
 threshold objectives (``op``/``value``), non-Prometheus sources, gauge queries without the placeholder,
 conditions other than ``burnrate`` with ``op: gte`` (or ``gt``), a non-zero ``alertAfter`` (a hold time
@@ -40,10 +44,11 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from contextlib import suppress
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, TypeVar, cast
 
+from budgetguard.core.calendar import CalendarUnit, period_at, zone
 from budgetguard.core.durations import format_duration, parse_duration
 from budgetguard.core.errors import SpecProblem
 from budgetguard.core.formats._common import (
@@ -318,7 +323,7 @@ def _slo(root: Field, catalog: Catalog) -> Draft:
     if labels:
         value["labels"] = labels
         origins[("labels",)] = root / "metadata" / "labels"
-    value["window"] = format_duration(window[0])
+    value["window"] = window[0] if isinstance(window[0], dict) else format_duration(window[0])
     origins[("window",)] = window[1]
     value["sli"] = sli.value
     origins.update(sli.under(("sli",)))
@@ -361,7 +366,8 @@ def _budgeting(at: Field) -> None:
     raise at.refusal(f"unknown budgetingMethod {method!r}", "use budgetingMethod: Occurrences")
 
 
-def _window(at: Field) -> tuple[timedelta, Field]:
+def _window(at: Field) -> tuple[timedelta | dict[str, str], Field]:
+    """A rolling duration, or a calendar window as the native ``{calendar, timezone}``."""
     if not at.exists:
         return DEFAULT_WINDOW, at
     windows = at.items()
@@ -372,17 +378,78 @@ def _window(at: Field) -> tuple[timedelta, Field]:
     entry = windows[0]
     entry.mapping(("duration", "isRolling", "calendar"), what="an OpenSLO timeWindow")
     if (entry / "calendar").exists:
-        raise (entry / "calendar").refusal(
-            "calendar-aligned windows (a budget that resets at each period's start) are not supported: "
-            "budgetguard's windows roll",
-            "use a rolling window: {duration: 30d, isRolling: true}",
-        )
+        return _calendar_window(entry), entry / "calendar"
     if not (entry / "isRolling").boolean(True):
         raise (entry / "isRolling").refusal(
-            "only rolling windows are supported", "use a rolling window: {duration: 30d, isRolling: true}"
+            "only rolling windows and calendar windows are supported: a window that does not roll needs a "
+            "calendar (when its periods begin, and in which time zone)",
+            "use a rolling window: {duration: 30d, isRolling: true}, or a calendar month: "
+            "{duration: 1M, isRolling: false, calendar: {startTime: '2026-01-01 00:00:00', timeZone: UTC}}",
         )
     duration = entry / "duration"
     return openslo_duration(duration), duration
+
+
+# OpenSLO calendar durations budgetguard's calendar periods can be: one week, month or quarter.
+_CALENDAR_DURATIONS = {
+    "1w": CalendarUnit.WEEK,
+    "7d": CalendarUnit.WEEK,
+    "1M": CalendarUnit.MONTH,
+    "1Q": CalendarUnit.QUARTER,
+    "3M": CalendarUnit.QUARTER,
+}
+
+
+def _calendar_window(entry: Field) -> dict[str, str]:
+    """``{duration: 1M, isRolling: false, calendar: {startTime, timeZone}}`` -> ``{calendar: month, ...}``.
+
+    ``startTime`` says where the periods are anchored; budgetguard's begin at local midnight on the
+    first day of a week (Monday), month or quarter, so it must be such an instant in ``timeZone``.
+    """
+    if (entry / "isRolling").boolean(False):
+        raise (entry / "isRolling").refusal(
+            "a calendar window does not roll: its budget resets when each period begins",
+            "write isRolling: false beside calendar",
+        )
+    duration = entry / "duration"
+    unit = _CALENDAR_DURATIONS.get(duration.text().strip())
+    if unit is None:
+        raise duration.refusal(
+            f"a calendar window of {duration.text()!r}: budgetguard's calendar periods are one week, month "
+            "or quarter",
+            "write duration: 1w, 1M or 1Q",
+        )
+    calendar = entry / "calendar"
+    calendar.mapping(("startTime", "timeZone"), what="an OpenSLO calendar")
+    timezone = (calendar / "timeZone").optional_text("UTC")
+    try:
+        tz = zone(timezone)
+    except ValueError as exc:
+        raise (calendar / "timeZone").refusal(
+            str(exc), "write an IANA name, e.g. timeZone: Europe/Berlin"
+        ) from exc
+    start_at = calendar / "startTime"
+    if start_at.exists:
+        text = start_at.text() if not isinstance(start_at.value, datetime) else str(start_at.value)
+        try:
+            start = datetime.fromisoformat(text)
+        except ValueError as exc:
+            raise start_at.refusal(
+                f"{text!r} is not a date and time",
+                "write it as 'YYYY-MM-DD hh:mm:ss', e.g. '2026-01-01 00:00:00'",
+            ) from exc
+        local = (
+            start.replace(tzinfo=None) if start.tzinfo is None else start.astimezone(tz).replace(tzinfo=None)
+        )
+        first = period_at(local.replace(tzinfo=tz), unit, timezone).start.astimezone(tz).replace(tzinfo=None)
+        if local != first:
+            raise start_at.refusal(
+                f"the {unit}s would begin at {local:%Y-%m-%d %H:%M:%S} ({timezone}); budgetguard's calendar "
+                f"{unit}s begin at local midnight on the first day of the {unit}"
+                + (" (a Monday)" if unit is CalendarUnit.WEEK else ""),
+                f"write startTime: '{first:%Y-%m-%d %H:%M:%S}'",
+            )
+    return {"calendar": str(unit), "timezone": timezone}
 
 
 def _objective(at: Field) -> tuple[Decimal, Field, Field]:

@@ -50,6 +50,21 @@ class SloData:
     incidents: Sequence[Mapping[str, Any]] = field(default=())
 
 
+def _period_facts(ev: Evaluation) -> list[tuple[str, str]]:
+    """A calendar window's period, when its budget resets, and what is left of it per day."""
+    period, left = ev.period, ev.time_left
+    if period is None or left is None:
+        return []
+    return [
+        (
+            "Calendar period",
+            f"{e(period.name)}: resets {when(period.end)} "
+            f"({e(duration(left - left % timedelta(minutes=1)))} left)",
+        ),
+        ("Budget left per remaining day", ratio_pct(ev.budget_remaining_per_day)),
+    ]
+
+
 def slo_page(data: SloData, *, can_act: bool) -> Page:
     ev = data.ev
     slo = ev.slo
@@ -58,7 +73,12 @@ def slo_page(data: SloData, *, can_act: bool) -> Page:
     shown = format_budget(ev.budget_remaining)
     labels = "".join(f'<span class="tag">{e(k)}={e(v)}</span>' for k, v in sorted(slo.labels.items()))
     facts = [
-        ("Objective", f"{e(slo.objective)}% over {e(duration(slo.window))}"),
+        (
+            "Objective",
+            f"{e(slo.objective)}% over "
+            f"{e(duration(slo.window) if slo.calendar is None else slo.window_name)}",
+        ),
+        *_period_facts(ev),
         ("Error ratio over the window", ratio_pct(ev.error_ratio)),
         ("Events over the window", "—" if ev.events is None else f"{ev.events:,.0f}"),
         ("Budget runs out", _runs_out(ev)),
