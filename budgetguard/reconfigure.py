@@ -48,14 +48,16 @@ class SloPaths(Protocol):
     def configure(self, paths: Sequence[Path], actions: KnownActions) -> None: ...
 
 
-def _fingerprint(path: Path | None) -> tuple[int, int] | None:
+def _fingerprint(path: Path | None) -> tuple[int, int, int] | None:
+    """The config file's inode, mtime and size through symlinks (the inode catches a ConfigMap's
+    ``..data`` swap; see ``slofiles``)."""
     if path is None:
         return None
     try:
         stat = path.stat()
     except OSError:
         return None
-    return stat.st_mtime_ns, stat.st_size
+    return stat.st_ino, stat.st_mtime_ns, stat.st_size
 
 
 class ConfigReload:

@@ -22,7 +22,10 @@ from budgetguard.store import AnyStore
 log = logging.getLogger("budgetguard")
 
 
-def _fingerprint(paths: Sequence[Path]) -> tuple[tuple[str, int, int], ...]:
+def _fingerprint(paths: Sequence[Path]) -> tuple[tuple[str, int, int, int], ...]:
+    """Each file's path, inode, mtime and size, through symlinks. The inode is what catches a mounted
+    ConfigMap's update: the kubelet writes new files and swaps the ``..data`` symlink in one rename, and
+    a file of the same size written within the same clock tick as the old one has the same mtime."""
     files, _ = discover(paths)
     out = []
     for path in files:
@@ -30,7 +33,7 @@ def _fingerprint(paths: Sequence[Path]) -> tuple[tuple[str, int, int], ...]:
             stat = path.stat()
         except OSError:
             continue
-        out.append((str(path), stat.st_mtime_ns, stat.st_size))
+        out.append((str(path), stat.st_ino, stat.st_mtime_ns, stat.st_size))
     return tuple(out)
 
 
@@ -46,7 +49,7 @@ class SloFiles:
         self._paths = paths
         self._actions = actions
         self.state = state
-        self._fingerprint: tuple[tuple[str, int, int], ...] = ()
+        self._fingerprint: tuple[tuple[str, int, int, int], ...] = ()
 
     def configure(self, paths: Sequence[Path], actions: KnownActions) -> None:
         """A reloaded config's SLO paths and declared actions, for the next (re)load."""
@@ -82,7 +85,7 @@ class SloFiles:
     def _apply(
         self,
         loaded: LoadResult,
-        fingerprint: tuple[tuple[str, int, int], ...],
+        fingerprint: tuple[tuple[str, int, int, int], ...],
         why: str,
         store: AnyStore | None,
     ) -> None:
