@@ -250,12 +250,13 @@ def _table(
             f"vs {tier.tier.burn_rate:.3g}x</span>"
         )
         line = spark(slo.id)
+        window = duration(slo.window) if slo.calendar is None else f"calendar {slo.calendar.calendar}"
         body.append(
             f'<tr data-slo="{e(slo.id)}" data-verdict="{e(ev.verdict)}">'
             f'<td class="svc">{e(slo.service)}</td>'
             f'<th scope="row" class="name"><a href="{slo_href(slo.service, slo.name)}">{e(slo.name)}</a></th>'
             f'<td class="num hide-s">{e(slo.objective)}%</td>'
-            f'<td class="num hide-s">{e(duration(slo.window))}</td>'
+            f'<td class="num hide-s">{e(window)}</td>'
             f'<td class="verdict">{verdict_badge(str(ev.verdict))}</td>'
             '<td class="budget"><span class="pct" '
             f'data-budget="{raw_number(remaining)}">{shown}</span>'

@@ -160,7 +160,8 @@ def _burndown(data: SloData) -> str:
     if slo.freeze is not None and slo.freeze.below > 0:
         floor.append(Threshold(f"freeze floor {slo.freeze.below * 100:g}%", slo.freeze.below))
     chart = Chart(
-        f"Error budget left over the last {duration(slo.window)}",
+        f"Error budget left over the last {duration(slo.window)}"
+        + ("" if slo.calendar is None else f" (the SLO budgets per {slo.window_name})"),
         data.now - slo.window,
         data.now,
         series,
