@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -126,20 +126,23 @@ _BUDGET_SERIES = """
 """
 
 
-def write_cycle(tx: Transaction, pending: Sequence[Pending]) -> None:
-    """One cycle's rows, in ``tx``: a change row where the verdict differs from the SLO's last."""
-    if not pending:
-        return
-    slo_ids = list(dict.fromkeys(p.slo_id for p in pending))
-    previous: dict[str, str | None] = {
-        row["slo_id"]: row["verdict"] for row in tx.query(_PREVIOUS_VERDICTS, [json.dumps(slo_ids)])
-    }
+def cycle_slo_ids(pending: Sequence[Pending]) -> list[str]:
+    """The SLOs of a cycle, once each, in order: whose last stored verdict the cycle compares with."""
+    return list(dict.fromkeys(p.slo_id for p in pending))
+
+
+def cycle_rows(
+    pending: Sequence[Pending], previous: Mapping[str, str | None]
+) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """The ``evaluations`` rows of a cycle and its ``verdict_changes`` rows, given each SLO's last stored
+    verdict (``previous``): the same for every backend, whatever its SQL dialect."""
+    last = dict(previous)
     evaluations = []
     changes = []
     for p in pending:
-        before = previous.get(p.slo_id)
+        before = last.get(p.slo_id)
         changed = before != p.verdict
-        previous[p.slo_id] = p.verdict
+        last[p.slo_id] = p.verdict
         evaluations.append(
             (
                 p.at,
@@ -157,6 +160,16 @@ def write_cycle(tx: Transaction, pending: Sequence[Pending]) -> None:
         )
         if changed:
             changes.append((p.at, p.slo_id, before, p.verdict, p.reason))
+    return evaluations, changes
+
+
+def write_cycle(tx: Transaction, pending: Sequence[Pending]) -> None:
+    """One cycle's rows, in ``tx``: a change row where the verdict differs from the SLO's last."""
+    if not pending:
+        return
+    slo_ids = cycle_slo_ids(pending)
+    previous = {row["slo_id"]: row["verdict"] for row in tx.query(_PREVIOUS_VERDICTS, [json.dumps(slo_ids)])}
+    evaluations, changes = cycle_rows(pending, previous)
     # sqlite-utils' insert_all builds multi-row INSERTs in Python: 5x slower than executemany here.
     tx.executemany(_INSERT_EVALUATION, evaluations)
     tx.executemany(_INSERT_CHANGE, changes)

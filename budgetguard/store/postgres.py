@@ -40,7 +40,7 @@ from budgetguard.core.spec import SLO
 from budgetguard.store.connection import Parameters
 from budgetguard.store.deliveries import OUTBOX_COLUMNS, OutboxRow, OutboxStatus, outbox_row
 from budgetguard.store.encoding import decode_record, from_unix, opt_unix, unix
-from budgetguard.store.history import Pending, prepare
+from budgetguard.store.history import Pending, cycle_rows, cycle_slo_ids, prepare
 from budgetguard.store.incidents import incident_from_row, incident_row, update_parameters
 from budgetguard.store.lease import Fence, Lease
 from budgetguard.store.retention import (
@@ -462,34 +462,12 @@ class PostgresTransaction:
     def _write_cycle(self, pending: Sequence[Pending]) -> None:
         if not pending:
             return
-        slo_ids = list(dict.fromkeys(p.slo_id for p in pending))
-        previous: dict[str, str | None] = {
+        slo_ids = cycle_slo_ids(pending)
+        previous = {
             row["slo_id"]: row["verdict"]
             for row in self.select("SELECT slo_id, verdict FROM slo_latest WHERE slo_id = ANY(%s)", [slo_ids])
         }
-        evaluations = []
-        changes = []
-        for p in pending:
-            before = previous.get(p.slo_id)
-            changed = before != p.verdict
-            previous[p.slo_id] = p.verdict
-            evaluations.append(
-                (
-                    p.at,
-                    p.slo_id,
-                    p.service,
-                    p.slo,
-                    p.verdict,
-                    p.reason,
-                    p.budget_remaining,
-                    p.error_ratio,
-                    p.events,
-                    int(changed),
-                    p.record,
-                )
-            )
-            if changed:
-                changes.append((p.at, p.slo_id, before, p.verdict, p.reason))
+        evaluations, changes = cycle_rows(pending, previous)
         self.run_many(_INSERT_EVALUATION, evaluations)
         self.run_many(_INSERT_CHANGE, changes)
         oldest_bucket = bucket_start(min(p.at for p in pending))
