@@ -107,24 +107,27 @@ def write_decision(tx: Transaction, decision: Decision, now: datetime) -> None:
         tx.execute(_INSERT_INCIDENT, incident_row(incident))
     for incident in (*decision.updated, *decision.resolved):
         tx.execute(_UPDATE_INCIDENT, update_parameters(incident))
+    tx.executemany(INSERT_OUTBOX, outbox_rows(decision, now))
+
+
+def outbox_rows(decision: Decision, now: datetime) -> list[tuple[Any, ...]]:
+    """The outbox rows a decision writes, in ``INSERT_OUTBOX``'s column order, for either backend:
+    pending from ``not_before`` (or now), or a dry run recorded as done at once."""
     created = unix(now, "now")
-    tx.executemany(
-        INSERT_OUTBOX,
-        [
-            (
-                entry.request.idempotency_key,
-                entry.request.incident_id,
-                entry.action,
-                str(entry.request.event),
-                json.dumps(request_to_record(entry.request)),
-                OutboxStatus.DRY_RUN if entry.dry_run else OutboxStatus.PENDING,
-                created,
-                None if entry.dry_run else unix(entry.not_before or now, "not_before"),
-                created if entry.dry_run else None,
-            )
-            for entry in decision.outbox
-        ],
-    )
+    return [
+        (
+            entry.request.idempotency_key,
+            entry.request.incident_id,
+            entry.action,
+            str(entry.request.event),
+            json.dumps(request_to_record(entry.request)),
+            str(OutboxStatus.DRY_RUN if entry.dry_run else OutboxStatus.PENDING),
+            created,
+            None if entry.dry_run else unix(entry.not_before or now, "not_before"),
+            created if entry.dry_run else None,
+        )
+        for entry in decision.outbox
+    ]
 
 
 def incidents(

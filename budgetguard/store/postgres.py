@@ -35,13 +35,13 @@ from budgetguard.core.errors import ConfigError, NotLeader, StoreError
 from budgetguard.core.guard import Decision, Incident, IncidentState
 from budgetguard.core.policy import Evaluation
 from budgetguard.core.ports import Affected
-from budgetguard.core.records import format_time, from_record, request_to_record
+from budgetguard.core.records import format_time, from_record
 from budgetguard.core.spec import SLO
 from budgetguard.store.connection import Parameters
 from budgetguard.store.deliveries import OUTBOX_COLUMNS, OutboxRow, OutboxStatus, outbox_row
 from budgetguard.store.encoding import decode_record, from_unix, opt_unix, unix
 from budgetguard.store.history import Pending, cycle_rows, cycle_slo_ids, prepare
-from budgetguard.store.incidents import incident_from_row, incident_row, update_parameters
+from budgetguard.store.incidents import incident_from_row, incident_row, outbox_rows, update_parameters
 from budgetguard.store.lease import Fence, Lease
 from budgetguard.store.retention import (
     DOWNSAMPLE_BUCKET,
@@ -440,24 +440,7 @@ class PostgresTransaction:
             self.run(_INSERT_INCIDENT, incident_row(incident))
         for incident in (*decision.updated, *decision.resolved):
             self.run(_UPDATE_INCIDENT, update_parameters(incident))
-        created = unix(now, "now")
-        self.run_many(
-            _INSERT_OUTBOX,
-            [
-                (
-                    entry.request.idempotency_key,
-                    entry.request.incident_id,
-                    entry.action,
-                    str(entry.request.event),
-                    json.dumps(request_to_record(entry.request)),
-                    str(OutboxStatus.DRY_RUN if entry.dry_run else OutboxStatus.PENDING),
-                    created,
-                    None if entry.dry_run else unix(entry.not_before or now, "not_before"),
-                    created if entry.dry_run else None,
-                )
-                for entry in decision.outbox
-            ],
-        )
+        self.run_many(_INSERT_OUTBOX, outbox_rows(decision, now))
 
     def _write_cycle(self, pending: Sequence[Pending]) -> None:
         if not pending:
