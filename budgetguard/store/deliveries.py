@@ -197,6 +197,10 @@ def next_due(db: Connection) -> datetime | None:
     return None if row["at"] is None else from_unix(row["at"])
 
 
+# An attempt that ends in one of these leaves nothing to retry: the row is done.
+FINISHED = frozenset({OutboxStatus.DELIVERED, OutboxStatus.ALREADY_DONE, OutboxStatus.FAILED})
+
+
 def record_attempt(
     db: Connection,
     outbox_id: int,
@@ -210,7 +214,7 @@ def record_attempt(
     counts: bool = True,
 ) -> None:
     """What one delivery attempt came to. ``counts=False`` for a resend, which is not a new attempt."""
-    done = status in (OutboxStatus.DELIVERED, OutboxStatus.ALREADY_DONE, OutboxStatus.FAILED)
+    done = status in FINISHED
     with db.transaction() as tx:
         tx.execute(
             """

@@ -38,7 +38,7 @@ from budgetguard.core.ports import Affected
 from budgetguard.core.records import format_time, from_record
 from budgetguard.core.spec import SLO
 from budgetguard.store.connection import Parameters
-from budgetguard.store.deliveries import OUTBOX_COLUMNS, OutboxRow, OutboxStatus, outbox_row
+from budgetguard.store.deliveries import FINISHED, OUTBOX_COLUMNS, OutboxRow, OutboxStatus, outbox_row
 from budgetguard.store.encoding import decode_record, from_unix, opt_unix, unix
 from budgetguard.store.history import Pending, cycle_rows, cycle_slo_ids, prepare
 from budgetguard.store.incidents import incident_from_row, incident_row, outbox_rows, update_parameters
@@ -870,7 +870,7 @@ class PostgresStore:
         counts: bool = True,
     ) -> None:
         """What one delivery attempt came to (``Store.record_attempt``), fenced; releases the claim."""
-        done = status in (OutboxStatus.DELIVERED, OutboxStatus.ALREADY_DONE, OutboxStatus.FAILED)
+        done = status in FINISHED
         at_s = unix(at, "at")
         with self._transaction(fenced=True) as tx:
             tx.require_lease()
