@@ -25,7 +25,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -103,6 +103,7 @@ class Cycle:
         health: GuardHealth | None = None,
         metrics: PreparedMetrics | None = None,
         leads: Callable[[], bool] = lambda: True,
+        stored: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.state = state
         self._engine = engine
@@ -120,6 +121,9 @@ class Cycle:
         self._metrics = metrics  # /metrics, rendered again when a cycle ends (#14)
         self._streaks: dict[tuple[str, str], Streak] = {}
         self._leads = leads
+        # After the cycle's write, before its verdicts are published: the gates' view of open incidents
+        # (``ReadModel.refresh_guard``) then never lags the verdicts it is read with.
+        self._stored = stored
         self._background: set[asyncio.Task[None]] = set()
         self.task: asyncio.Task[None] | None = None  # the cycle running now, for a clean stop
 
@@ -147,6 +151,8 @@ class Cycle:
                 self._exporter.count_source_error(ev.error_kind or "other")
         if self._leads():
             await self._decide_and_store(evaluations, at)
+            if self._stored is not None:
+                await self._stored()
         else:
             # A follower: the leader stores the cycle and decides; this one keeps the evidence only.
             _, self._streaks = self._decide(evaluations, acting=False)

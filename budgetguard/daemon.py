@@ -271,6 +271,7 @@ class Daemon:
         lag_task = asyncio.create_task(
             watch_loop_lag(self.exporter.observe_loop_lag, outbox_stop), name="loop-lag"
         )
+        guard_task = asyncio.create_task(self.view.keep_guard_fresh(outbox_stop), name="guard-snapshot")
         self.cycle.in_background(check_actions(self.actions, self.files.state.slos), "check-actions")
 
         scheduler = AsyncIOScheduler(timezone=UTC)
@@ -321,6 +322,7 @@ class Daemon:
                 task.cancel()
         outbox_stop.set()
         lag_task.cancel()
+        guard_task.cancel()
         # Deliveries in flight may finish; one cut short stays pending and goes out after the restart.
         _, late = await asyncio.wait(
             {outbox_task, asyncio.ensure_future(self.outbox.drain())},
@@ -404,6 +406,7 @@ async def build(settings: Settings, files: SloFiles, config: ConfigSource | None
             health=health,
             metrics=metrics,
             leads=leadership.may_act,
+            stored=view.refresh_guard,
         )
         state.latest = store.latest(state.slos)
         state.publish()
@@ -417,12 +420,17 @@ async def build(settings: Settings, files: SloFiles, config: ConfigSource | None
             # The delivery policy and the declared SLOs as they are now, after any reload.
             return Control(store, cycle.delivery, declared=files.declared)
 
+        def changed() -> None:
+            # A pause or a resolve through the API: the gates see it from the next request on.
+            view.refresh_guard_now()
+            outbox.wake()
+
         app = create_app(
             view,
             metrics,
             api_token,
             control=control,
-            on_change=outbox.wake,
+            on_change=changed,
             history=source,
             max_body=settings.max_request_body,
         )

@@ -140,3 +140,77 @@ def test_a_follower_stores_and_decides_nothing_but_acts_at_its_first_cycle_once_
         [incident] = store.incidents()
         assert incident.canary_value == "v2"
         assert sorted(row.action for row in store.outbox()) == ["abort", "slack"]
+
+
+def test_the_gates_view_of_incidents_is_read_after_the_cycles_write_before_its_verdicts(
+    tmp_path: Path,
+) -> None:
+    """#14: the gates read pauses and open incidents from a snapshot, not the store per request. A cycle
+    that opens an incident refreshes it before publishing, so no gate sees the burning verdict without
+    the incident."""
+    slos = tmp_path / "slos"
+    slos.mkdir()
+    (slos / "checkout.yaml").write_text(textwrap.dedent(CANARY))
+    settings = Settings(slo_paths=[slos], db=tmp_path / "bg.db", actions=ACTIONS)  # type: ignore[arg-type]
+    state = State()
+    files = SloFiles(settings.slo_paths, known_actions(settings), state)
+    assert files.load_initial()
+    store = Store(settings.db)
+    view = ReadModel(state, store)
+    seen: list[tuple[bool, frozenset[str]]] = []
+
+    async def stored() -> None:
+        await view.refresh_guard()
+        seen.append(view.guard_status(slo_id))
+        assert slo_id not in state.latest or state.latest[slo_id].canaries == [], "published before"
+
+    source = OneAnswer(per_version(slo_from(CANARY), BURNING))
+    slo_id = slo_from(CANARY).id
+    cycle = Cycle(
+        state,
+        Engine(source),
+        store,
+        Exporter(view, version="test"),
+        delivery=delivery_of(settings),
+        stored=stored,
+    )
+    try:
+        asyncio.run(view.refresh_guard())
+        assert view.guard_status(slo_id) == (False, frozenset())
+        asyncio.run(cycle.run())
+        assert seen == [(False, frozenset({"v2"}))]
+        assert view.guard_status(slo_id) == (False, frozenset({"v2"}))
+    finally:
+        store.close()
+
+
+def test_pauses_made_elsewhere_reach_the_gates_within_the_refresh_and_end_on_time(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    store = Store(tmp_path / "bg.db")
+    now = datetime.now(tz=UTC)
+    clock = [now]
+    view = ReadModel(State(), store, clock=lambda: clock[0])
+    try:
+        view.refresh_guard_now()
+        store.pause("shop/checkout", now, until=now + timedelta(minutes=5), by="cli", reason="test")
+        # Written by another client (the CLI on the host): the snapshot has not seen it yet ...
+        assert view.guard_status("shop/checkout") == (False, frozenset())
+
+        async def one_refresh() -> None:
+            stop = asyncio.Event()
+            task = asyncio.create_task(view.keep_guard_fresh(stop, every=timedelta(milliseconds=20)))
+            await asyncio.sleep(0.1)
+            stop.set()
+            await task
+
+        asyncio.run(one_refresh())
+        assert view.guard_status("shop/checkout") == (True, frozenset())  # ... the next refresh has
+        clock[0] = now + timedelta(minutes=6)
+        assert view.guard_status("shop/checkout") == (False, frozenset())  # its end judged per request
+        store.resume("shop/checkout")
+        store.pause("shop/checkout", now, until=None, by="api", reason="test")
+        view.refresh_guard_now()  # what the daemon does after a change through its own API
+        assert view.guard_status("shop/checkout") == (True, frozenset())
+    finally:
+        store.close()
