@@ -1022,3 +1022,43 @@ def test_the_budget_series_is_the_last_evaluation_of_each_step(store: Store) -> 
         (T0 + 60 * S, healthy.budget_remaining),
         (T0 + 150 * S, burning.budget_remaining),
     ]
+
+
+def test_a_read_while_another_thread_writes_answers_the_committed_state_without_waiting(
+    sqlite_store: Store,
+) -> None:
+    """#14: the API's history is read while a cycle's write holds the store (most of a second at 10,000
+    SLOs). It reads the last committed rows on a second connection instead of waiting for the write."""
+    import threading
+
+    sqlite_store.record_cycle([judged(CHECKOUT, HEALTHY, T0)])
+    inside, release = threading.Event(), threading.Event()
+
+    def slow_write(tx: Transaction) -> None:
+        inside.set()
+        assert release.wait(10)
+
+    writer = threading.Thread(
+        target=lambda: sqlite_store.record_cycle(
+            [judged(CHECKOUT, HEALTHY, T0 + timedelta(minutes=1))], extra=slow_write
+        )
+    )
+    writer.start()
+    try:
+        assert inside.wait(10)
+        # The writer holds the store until released: this read must answer meanwhile.
+        read: list[list[dict[str, object]]] = []
+        reader = threading.Thread(
+            target=lambda: read.append(sqlite_store.history(CHECKOUT.id, T0 - timedelta(hours=1)))
+        )
+        reader.start()
+        reader.join(5)
+        assert read, "the read waited for the write"
+        assert [row["at"] for row in read[0]] == [format_time(T0)]  # the uncommitted row is not seen
+    finally:
+        release.set()
+        writer.join(10)
+    assert len(sqlite_store.history(CHECKOUT.id, T0 - timedelta(hours=1))) == 2
+    sqlite_store.close()
+    with pytest.raises(StoreError, match="closed"):
+        sqlite_store.history(CHECKOUT.id, T0 - timedelta(hours=1))
