@@ -73,7 +73,6 @@ _Entry = float | list[Sample] | None
 _ABSENT = object()
 _NO_ENTRIES: Mapping[str, _Entry] = {}
 _HASH_BATCH = 200  # ~15 ms of hashing between looks at the answers arriving
-_JUDGE_BATCH = 100  # ~10 ms of judging between turns of the event loop (#14)
 
 
 def window_query(window: timedelta, kinds: Iterable[SeriesKind] = _COUNT_KINDS) -> str:
@@ -126,6 +125,7 @@ class RecordingEngine:
         recorded: dict[tuple[str, str], dict[str, _Entry]] = {}
         warnings: list[str] = []
         failed_windows: dict[timedelta, BaseException] = {}
+        indexing = asyncio.Lock()
 
         async def read_window(window: timedelta) -> None:
             try:
@@ -134,7 +134,10 @@ class RecordingEngine:
                 failed_windows[window] = exc
                 return
             warnings.extend(_quality(answer))
-            _index(window, answer, recorded)
+            # ~20,000 series at 10,000 SLOs: sorted in a worker thread, one answer at a time (they share
+            # ``recorded``), so at most one sorted-but-not-dropped answer is alive (peak memory).
+            async with indexing:
+                await asyncio.to_thread(_index, window, answer, recorded)
 
         # The metadata first: every SLO's judgement waits for it, and the source may bound the queries
         # in flight (max_concurrency).
@@ -155,12 +158,71 @@ class RecordingEngine:
             return await self._all_raw(slos, at, why)
         hashes = _found_hashes(metadata)
 
+        # In a worker thread: judging 10,000 SLOs takes most of a second of pure Python, which the
+        # event loop answering the gates gets back every GIL switch interval (1 ms) instead of waiting.
+        out, raw, calendar = await asyncio.to_thread(
+            self._judge_recorded,
+            slos,
+            at,
+            hashes=hashes,
+            expected_hashes=expected_hashes,
+            failed_windows=failed_windows,
+            recorded=recorded,
+            warnings=warnings,
+        )
+        if calendar:
+            raw += await self._judge_calendar(calendar, at, recorded, warnings, out)
+        if raw:
+            evaluations = await self._fallback.evaluate_all([slo for _, slo, _ in raw], at)
+            for (index, _, why), ev in zip(raw, evaluations, strict=True):
+                out[index] = replace(ev, query_mode=QueryMode.fallback(why))
+        return [out[i] for i in range(len(slos))]
+
+    async def _judge_calendar(
+        self,
+        slos: Sequence[tuple[int, SLO]],
+        at: datetime,
+        recorded: Mapping[tuple[str, str], Mapping[str, _Entry]],
+        warnings: Sequence[str],
+        out: dict[int, Evaluation],
+    ) -> list[tuple[int, SLO, str]]:
+        """Calendar SLOs: the recorded tiers' windows and the period so far read raw (the rules record
+        the nominal rolling window there); the SLOs that must fall back to raw entirely, and why."""
+        periods = await asyncio.gather(
+            *(self._fallback.observe_period(slo, at) for _, slo in slos), return_exceptions=True
+        )
+        raw = []
+        for (index, slo), period in zip(slos, periods, strict=True):
+            if isinstance(period, BaseException):
+                raw.append((index, slo, f"the calendar period's query failed ({_why(period)})"))
+                continue
+            observation, period_warnings = period
+            entries = recorded.get((slo.service, slo.name), _NO_ENTRIES)
+            try:
+                ev = self._judge(slo, at, entries, [*warnings, *period_warnings], period=observation)
+            except _ShapeError as exc:
+                raw.append((index, slo, f"its recorded series do not add up to one SLO ({exc})"))
+                continue
+            out[index] = replace(ev, query_mode=RECORDING_CALENDAR) if ev.query_mode == RECORDING else ev
+        return raw
+
+    def _judge_recorded(
+        self,
+        slos: Sequence[SLO],
+        at: datetime,
+        *,
+        hashes: dict[tuple[str, str], str],
+        expected_hashes: Sequence[str],
+        failed_windows: dict[timedelta, BaseException],
+        recorded: dict[tuple[str, str], dict[str, _Entry]],
+        warnings: list[str],
+    ) -> tuple[dict[int, Evaluation], list[tuple[int, SLO, str]], list[tuple[int, SLO]]]:
+        """Each SLO judged from its recorded series, or set aside for the raw queries or its calendar
+        period: (judged by index, raw with why, calendar)."""
         out: dict[int, Evaluation] = {}
         raw: list[tuple[int, SLO, str]] = []
         calendar: list[tuple[int, SLO]] = []
         for index, slo in enumerate(slos):
-            if index % _JUDGE_BATCH == _JUDGE_BATCH - 1:
-                await asyncio.sleep(0)  # let the gates in: judging 10,000 SLOs holds the loop ~1 s
             key = (slo.service, slo.name)
             found = hashes.get(key)
             expected = expected_hashes[index]
@@ -200,41 +262,7 @@ class RecordingEngine:
                 # Several series for one SLO and window: its labels changed and the old set is still
                 # inside some window's average (rules.py). Raw queries are not affected.
                 raw.append((index, slo, f"its recorded series do not add up to one SLO ({exc})"))
-        if calendar:
-            raw += await self._judge_calendar(calendar, at, recorded, warnings, out)
-        if raw:
-            evaluations = await self._fallback.evaluate_all([slo for _, slo, _ in raw], at)
-            for (index, _, why), ev in zip(raw, evaluations, strict=True):
-                out[index] = replace(ev, query_mode=QueryMode.fallback(why))
-        return [out[i] for i in range(len(slos))]
-
-    async def _judge_calendar(
-        self,
-        slos: Sequence[tuple[int, SLO]],
-        at: datetime,
-        recorded: Mapping[tuple[str, str], Mapping[str, _Entry]],
-        warnings: Sequence[str],
-        out: dict[int, Evaluation],
-    ) -> list[tuple[int, SLO, str]]:
-        """Calendar SLOs: the recorded tiers' windows and the period so far read raw (the rules record
-        the nominal rolling window there); the SLOs that must fall back to raw entirely, and why."""
-        periods = await asyncio.gather(
-            *(self._fallback.observe_period(slo, at) for _, slo in slos), return_exceptions=True
-        )
-        raw = []
-        for (index, slo), period in zip(slos, periods, strict=True):
-            if isinstance(period, BaseException):
-                raw.append((index, slo, f"the calendar period's query failed ({_why(period)})"))
-                continue
-            observation, period_warnings = period
-            entries = recorded.get((slo.service, slo.name), _NO_ENTRIES)
-            try:
-                ev = self._judge(slo, at, entries, [*warnings, *period_warnings], period=observation)
-            except _ShapeError as exc:
-                raw.append((index, slo, f"its recorded series do not add up to one SLO ({exc})"))
-                continue
-            out[index] = replace(ev, query_mode=RECORDING_CALENDAR) if ev.query_mode == RECORDING else ev
-        return raw
+        return out, raw, calendar
 
     async def _expected_hashes(self, slos: Sequence[SLO]) -> list[str]:
         """``rules_hash`` of each SLO, computed once per SLO object (~60-100 us each: most of a second

@@ -184,7 +184,10 @@ class PrometheusSource:
             params["deny_partial_response"] = "1"
         async with self._semaphore:
             response = await self._send_query(expr, params)
-        result = self._interpret(response, expr)
+        if len(response.content) < _DECODE_ON_THE_LOOP:
+            result = self._interpret(response, expr)
+        else:  # a recording-mode window at scale: decoded in a worker thread, not on the gates' loop (#14)
+            result = await asyncio.to_thread(self._interpret, response, expr)
         logger.debug(
             "query %r at %s: %d samples, %d warnings, partial=%s",
             expr,
@@ -397,6 +400,11 @@ def _classify(status: int, error_type: str | None) -> type[SourceError]:
 # its structs are not tracked by the garbage collector (they hold only strings, numbers and lists of
 # each other: no cycles), so a large answer does not set off full collections. Whatever does not match
 # exactly these types goes to the general path, which accepts the same answers and explains the rest.
+
+
+# Answers larger than this are decoded in a worker thread: a few milliseconds of decoding on the event
+# loop cost less than the thread's hand-offs; ~20,000 series (~3 MB at 10,000 SLOs) cost ~50-100 ms.
+_DECODE_ON_THE_LOOP = 256 * 1024
 
 
 class _VectorElement(msgspec.Struct, gc=False):
