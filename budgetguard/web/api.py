@@ -8,7 +8,9 @@ GET /api/v1/status                 this replica: whether it leads, which one doe
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -31,6 +33,22 @@ MAX_HISTORY = timedelta(days=366)
 def latest(view: ApiView, slo_id: str) -> Evaluation | None:
     # The daemon hands out an index (``LatestEvaluations``): a lookup, whatever the number of SLOs.
     return LatestEvaluations.of(view.latest_evaluations()).get(slo_id)
+
+
+_READS: list[ThreadPoolExecutor] = []
+
+
+def _reads() -> ThreadPoolExecutor:
+    """The API's store reads' own threads, made at the first read (two: reads are short)."""
+    if not _READS:
+        _READS.append(ThreadPoolExecutor(max_workers=2, thread_name_prefix="api-read"))
+    return _READS[0]
+
+
+def _history_and_changes(
+    view: ApiView, slo_id: str, since: datetime, limit: int
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    return view.history(slo_id, since, limit), view.verdict_changes(slo_id, since)
 
 
 def routes(view: ApiView, auth: Auth) -> list[Route]:
@@ -60,9 +78,11 @@ def routes(view: ApiView, auth: Auth) -> list[Route]:
             return error(400, f"{exc}; e.g. ?since=1d&limit=100", parameter=exc.parameter)
         since = datetime.now(tz=UTC) - window
         # The store is read in a worker thread: its lock may be held by a cycle's write, which the event
-        # loop answering the gates must not wait for (#14).
-        history = await asyncio.to_thread(view.history, slo_id, since, limit)
-        changes = await asyncio.to_thread(view.verdict_changes, slo_id, since)
+        # loop answering the gates must not wait for (#14). Threads of the API's own, both reads in one
+        # hand-off: in the loop's default pool they queued behind a cycle's work (p99 1.7 s at 10,000).
+        history, changes = await asyncio.get_running_loop().run_in_executor(
+            _reads(), _history_and_changes, view, slo_id, since, limit
+        )
         return JSONResponse(
             {
                 "api_version": API_VERSION,
