@@ -7,7 +7,7 @@ import sqlite3
 import textwrap
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -185,7 +185,6 @@ def test_the_gates_view_of_incidents_is_read_after_the_cycles_write_before_its_v
 
 
 def test_pauses_made_elsewhere_reach_the_gates_within_the_refresh_and_end_on_time(tmp_path: Path) -> None:
-    from datetime import UTC, datetime
 
     store = Store(tmp_path / "bg.db")
     now = datetime.now(tz=UTC)

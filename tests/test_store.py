@@ -15,6 +15,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing
 from datetime import UTC, datetime, timedelta, timezone
@@ -1029,7 +1030,6 @@ def test_a_read_while_another_thread_writes_answers_the_committed_state_without_
 ) -> None:
     """#14: the API's history is read while a cycle's write holds the store (most of a second at 10,000
     SLOs). It reads the last committed rows on a second connection instead of waiting for the write."""
-    import threading
 
     sqlite_store.record_cycle([judged(CHECKOUT, HEALTHY, T0)])
     inside, release = threading.Event(), threading.Event()
