@@ -32,22 +32,39 @@ def _help_openmetrics(documentation: str) -> str:
     return documentation.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
 
 
+def header(metric: Metric, openmetrics: bool) -> str:
+    """The ``# HELP``, ``# TYPE`` (and OpenMetrics' ``# UNIT``) lines of a gauge or info family."""
+    name, kind = metric.name, metric.type
+    if kind not in _TYPES:
+        raise ValueError(f"{name}: only gauges and infos are encoded here, not {kind}")
+    if openmetrics:
+        unit = f"# UNIT {name} {metric.unit}\n" if metric.unit else ""
+        return f"# HELP {name} {_help_openmetrics(metric.documentation)}\n# TYPE {name} {kind}\n{unit}"
+    if kind == "info":
+        name, kind = name + "_info", "gauge"
+    return f"# HELP {name} {_help_text(metric.documentation)}\n# TYPE {name} {kind}\n"
+
+
+def escape_label_value(value: str) -> str:
+    """A label value as both exposition formats quote it."""
+    return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+
+
+def go_float(value: float) -> str:
+    """``floatToGoString(value)``, with the common case (a plain ``repr``) taken without its checks."""
+    text = repr(float(value))
+    dot = text.find(".")
+    if dot < 0 or dot > 6:  # infinities, NaN, exponents, and Go's exponent from 10^6 up
+        return _float_text(value)
+    return text
+
+
 def encode(families: Iterable[Metric], openmetrics: bool) -> bytes:
     """The exposition of ``families`` (gauges and infos only), without OpenMetrics' ``# EOF``."""
     out: list[str] = []
     escaped: dict[str, str] = {}
     for metric in families:
-        name, kind = metric.name, metric.type
-        if kind not in _TYPES:
-            raise ValueError(f"{name}: only gauges and infos are encoded here, not {kind}")
-        if openmetrics:
-            out.append(f"# HELP {name} {_help_openmetrics(metric.documentation)}\n# TYPE {name} {kind}\n")
-            if metric.unit:
-                out.append(f"# UNIT {name} {metric.unit}\n")
-        else:
-            if kind == "info":
-                name, kind = name + "_info", "gauge"
-            out.append(f"# HELP {name} {_help_text(metric.documentation)}\n# TYPE {name} {kind}\n")
+        out.append(header(metric, openmetrics))
         for sample in metric.samples:
             if sample.timestamp is not None or sample.exemplar is not None:
                 raise ValueError(
