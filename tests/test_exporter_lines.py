@@ -212,6 +212,10 @@ def test_a_reload_that_replaces_or_removes_an_slo_shows_on_the_next_refresh() ->
         -math.inf,
         7,
         10**7,
+        1234567.125,
+        9999999999999998.0,
+        1e6,
+        999999.9999,
         1 / 3,
     ],
 )

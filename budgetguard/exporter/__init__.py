@@ -656,7 +656,7 @@ class _SLOLines:
                     if (value := stat.events) is not None and not isnan(value):
                         events.append(f"{n_events}{{{by_window}}} {go_float(value)}\n")
             thresholds.append(one.thresholds)
-            fired = _firing(ev.tiers)
+            fired = _firing(ev.tiers, one.tier_keys)
             for key, by_tier in one.tiers.items():
                 if (value := fired.get(key)) is not None:
                     firing.append(f"{n_firing}{{{by_tier}}} {go_float(value)}\n")
@@ -713,6 +713,7 @@ class _KeptSLO:
         "objective",
         "slo",
         "thresholds",
+        "tier_keys",
         "tiers",
         "window_seconds",
     )
@@ -728,6 +729,8 @@ class _KeptSLO:
         self.budget = _text(names[_BUDGET], self.labels, float(slo.error_budget))
         self.window_seconds = _text(names[_WINDOW_SECONDS], self.labels, slo.window.total_seconds())
         self.tiers: dict[_TierKey, str] = {}
+        # The SLO keeps its tiers alive as long as this entry is kept, so their ids stay theirs.
+        self.tier_keys = {id(tier): _tier_key(tier) for tier in slo.tiers}
         lines = []
         for key, threshold in _thresholds(slo.tiers).items():
             tier = dict(zip(("severity", "long_window", "short_window"), key, strict=True))
@@ -818,10 +821,12 @@ def _thresholds(declared: Sequence[BurnTier]) -> dict[_TierKey, float]:
     return thresholds
 
 
-def _firing(states: Sequence[TierState]) -> dict[_TierKey, float]:
+def _firing(states: Sequence[TierState], keys: Mapping[int, _TierKey] | None = None) -> dict[_TierKey, float]:
+    """``keys``: the key of each declared tier by ``id()``, made once per SLO (``_KeptSLO``)."""
     grouped: dict[_TierKey, list[bool | None]] = {}
     for state in states:
-        grouped.setdefault(_tier_key(state.tier), []).append(state.firing)
+        key = keys.get(id(state.tier)) if keys is not None else None
+        grouped.setdefault(key or _tier_key(state.tier), []).append(state.firing)
     firing: dict[_TierKey, float] = {}
     for key, values in grouped.items():
         if any(values):
