@@ -705,7 +705,6 @@ class _KeptSLO:
 
     __slots__ = (
         "_names",
-        "_verdicts",
         "_windows",
         "budget",
         "info",
@@ -730,7 +729,8 @@ class _KeptSLO:
         self.window_seconds = _text(names[_WINDOW_SECONDS], self.labels, slo.window.total_seconds())
         self.tiers: dict[_TierKey, str] = {}
         # The SLO keeps its tiers alive as long as this entry is kept, so their ids stay theirs.
-        self.tier_keys = {id(tier): _tier_key(tier) for tier in slo.tiers}
+        keys = {key: key for key in _thresholds(slo.tiers)}  # one tuple per key, shared by both dicts
+        self.tier_keys = {id(tier): keys[_tier_key(tier)] for tier in slo.tiers}
         lines = []
         for key, threshold in _thresholds(slo.tiers).items():
             tier = dict(zip(("severity", "long_window", "short_window"), key, strict=True))
@@ -738,7 +738,6 @@ class _KeptSLO:
             lines.append(_text(names[_THRESHOLD], by_tier, threshold))
         self.thresholds = "".join(lines)
         self._windows: dict[timedelta, str] = {}
-        self._verdicts: dict[Verdict, str] = {}
 
     def window(self, window: timedelta) -> str:
         """The labels of this SLO's series for ``window``."""
@@ -748,16 +747,12 @@ class _KeptSLO:
         return text
 
     def verdict(self, current: Verdict) -> str:
-        """The verdict family's lines when ``current`` is the verdict."""
-        text = self._verdicts.get(current)
-        if text is None:
-            name = self._names[_VERDICT]
-            text = self._verdicts[current] = "".join(
-                f'{name}{{{self.labels},verdict="{escape_label_value(verdict.value)}"}} '
-                f"{go_float(1.0 if current is verdict else 0.0)}\n"
-                for verdict in Verdict
-            )
-        return text
+        """The verdict family's lines when ``current`` is the verdict (not kept: 8 MB at 10,000 SLOs)."""
+        name = self._names[_VERDICT]
+        return "".join(
+            f'{name}{{{self.labels},verdict="{verdict.value}"}} {"1.0" if current is verdict else "0.0"}\n'
+            for verdict in Verdict
+        )
 
 
 def _label_text(labels: Mapping[str, str]) -> str:
