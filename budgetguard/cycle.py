@@ -143,20 +143,24 @@ class Cycle:
         slos = list(self.state.slos)
         at = self._clock()
         started = time.monotonic()
+        # No automatic collection from the first query to the publication: the store's write and the
+        # judging run in worker threads, and a collection there walked the cycle's new evaluations again
+        # and again, holding the GIL, so the event loop, for 100-250 ms at 10,000 SLOs (#14).
+        # ``keep()`` looks at them once, then freezes them.
         with memory.collection_paused():
             evaluations = await self._engine.evaluate_all(slos, at)
-        duration = time.monotonic() - started
-        for ev in evaluations:
-            if ev.verdict is Verdict.ERROR:
-                self._exporter.count_source_error(ev.error_kind or "other")
-        if self._leads():
-            await self._decide_and_store(evaluations, at)
-            if self._stored is not None:
-                await self._stored()
-        else:
-            # A follower: the leader stores the cycle and decides; this one keeps the evidence only.
-            _, self._streaks = self._decide(evaluations, acting=False)
-        self._publish(evaluations)
+            duration = time.monotonic() - started
+            for ev in evaluations:
+                if ev.verdict is Verdict.ERROR:
+                    self._exporter.count_source_error(ev.error_kind or "other")
+            if self._leads():
+                await self._decide_and_store(evaluations, at)
+                if self._stored is not None:
+                    await self._stored()
+            else:
+                # A follower: the leader stores the cycle and decides; this one keeps the evidence only.
+                _, self._streaks = self._decide(evaluations, acting=False)
+            self._publish(evaluations)
         memory.keep()  # what the cycle keeps leaves the collector's sight (budgetguard.memory)
         self.state.cycles += 1
         self._exporter.observe_cycle(duration, len(slos))

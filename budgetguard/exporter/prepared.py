@@ -89,16 +89,21 @@ class PreparedMetrics:
     async def refresh(self) -> None:
         """Render again, in a worker thread, every format asked for so far (call when a cycle ends)."""
         async with self._lock:
+            # Only formats a scraper has asked for (before any scrape: the text format, not remembered as
+            # asked), so a daemon scraped by Prometheus renders OpenMetrics alone, not twice (#14).
+            # A format not rendered now loses its old part: its next scrape renders it, never stale.
             accepts = list(self._accepts.values()) or [None]
+            parts = {}
             for accept in accepts:
                 content_type, part = await asyncio.to_thread(self._render, accept)
-                self._parts[content_type] = part
-                self._accepts.setdefault(content_type, accept)
+                parts[content_type] = part
+            self._parts = parts
 
     async def serve(self, accept: str | None, accept_encoding: str | None) -> tuple[bytes, str, str | None]:
         """(body, content type, content encoding or None) for one scrape."""
         live, content_type = self._exporter.render_live(accept)
         part = self._parts.get(content_type) or await self._first(accept)
+        self._accepts.setdefault(content_type, accept)  # rendered again at each refresh from now on
         if accepts_gzip(accept_encoding):
             return gzip_joined(part.deflated, part.crc, len(part.text), live), content_type, "gzip"
         return part.text + live, content_type, None
