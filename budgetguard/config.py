@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
@@ -38,7 +38,10 @@ from budgetguard.core.errors import ConfigError
 from budgetguard.core.spec import Duration
 from budgetguard.core.verdict import QueryMode
 from budgetguard.loader import KnownActions
-from budgetguard.sources.prometheus import PrometheusConfig
+
+if TYPE_CHECKING:
+    # Imported where the source is built: `budgetguard check` reads these settings and never queries (#14).
+    from budgetguard.sources.prometheus import PrometheusConfig
 
 
 def _zero_or_more(value: Any) -> timedelta:
@@ -177,6 +180,8 @@ class PrometheusSettings(BaseModel):
     def source_config(self) -> PrometheusConfig:
         """These settings as the source adapter's config: the one place the options are mapped, for the
         daemon and for ``budgetguard eval`` alike. Raises ``ConfigError`` when a secret file is unreadable."""
+        from budgetguard.sources.prometheus import PrometheusConfig  # noqa: PLC0415 (httpx only to query)
+
         return PrometheusConfig(
             url=self.url,
             timeout=self.timeout,
