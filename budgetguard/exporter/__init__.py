@@ -602,7 +602,8 @@ class _SLOLines:
 
     def __init__(self, per_window: bool) -> None:
         self._per_window = per_window
-        self._names = [family.name for family in _SLOFamilies(per_window).ordered()]
+        self._families = _SLOFamilies(per_window).ordered()  # for their names and headers
+        self._names = [family.name for family in self._families]
         self._names[_INFO] += "_info"  # the info family's samples
         self._kept: dict[str, _KeptSLO] = {}
 
@@ -666,7 +667,7 @@ class _SLOLines:
             if ev.canaries:
                 self._canaries(ev, labels, columns)
         out: list[str] = []
-        for family, column in zip(_SLOFamilies(per_window).ordered(), columns, strict=True):
+        for family, column in zip(self._families, columns, strict=True):
             if column:
                 out.append(header(family, openmetrics))
                 out.extend(column)
@@ -721,7 +722,7 @@ class _KeptSLO:
         self.slo = slo
         self._names = names
         labels = slo_series_labels(slo)
-        self.labels = ",".join(f'{name}="{escape_label_value(value)}"' for name, value in labels.items())
+        self.labels = _label_text(labels)
         info = {**labels, "objective": f"{slo.objective.normalize():f}", "window": _w(slo.window)}
         self.info = f"{names[_INFO]}{{{_label_text(info)}}} 1.0\n"
         self.objective = _text(names[_OBJECTIVE], self.labels, float(slo.objective_ratio))

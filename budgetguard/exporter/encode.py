@@ -87,9 +87,7 @@ def encode(families: Iterable[Metric], openmetrics: bool) -> bytes:
             for label, value in sample.labels.items():
                 text = escaped.get(value)
                 if text is None:
-                    text = escaped[value] = (
-                        value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
-                    )
+                    text = escaped[value] = escape_label_value(value)
                 parts.append(f'{label}="{text}"')
             value_text = _float_text(sample.value)
             if parts:

@@ -8,6 +8,7 @@ GET /api/v1/status                 this replica: whether it leads, which one doe
 from __future__ import annotations
 
 import asyncio
+import functools
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -35,14 +36,10 @@ def latest(view: ApiView, slo_id: str) -> Evaluation | None:
     return LatestEvaluations.of(view.latest_evaluations()).get(slo_id)
 
 
-_READS: list[ThreadPoolExecutor] = []
-
-
+@functools.cache
 def _reads() -> ThreadPoolExecutor:
     """The API's store reads' own threads, made at the first read (two: reads are short)."""
-    if not _READS:
-        _READS.append(ThreadPoolExecutor(max_workers=2, thread_name_prefix="api-read"))
-    return _READS[0]
+    return ThreadPoolExecutor(max_workers=2, thread_name_prefix="api-read")
 
 
 def _history_and_changes(
