@@ -120,8 +120,9 @@ class RecordingEngine:
             for window in rules.recorded_windows(slo):
                 kinds.setdefault(window, set()).update(_kinds(slo))
         windows = sorted(kinds)
-        # Each answer is sorted by SLO as soon as it arrives, with no await in between, so at most one
-        # decoded answer of ~20,000 series is alive at a time (10,000 SLOs, peak memory).
+        # Each answer is sorted by SLO as soon as it arrives and then dropped. Decoding and sorting run in
+        # worker threads (#14), so answers decoded meanwhile wait for the sort of the one before: up to
+        # one decoded answer of ~20,000 series per window may be alive at once (10,000 SLOs, peak memory).
         recorded: dict[tuple[str, str], dict[str, _Entry]] = {}
         warnings: list[str] = []
         failed_windows: dict[timedelta, BaseException] = {}
@@ -135,7 +136,7 @@ class RecordingEngine:
                 return
             warnings.extend(_quality(answer))
             # ~20,000 series at 10,000 SLOs: sorted in a worker thread, one answer at a time (they share
-            # ``recorded``), so at most one sorted-but-not-dropped answer is alive (peak memory).
+            # ``recorded``).
             async with indexing:
                 await asyncio.to_thread(_index, window, answer, recorded)
 
