@@ -344,6 +344,14 @@ class Settings(BaseSettings):
         "Those are most of /metrics (24 of ~40 series per SLO); false leaves them out for large fleets, "
         "keeping the verdicts, budgets, tiers and canaries (docs/reference/metrics-cardinality.md).",
     )
+    cycle_worker_min_slos: int | None = Field(
+        default=1000,
+        ge=0,
+        description="From this many SLOs in force, the heavy part of each evaluation cycle (reading and "
+        "judging the answers, serialising the store's rows, writing /metrics) runs in a child process, so "
+        "the gates and the API answer in milliseconds while it runs (at 10,000 SLOs a cycle is seconds of "
+        "CPU). 0: always; null: never. Below it, the cycle costs too little to be worth a process.",
+    )
     dry_run: bool = Field(
         default=False,
         description="Decide and record every action in the outbox, call none: for trying budgetguard "

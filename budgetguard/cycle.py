@@ -25,8 +25,8 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from dataclasses import replace
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -42,10 +42,11 @@ from budgetguard.core.ports import Affected, MetricsSource
 from budgetguard.core.spec import SLO
 from budgetguard.core.verdict import QueryMode, Verdict
 from budgetguard.exporter import Exporter
-from budgetguard.exporter.prepared import PreparedMetrics
+from budgetguard.exporter.prepared import Part, PreparedMetrics
 from budgetguard.health import GuardHealth
 from budgetguard.readmodel import State
 from budgetguard.store import AnyStore, NotLeader
+from budgetguard.store.history import Pending
 
 log = logging.getLogger("budgetguard")
 
@@ -64,9 +65,26 @@ def utc_now() -> datetime:
 
 
 class Evaluator(Protocol):
-    """``budgetguard.engine.Engine`` or ``budgetguard.recording.RecordingEngine``."""
+    """``budgetguard.engine.Engine``, ``budgetguard.recording.RecordingEngine``, or either in a child
+    process (``budgetguard.cycleworker.CycleWorker``)."""
 
     async def evaluate_all(self, slos: Sequence[SLO], at: datetime) -> list[Evaluation]: ...
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What an evaluator made beside a cycle's evaluations, so this process need not: the store's rows
+    (``history.prepare`` of them; None: not made) and the per-SLO part of /metrics for them, by format
+    (True: OpenMetrics). A cycle worker process makes them (#14)."""
+
+    pending: Sequence[Pending] | None
+    metrics: Mapping[bool, Part]
+
+
+def prepared_by(engine: Evaluator, evaluations: Sequence[Evaluation]) -> Prepared | None:
+    """What ``engine`` made beside ``evaluations``, when it makes anything (a ``CycleWorker``)."""
+    prepared = getattr(engine, "prepared", None)
+    return prepared(evaluations) if prepared is not None else None
 
 
 def delivery_of(settings: Settings) -> Delivery:
@@ -140,7 +158,8 @@ class Cycle:
         self.task = asyncio.current_task()
         if self._jitter > timedelta(0):
             await asyncio.sleep(random.uniform(0, self._jitter.total_seconds()))
-        slos = list(self.state.slos)
+        in_force = self.state.slos
+        slos = list(in_force)
         at = self._clock()
         started = time.monotonic()
         # No automatic collection from the first query to the publication: the store's write and the
@@ -149,12 +168,13 @@ class Cycle:
         # ``keep()`` looks at them once, then freezes them.
         with memory.collection_paused():
             evaluations = await self._engine.evaluate_all(slos, at)
+            prepared = prepared_by(self._engine, evaluations)
             duration = time.monotonic() - started
             for ev in evaluations:
                 if ev.verdict is Verdict.ERROR:
                     self._exporter.count_source_error(ev.error_kind or "other")
             if self._leads():
-                await self._decide_and_store(evaluations, at)
+                await self._decide_and_store(evaluations, at, None if prepared is None else prepared.pending)
                 if self._stored is not None:
                     await self._stored()
             else:
@@ -166,13 +186,19 @@ class Cycle:
         self._exporter.observe_cycle(duration, len(slos))
         log.debug("cycle %d: %d SLO(s) in %.3fs", self.state.cycles, len(slos), duration)
         if self._metrics is not None:
+            # Parts made for these evaluations are what the view shows unless a reload changed the SLOs
+            # in force meanwhile: then everything is rendered here, from the view.
+            ready = prepared.metrics if prepared is not None and self.state.slos is in_force else None
             try:
-                await self._metrics.refresh()
+                await self._metrics.refresh(ready)
             except Exception:  # /metrics keeps the previous cycle's bytes; the verdicts are kept
                 log.exception("could not render /metrics after cycle %d", self.state.cycles)
 
-    async def _decide_and_store(self, evaluations: Sequence[Evaluation], at: datetime) -> None:
-        """The leader's part of a cycle: decide, store the cycle and its decisions in one transaction."""
+    async def _decide_and_store(
+        self, evaluations: Sequence[Evaluation], at: datetime, pending: Sequence[Pending] | None = None
+    ) -> None:
+        """The leader's part of a cycle: decide, store the cycle and its decisions in one transaction
+        (``pending``: its rows, serialised already)."""
         decisions, streaks = self._decide(evaluations)
 
         def write_decisions(tx: Any) -> None:
@@ -182,7 +208,9 @@ class Cycle:
         try:
             # In a worker thread: encoding 10,000 records takes most of a second, which the event loop
             # answering the gates must not wait for (#14). The store serialises its callers itself.
-            await asyncio.to_thread(self._store.record_cycle, evaluations, extra=write_decisions)
+            await asyncio.to_thread(
+                self._store.record_cycle, evaluations, extra=write_decisions, pending=pending
+            )
         except NotLeader as exc:
             log.warning("this cycle's decisions were not stored: %s; the leader decides again", exc)
         except BudgetguardError as exc:

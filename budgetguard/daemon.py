@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import signal
 import sys
@@ -52,6 +51,7 @@ from budgetguard.core.ports import Action
 from budgetguard.core.spec import SLO
 from budgetguard.core.verdict import QueryMode
 from budgetguard.cycle import Cycle, delivery_of
+from budgetguard.cycleworker import CycleWorker
 from budgetguard.engine import Engine
 from budgetguard.exporter import Exporter
 from budgetguard.exporter.loop_lag import watch_loop_lag
@@ -75,31 +75,6 @@ STOP_DEADLINE = timedelta(seconds=8)  # under the 10 s Kubernetes-style grace th
 PRUNE_EVERY = timedelta(hours=1)
 # How long the start-up checks of actions (a VirtualService's owners) may take in all.
 CHECK_TIMEOUT = timedelta(seconds=30)
-
-
-class JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        entry = {
-            "time": datetime.fromtimestamp(record.created, tz=UTC).isoformat(),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry)
-
-
-def configure_logging(level: str, as_json: bool) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        JsonFormatter() if as_json else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    )
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-    for noisy in ("apscheduler", "httpx", "httpcore", "uvicorn.error"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
 
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -392,7 +367,20 @@ async def build(settings: Settings, files: SloFiles, config: ConfigSource | None
             may_act=leadership.may_act,
             holder=holder,
         )
-        engine = RecordingEngine(source) if settings.query_mode is QueryMode.RECORDING else Engine(source)
+        inner = RecordingEngine(source) if settings.query_mode is QueryMode.RECORDING else Engine(source)
+        # Past ``cycle_worker_min_slos`` SLOs, cycles are evaluated in a child process (#14).
+        engine = CycleWorker(
+            inner,
+            settings.prometheus.source_config(),
+            query_mode=settings.query_mode,
+            per_window=settings.metrics_per_window,
+            formats=metrics.formats,
+            min_slos=settings.cycle_worker_min_slos,
+            log_level=settings.log_level,
+            log_json=settings.log_json,
+            on_failure=lambda why: exporter.count_worker_failure(),
+        )
+        stack.push_async_callback(engine.aclose)
         cycle = Cycle(
             state,
             engine,

@@ -12,7 +12,8 @@ import pytest
 
 from budgetguard.cli import main
 from budgetguard.core.policy import Observation, evaluate
-from budgetguard.daemon import configure_logging, exposure_warning
+from budgetguard.daemon import exposure_warning
+from budgetguard.logs import configure_logging
 from budgetguard.store import Store
 from tests.helpers import slo_from
 

@@ -7,6 +7,7 @@ bounded.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -192,12 +193,40 @@ def one(metrics: dict[str, list[tuple[dict[str, str], float]]], name: str, **lab
     return found[0]
 
 
+# The daemon as it runs a few SLOs, and as it runs a fleet: cycles in a child process (#14).
+IN_A_WORKER = {"BUDGETGUARD_CYCLE_WORKER_MIN_SLOS": "0"}
+WORKER = pytest.mark.parametrize("env", [{}, IN_A_WORKER], ids=["in the daemon", "in a worker process"])
+
+
+def worker_pid(daemon: DaemonProcess, env: dict[str, str]) -> int | None:
+    """The cycle worker's pid, as the daemon logged it (None when cycles run in the daemon)."""
+    found = re.search(r"cycle worker process (\d+) started", daemon.logs())
+    assert (found is not None) == (env == IN_A_WORKER), daemon.logs()
+    return int(found.group(1)) if found else None
+
+
+def gone(pid: int | None) -> bool:
+    if pid is None:
+        return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except FileNotFoundError:
+        return True
+    return state in ("Z", "X")  # exited (a zombie until whoever adopted it reaps it)
+
+
+@WORKER
 def test_the_daemon_exports_exactly_what_prometheus_says(
-    slo_dir: Path, live_prometheus: PrometheusLab, tmp_path: Path, daemons: list[DaemonProcess]
+    slo_dir: Path,
+    live_prometheus: PrometheusLab,
+    tmp_path: Path,
+    daemons: list[DaemonProcess],
+    env: dict[str, str],
 ) -> None:
-    daemon = DaemonProcess(slo_dir, live_prometheus.url, tmp_path / "bg.db")
+    daemon = DaemonProcess(slo_dir, live_prometheus.url, tmp_path / "bg.db", env)
     daemons.append(daemon)
     daemon.wait_ready()
+    pid = worker_pid(daemon, env)
     metrics = daemon.metrics()
     at = one(
         metrics, "budgetguard_slo_last_evaluation_timestamp_seconds", service="checkout", slo="availability"
@@ -247,7 +276,9 @@ def test_the_daemon_exports_exactly_what_prometheus_says(
         check=False,
     )
     assert check.returncode == 0, check.stdout + check.stderr
+    assert "the cycle worker process failed" not in daemon.logs()
     assert daemon.stop() == 0
+    assert gone(pid)
 
 
 def test_reload_on_sighup_and_on_file_change_keeps_the_last_good_specs(
@@ -294,12 +325,18 @@ def test_reload_on_sighup_and_on_file_change_keeps_the_last_good_specs(
     assert watcher.stop() == 0
 
 
+@WORKER
 def test_prometheus_down_mid_run_gives_errors_then_recovers(
-    slo_dir: Path, live_prometheus: PrometheusLab, tmp_path: Path, daemons: list[DaemonProcess]
+    slo_dir: Path,
+    live_prometheus: PrometheusLab,
+    tmp_path: Path,
+    daemons: list[DaemonProcess],
+    env: dict[str, str],
 ) -> None:
-    daemon = DaemonProcess(slo_dir, live_prometheus.url, tmp_path / "bg.db")
+    daemon = DaemonProcess(slo_dir, live_prometheus.url, tmp_path / "bg.db", env)
     daemons.append(daemon)
     daemon.wait_ready()
+    pid = worker_pid(daemon, env)
 
     def verdict() -> str:
         return str(daemon.get("/api/v1/slos/checkout/availability").json()["slo"]["verdict"])
@@ -321,7 +358,10 @@ def test_prometheus_down_mid_run_gives_errors_then_recovers(
 
     live_prometheus.start()
     wait_for(lambda: verdict() == "warning", 30, "recovery")
+    # A source down is the source's fault, not the worker's: the same worker throughout.
+    assert worker_pid(daemon, env) == pid and "the cycle worker process failed" not in daemon.logs()
     assert daemon.stop() == 0
+    assert gone(pid)
 
 
 class HangingSource:

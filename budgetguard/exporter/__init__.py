@@ -45,7 +45,7 @@ from budgetguard.core.durations import format_duration
 from budgetguard.core.policy import Evaluation, TierState
 from budgetguard.core.spec import SLO, BurnTier
 from budgetguard.core.verdict import QueryMode, Verdict
-from budgetguard.exporter.encode import encode, escape_label_value, go_float, header
+from budgetguard.exporter.encode import escape_label_value, go_float, header
 
 # Evaluation.error_kind is a closed set (policy.Evaluation); anything else is counted as "other", so a
 # bug that invents kinds cannot grow the counter's cardinality.
@@ -214,6 +214,12 @@ class Exporter:
         for change in ("gained", "lost"):
             self._leader_changes.labels(change=change)
         self._leading = False
+        self._worker_failures = Counter(
+            "budgetguard_cycle_worker_failures_total",
+            "Cycles the cycle worker process failed (could not start, died, answered nonsense or too "
+            "late); each was evaluated in the daemon's process instead.",
+            registry=self._registry,
+        )
         self._loop_lag = Histogram(
             "budgetguard_event_loop_lag_seconds",
             "How late the event loop woke a task that slept: the time a handler, a scrape or a cycle held "
@@ -224,7 +230,14 @@ class Exporter:
         self._lag_max = _RecentMax(time.monotonic)
         self._registry.register(self._lag_max)
         self._live = CollectorRegistry()
+        self._state = _StateCollector(view, per_window)
+        self._registry.register(self._state)
+        # After the per-SLO families: what the last cycle and the last reload say, and the build. Live,
+        # so the per-SLO part is the same bytes whoever renders it (a cycle worker process, #14).
+        tail = _TailCollector(view, self._cycle_state, version)
+        self._registry.register(tail)
         live: list[Collector] = [
+            tail,
             self._durations,
             self._source_errors,
             self._deliveries,
@@ -233,9 +246,8 @@ class Exporter:
             self._lag_max,
             self._leader,
             self._leader_changes,
+            self._worker_failures,
         ]
-        self._state = _StateCollector(view, self._cycle_state, version, per_window)
-        self._registry.register(self._state)
         if health is not None:
             health_collector = _HealthCollector(view, health)
             self._registry.register(health_collector)
@@ -277,6 +289,9 @@ class Exporter:
         self._leader.set(1 if leading else 0)
         if changed:
             self._leader_changes.labels(change="gained" if leading else "lost").inc()
+
+    def count_worker_failure(self) -> None:
+        self._worker_failures.inc()
 
     def count_delivery(self, action: str, outcome: str) -> None:
         self._deliveries.labels(action=action, outcome=outcome).inc()
@@ -345,18 +360,10 @@ class _RecentMax(Collector):
 
 
 class _StateCollector(Collector):
-    """Everything read at scrape time: per-SLO series from the view, cycle state, build info."""
+    """The per-SLO series, from the view."""
 
-    def __init__(
-        self,
-        view: MetricsView,
-        cycle_state: Callable[[], tuple[float | None, int | None]],
-        version: str,
-        per_window: bool = True,
-    ) -> None:
+    def __init__(self, view: MetricsView, per_window: bool = True) -> None:
         self._view = view
-        self._cycle_state = cycle_state
-        self._build = {"version": version, "python_version": platform.python_version()}
         self._per_window = per_window
         self._lines = _SLOLines(per_window)
 
@@ -365,14 +372,35 @@ class _StateCollector(Collector):
         for evaluation in _one_per_slo(self._view.latest_evaluations()):
             families.add(evaluation)
         yield from families.non_empty()
-        yield from self._tail()
 
     def render(self, openmetrics: bool) -> bytes:
         """What ``encode(self.collect())`` gives, written without a sample object per series."""
-        body = self._lines.render(_one_per_slo(self._view.latest_evaluations()), openmetrics)
-        return body + encode(self._tail(), openmetrics)
+        return self._lines.render(_one_per_slo(self._view.latest_evaluations()), openmetrics)
 
-    def _tail(self) -> Iterator[Metric]:
+
+class SLOLines:
+    """The per-SLO part of /metrics for given evaluations, the bytes ``Exporter.render_state`` writes for
+    them: for a cycle worker process, which renders it beside the evaluations it made (#14)."""
+
+    def __init__(self, per_window: bool = True) -> None:
+        self.per_window = per_window
+        self._lines = _SLOLines(per_window)
+
+    def render(self, evaluations: Sequence[Evaluation], openmetrics: bool) -> bytes:
+        return self._lines.render(_one_per_slo(evaluations), openmetrics)
+
+
+class _TailCollector(Collector):
+    """What the last cycle and the last reload of the SLO files say, and the build."""
+
+    def __init__(
+        self, view: MetricsView, cycle_state: Callable[[], tuple[float | None, int | None]], version: str
+    ) -> None:
+        self._view = view
+        self._cycle_state = cycle_state
+        self._build = {"version": version, "python_version": platform.python_version()}
+
+    def collect(self) -> Iterator[Metric]:
         last_end, slo_count = self._cycle_state()
         if last_end is not None:
             yield GaugeMetricFamily(

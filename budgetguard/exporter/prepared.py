@@ -21,7 +21,10 @@ from __future__ import annotations
 import asyncio
 import struct
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass
+
+from prometheus_client.exposition import choose_encoder
 
 from budgetguard.exporter import Exporter
 
@@ -32,7 +35,7 @@ _LEVEL = 1
 
 
 @dataclass(frozen=True)
-class _Part:
+class Part:
     """One format's per-SLO part: as text, as raw deflate ending on a byte boundary, and its CRC-32."""
 
     text: bytes
@@ -40,10 +43,14 @@ class _Part:
     crc: int
 
 
-def _prepare(text: bytes) -> _Part:
+def prepare_part(text: bytes) -> Part:
     packer = zlib.compressobj(_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS)
     deflated = packer.compress(text) + packer.flush(zlib.Z_SYNC_FLUSH)
-    return _Part(text, deflated, zlib.crc32(text))
+    return Part(text, deflated, zlib.crc32(text))
+
+
+def is_openmetrics(content_type: str) -> bool:
+    return content_type.startswith("application/openmetrics")
 
 
 def gzip_joined(part_deflated: bytes, part_crc: int, part_length: int, tail: bytes) -> bytes:
@@ -78,26 +85,38 @@ class PreparedMetrics:
 
     def __init__(self, exporter: Exporter) -> None:
         self._exporter = exporter
-        self._parts: dict[str, _Part] = {}  # by the accept header's chosen content type
+        self._parts: dict[str, Part] = {}  # by the accept header's chosen content type
         self._accepts: dict[str, str | None] = {}  # content type -> an accept header that chose it
         self._lock = asyncio.Lock()
 
-    def _render(self, accept: str | None) -> tuple[str, _Part]:
+    def _render(self, accept: str | None) -> tuple[str, Part]:
         text, content_type = self._exporter.render_state(accept)
-        return content_type, _prepare(text)
+        return content_type, prepare_part(text)
 
-    async def refresh(self) -> None:
-        """Render again, in a worker thread, every format asked for so far (call when a cycle ends)."""
+    def formats(self) -> tuple[bool, ...]:
+        """The formats the next refresh renders, as OpenMetrics (True) or the text format (False)."""
+        accepts = list(self._accepts.values()) or [None]
+        return tuple(is_openmetrics(choose_encoder(accept or "")[1]) for accept in accepts)
+
+    async def refresh(self, ready: Mapping[bool, Part] | None = None) -> None:
+        """Render again, in a worker thread, every format asked for so far (call when a cycle ends).
+
+        ``ready``: parts already rendered for the view as it is now (by a cycle worker process), by
+        format (True: OpenMetrics); a format among them is taken as it is, not rendered again."""
         async with self._lock:
             # Only formats a scraper has asked for (before any scrape: the text format, not remembered as
             # asked), so a daemon scraped by Prometheus renders OpenMetrics alone, not twice (#14).
             # A format not rendered now loses its old part: its next scrape renders it, never stale.
             accepts = list(self._accepts.values()) or [None]
-            parts = {}
+            parts: dict[str, Part] = {}
             for accept in accepts:
-                content_type, part = await asyncio.to_thread(self._render, accept)
-                parts[content_type] = part
+                content_type = choose_encoder(accept or "")[1]
+                made = (ready or {}).get(is_openmetrics(content_type))
+                parts[content_type] = made if made is not None else await self._rendered(accept)
             self._parts = parts
+
+    async def _rendered(self, accept: str | None) -> Part:
+        return (await asyncio.to_thread(self._render, accept))[1]
 
     async def serve(self, accept: str | None, accept_encoding: str | None) -> tuple[bytes, str, str | None]:
         """(body, content type, content encoding or None) for one scrape."""
@@ -108,7 +127,7 @@ class PreparedMetrics:
             return gzip_joined(part.deflated, part.crc, len(part.text), live), content_type, "gzip"
         return part.text + live, content_type, None
 
-    async def _first(self, accept: str | None) -> _Part:
+    async def _first(self, accept: str | None) -> Part:
         """A format asked for before any refresh rendered it: render it now (in the worker thread)."""
         async with self._lock:
             content_type, part = await asyncio.to_thread(self._render, accept)

@@ -584,10 +584,13 @@ class PostgresStore:
         self,
         evaluations: Sequence[Evaluation],
         extra: Callable[[PostgresTransaction], object] | None = None,
+        *,
+        pending: Sequence[Pending] | None = None,
     ) -> None:
         """Store one cycle in one transaction (see ``Store.record_cycle``); decisions in ``extra`` are
         fenced: with a ``fence`` set, they commit only while its lease holds."""
-        pending = prepare(evaluations)
+        if pending is None:
+            pending = prepare(evaluations)
         with self._transaction(fenced=True) as tx:
             tx._write_cycle(pending)
             if extra is not None:

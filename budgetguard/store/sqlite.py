@@ -61,15 +61,19 @@ class Store:
         self,
         evaluations: Sequence[Evaluation],
         extra: Callable[[Transaction], object] | None = None,
+        *,
+        pending: Sequence[history.Pending] | None = None,
     ) -> None:
         """Store one cycle in one transaction: a row per evaluation, a change row per new verdict.
 
         A verdict is a change when it differs from the SLO's most recent stored one; an SLO's first
         evaluation is a change from ``None``. ``extra`` runs inside the same transaction, after the
         evaluations: if it raises, nothing of the cycle is stored. Records are serialised before the
-        write lock is taken, so the lock is held only for the inserts.
+        write lock is taken, so the lock is held only for the inserts; ``pending`` is them serialised
+        already (``history.prepare`` of these evaluations, by a cycle worker process).
         """
-        pending = history.prepare(evaluations)
+        if pending is None:
+            pending = history.prepare(evaluations)
         with self._db.transaction() as tx:
             history.write_cycle(tx, pending)
             if extra is not None:

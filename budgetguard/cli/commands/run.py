@@ -35,7 +35,7 @@ def add_parsers(commands: Subcommands) -> None:
 def handle(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     import asyncio
 
-    from budgetguard import daemon
+    from budgetguard import daemon, logs
     from budgetguard.config import ConfigSource
     from budgetguard.core.errors import ConfigError
 
@@ -53,5 +53,5 @@ def handle(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     except ConfigError as exc:
         print(exc, file=err)
         return EXIT_SPEC
-    daemon.configure_logging(settings.log_level, settings.log_json)
+    logs.configure_logging(settings.log_level, settings.log_json)
     return asyncio.run(daemon.run(settings, source))
