@@ -102,7 +102,7 @@ def measure(count: int, repeat: int) -> dict[str, Any]:
             "first_cpu_s": round(first, 3),
             "median_cpu_s": round(statistics.median(times), 3),
             "min_cpu_s": round(min(times), 3),
-            "text_bytes": len(part.text),
+            "text_bytes": part.length,
             "gzip_bytes": len(part.deflated),
         }
         text = part.text

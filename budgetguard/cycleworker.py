@@ -56,8 +56,9 @@ from budgetguard.store import history
 log = logging.getLogger("budgetguard")
 
 _LENGTH = struct.Struct("<Q")
-# Evaluations per message: decoding 250 takes ~3 ms of the daemon's event loop (10,000 in 0.12 s).
-EVALUATIONS_PER_MESSAGE = 250
+# Evaluations per message: decoding 500 takes ~6 ms of the daemon's event loop (10,000 in 0.12 s), and
+# collecting and freezing them ~3 ms.
+EVALUATIONS_PER_MESSAGE = 500
 SLOS_PER_MESSAGE = 200
 # Far above the largest message (/metrics at 100,000 SLOs): a larger length is a broken stream.
 MAX_MESSAGE = 4 * 1024**3
@@ -198,6 +199,9 @@ class CycleWorker:
             kind = message[0]
             if kind == "evaluations":
                 evaluations.extend(message[1])
+                # Collected and frozen message by message (what ``memory.keep`` does after a cycle): one
+                # collection of them all after the cycle held the event loop ~60 ms at 10,000 SLOs.
+                memory.keep()
             elif kind == "pending":
                 pending = message[1]
             elif kind == "metrics":
@@ -351,7 +355,7 @@ class _Child:
             if self._lines is None or self._lines.per_window != per_window:
                 self._lines = SLOLines(per_window)
             for openmetrics in dict.fromkeys(formats):
-                part = prepare_part(self._lines.render(evaluations, openmetrics))
+                part = prepare_part(self._lines.render(evaluations, openmetrics), keep_text=False)
                 self.send(("metrics", openmetrics, part))
             del evaluations, pending
         memory.keep()

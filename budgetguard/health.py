@@ -84,6 +84,12 @@ class GuardHealth:
 
     def observe_cycle(self, evaluations: Sequence[Evaluation]) -> None:
         """Log each SLO's first verdict and its changes, and the source failing or recovering."""
+        self.observe_slos(evaluations)
+        self.observe_source(evaluations)
+
+    def observe_slos(self, evaluations: Sequence[Evaluation]) -> None:
+        """``observe_cycle``'s first part, for some of a cycle's SLOs at a time (the daemon logs 10,000
+        first verdicts in batches, between which the event loop answers requests)."""
         for ev in evaluations:
             level = logging.WARNING if ev.verdict in (Verdict.BURNING, Verdict.ERROR) else logging.INFO
             before = self.states.state(f"slo:{ev.slo.id}")
@@ -108,6 +114,10 @@ class GuardHealth:
                     ev.verdict,
                     self._reason(ev),
                 )
+
+    def observe_source(self, evaluations: Sequence[Evaluation]) -> None:
+        """``observe_cycle``'s last part, once all of a cycle's SLOs were observed: the source as they
+        all say, and the lines held back by the rate limit."""
         self._observe_source(evaluations)
         self.states.flush()
 
