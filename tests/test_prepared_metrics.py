@@ -20,7 +20,7 @@ from budgetguard.core import policy
 from budgetguard.exporter import Exporter
 from budgetguard.exporter.encode import encode
 from budgetguard.exporter.loop_lag import watch_loop_lag
-from budgetguard.exporter.prepared import PreparedMetrics, accepts_gzip
+from budgetguard.exporter.prepared import BEFORE_ANY_SCRAPE, PreparedMetrics, accepts_gzip
 from budgetguard.web import create_app
 from tests.helpers import slo_from
 from tests.test_exporter import AT, FakeView, _busy_exporter, burning, observe
@@ -122,20 +122,24 @@ class CountingExporter(Exporter):
 
 
 def test_a_refresh_renders_only_the_formats_scrapers_asked_for() -> None:
-    """#14: the text format rendered before any scrape is not rendered again once Prometheus has asked
-    for OpenMetrics; a format asked for once is rendered at every refresh from then on."""
+    """#14: before any scrape OpenMetrics is prepared, so Prometheus's first scrape finds it ready; the
+    text format is rendered when a scraper asks for it, and from then on at every refresh too."""
     exporter = CountingExporter(FakeView([burning()]), version=__version__)
     prepared = PreparedMetrics(exporter)
 
     async def scenario() -> None:
-        await prepared.refresh()  # before any scrape: the text format
-        await prepared.serve(OPENMETRICS, "gzip")  # Prometheus asks: rendered at once
+        assert prepared.formats() == (True,)
+        await prepared.refresh()  # before any scrape: OpenMetrics
+        assert exporter.renders == [BEFORE_ANY_SCRAPE]
+        await prepared.serve(OPENMETRICS, "gzip")  # Prometheus asks: served from the bytes ready
+        assert exporter.renders == [BEFORE_ANY_SCRAPE]
         exporter.renders.clear()
         await prepared.refresh()
         assert exporter.renders == [OPENMETRICS]
-        # The text part of the first refresh was dropped, not kept stale: a text scrape renders it now ...
+        # Nobody asked for the text format yet: a text scrape renders it now ...
         await prepared.serve(None, None)
         assert exporter.renders == [OPENMETRICS, None]
+        assert prepared.formats() == (True, False)
         exporter.renders.clear()
         await prepared.refresh()  # ... and both formats from then on
         assert sorted(exporter.renders, key=str) == sorted([OPENMETRICS, None], key=str)

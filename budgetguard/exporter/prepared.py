@@ -32,6 +32,8 @@ _GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # deflate, no name, 
 # Level 1: at 10,000 SLOs the part (43 MB of text) deflates in 0.11 s of CPU to 4.5 MB, where level 6
 # took 0.42 s for 3.9 MB (bench/metrics_render_bench.py); the scrape is on loopback or a cluster network.
 _LEVEL = 1
+# The format prepared before any scraper has asked: Prometheus's (it asks for OpenMetrics first).
+BEFORE_ANY_SCRAPE = "application/openmetrics-text;version=1.0.0"
 
 
 @dataclass
@@ -112,7 +114,7 @@ class PreparedMetrics:
 
     def formats(self) -> tuple[bool, ...]:
         """The formats the next refresh renders, as OpenMetrics (True) or the text format (False)."""
-        accepts = list(self._accepts.values()) or [None]
+        accepts = list(self._accepts.values()) or [BEFORE_ANY_SCRAPE]
         return tuple(is_openmetrics(choose_encoder(accept or "")[1]) for accept in accepts)
 
     async def refresh(self, ready: Mapping[bool, Part] | None = None) -> None:
@@ -121,10 +123,11 @@ class PreparedMetrics:
         ``ready``: parts already rendered for the view as it is now (by a cycle worker process), by
         format (True: OpenMetrics); a format among them is taken as it is, not rendered again."""
         async with self._lock:
-            # Only formats a scraper has asked for (before any scrape: the text format, not remembered as
-            # asked), so a daemon scraped by Prometheus renders OpenMetrics alone, not twice (#14).
-            # A format not rendered now loses its old part: its next scrape renders it, never stale.
-            accepts = list(self._accepts.values()) or [None]
+            # Only formats a scraper has asked for (before any scrape: OpenMetrics, what Prometheus asks
+            # for, not remembered as asked), so a daemon scraped by Prometheus renders OpenMetrics alone,
+            # and its first scrape finds it ready (#14). A format not rendered now loses its old part: its
+            # next scrape renders it, never stale.
+            accepts = list(self._accepts.values()) or [BEFORE_ANY_SCRAPE]
             parts: dict[str, Part] = {}
             for accept in accepts:
                 content_type = choose_encoder(accept or "")[1]
