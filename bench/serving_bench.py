@@ -86,6 +86,23 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
+def children_cpu_seconds(pid: int) -> float:
+    """CPU seconds of the daemon's live child processes (its cycle worker), which its own count leaves
+    out until they are waited for."""
+    total = 0.0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            children = (task / "children").read_text().split()
+        except OSError:
+            continue
+        for child in children:
+            try:
+                total += cpu_seconds(int(child))
+            except OSError:  # gone meanwhile
+                continue
+    return total
+
+
 def free_port(taken: set[int]) -> int:
     for port in PORTS:
         if port in taken:
@@ -483,12 +500,14 @@ def one_count(count: int, args: argparse.Namespace, code: str) -> dict[str, Any]
             scraper = Scraper(port, 15.0)
             scraper.start()
             cpu0, t0 = cpu_seconds(daemon.pid), time.time()
+            worker0 = children_cpu_seconds(daemon.pid)
             groups = services(count)
             gate = run_phase(port, [f"/gates/release/{s}" for s, _ in groups], args, workdir, "gate")
             api = run_phase(
                 port, [f"/api/v1/slos/{s}/{n}" for s, names in groups for n in names], args, workdir, "api"
             )
             cpu1, t1 = cpu_seconds(daemon.pid), time.time()
+            worker1 = children_cpu_seconds(daemon.pid)
             scraper.stop()
             scraper.join(timeout=60)
             scrapes = scraper.scrapes
@@ -507,6 +526,7 @@ def one_count(count: int, args: argparse.Namespace, code: str) -> dict[str, Any]
                 "metrics_text_bytes": int(statistics.median(s["text_bytes"] for s in scrapes)),
                 "scrapes": len(scrapes),
                 "daemon_cpu_per_s": (cpu1 - cpu0) / (t1 - t0),
+                "worker_cpu_per_s": (worker1 - worker0) / (t1 - t0),
                 "cycles": cycles,
                 "cycle_mean_s": cycle_s / cycles if cycles else float("nan"),
                 "lag_max_ms": max((s.get("lag_max", float("nan")) for s in scrapes), default=float("nan"))
@@ -560,12 +580,45 @@ def cycle_costs(count: int, cycles: int, profile: Path | None) -> None:
                 assert modes == {"recording"}, modes
         return out
 
+    async def in_worker() -> list[tuple[float, float, float]]:
+        """The same cycles through the cycle worker process, as the daemon runs them past 1,000 SLOs:
+        the daemon's CPU (receiving), the worker's (evaluating, the store's rows, /metrics), and wall."""
+        from budgetguard.core.verdict import QueryMode  # noqa: PLC0415
+        from budgetguard.cycleworker import CycleWorker  # noqa: PLC0415
+
+        config = PrometheusConfig(url=f"http://127.0.0.1:{port}", timeout=timedelta(seconds=60))
+        out = []
+        async with PrometheusSource(config) as source:
+            worker = CycleWorker(
+                RecordingEngine(source),
+                config,
+                query_mode=QueryMode.RECORDING,
+                per_window=True,
+                formats=lambda: (True,),
+                min_slos=0,
+                log_level="WARNING",
+            )
+            try:
+                for _ in range(cycles + 1):
+                    cpu, wall = time.process_time(), time.perf_counter()
+                    with memory.collection_paused():
+                        evaluations = await worker.evaluate_all(slos, datetime.now(tz=UTC))
+                    gc.collect(1)
+                    out.append(
+                        (time.process_time() - cpu, worker.child_cpu_seconds, time.perf_counter() - wall)
+                    )
+                    assert worker.prepared(evaluations) is not None, "not evaluated by the worker"
+            finally:
+                await worker.aclose()
+        return out
+
     try:
         if profile is not None:
             cProfile.runctx("costs = asyncio.run(run())", globals(), ns := {"run": run}, str(profile))
             costs = ns["costs"]
         else:
             costs = asyncio.run(run())
+        worker_costs = asyncio.run(in_worker())
     finally:
         fake.kill()
         fake.wait()
@@ -577,6 +630,19 @@ def cycle_costs(count: int, cycles: int, profile: Path | None) -> None:
     print(
         f"  median of {len(later)}: CPU {statistics.median(c for c, _ in later):.2f} s, "
         f"wall {statistics.median(w for _, w in later):.2f} s"
+    )
+    print(
+        "the same cycles in the cycle worker process (evaluations, the store's rows and /metrics made there):"
+    )
+    for daemon_cpu, worker_cpu, wall in worker_costs[1:]:
+        print(
+            f"  later cycle: daemon CPU {daemon_cpu:.2f} s, worker CPU {worker_cpu:.2f} s, wall {wall:.2f} s"
+        )
+    print(
+        f"  median of {len(worker_costs) - 1}: daemon CPU "
+        f"{statistics.median(c for c, _, _ in worker_costs[1:]):.2f} s, worker CPU "
+        f"{statistics.median(c for _, c, _ in worker_costs[1:]):.2f} s, wall "
+        f"{statistics.median(w for _, _, w in worker_costs[1:]):.2f} s"
     )
 
 
@@ -613,6 +679,7 @@ def report(results: Sequence[dict[str, Any]]) -> None:
         ("/metrics bytes sent", ("metrics_sent_bytes",)),
         ("/metrics bytes as text", ("metrics_text_bytes",)),
         ("daemon CPU s per s", ("daemon_cpu_per_s",)),
+        ("cycle worker CPU s per s", ("worker_cpu_per_s",)),
         ("cycles during the phases", ("cycles",)),
         ("cycle mean wall s", ("cycle_mean_s",)),
         ("event-loop lag max ms (exported)", ("lag_max_ms",)),

@@ -151,6 +151,7 @@ class CycleWorker:
         self._sent: list[SLO] = []  # the SLOs the child holds, in its order
         self._made: tuple[list[Evaluation], Prepared] | None = None
         self.cycles_in_child = 0
+        self.child_cpu_seconds = 0.0  # the child's CPU for the last cycle it evaluated
 
     @property
     def pid(self) -> int | None:
@@ -209,6 +210,7 @@ class CycleWorker:
             elif kind == "failed":
                 raise WorkerError(f"its evaluation raised {message[1]}")
             elif kind == "done":
+                self.child_cpu_seconds = message[1]
                 break
             else:
                 raise WorkerError(f"it sent an unknown message {kind!r}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -184,3 +185,31 @@ def test_detection_matches_the_workbook_formula(error_ratio: float) -> None:
 
     assert not burning_at(expected - step)
     assert burning_at(expected + step)
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf], ids=["NaN", "infinity"])
+@pytest.mark.parametrize("where", [timedelta(days=30), H], ids=["the SLO window", "a tier's window"])
+def test_a_non_finite_ratio_is_no_data_not_a_crash(bad: float, where: timedelta) -> None:
+    """A NaN reaching the policy (a caller's arithmetic, a source answering "NaN") once raised inside
+    time_to_exhaustion; it is a window without a number, judged as a window without data is."""
+    ratios = {timedelta(days=30): 0.4 * B, H: 2 * B}
+    ev = evaluate(SLO_999, observe(SLO_999, {**ratios, where: bad}), AT)
+    without = evaluate(SLO_999, observe(SLO_999, {**ratios, where: None}), AT)
+    assert ev.verdict is without.verdict
+    stat = ev.window(where)
+    assert stat is not None and stat.error_ratio is None and stat.burn_rate is None
+    assert stat.missing == f"a non-finite error ratio ({bad})"
+    if where == timedelta(days=30):
+        assert ev.budget_remaining is None and ev.time_to_exhaustion is None
+    else:
+        assert ev.verdict is Verdict.INCONCLUSIVE
+        assert f"a non-finite error ratio ({bad}) in 1h" in ev.reason
+
+
+def test_time_to_exhaustion_of_unknown_inputs_is_no_estimate() -> None:
+    period = timedelta(days=30)
+    assert budget.time_to_exhaustion(math.nan, 2.0, period) is None
+    assert budget.time_to_exhaustion(0.5, math.nan, period) is None
+    assert budget.time_to_exhaustion(0.5, math.inf, period) is None
+    assert budget.time_to_exhaustion(-0.1, math.nan, period) is None
+    assert budget.time_to_exhaustion(0.5, 2.0, period) == timedelta(days=7.5)

@@ -55,9 +55,11 @@ def time_to_exhaustion(remaining: float, current_burn_rate: float, period: timed
     does. A budget that would outlast ``NEVER_PERIODS`` SLO windows counts as never running out (a burn
     rate of 1e-300 would otherwise overflow any duration type).
     """
+    if math.isnan(remaining) or math.isnan(current_burn_rate):
+        return None  # unknown, not "now" nor "never": the caller shows no estimate
     if remaining <= 0:
         return timedelta(0)
-    if current_burn_rate <= 0:
+    if current_burn_rate <= 0 or math.isinf(remaining) or math.isinf(current_burn_rate):
         return None
     periods = remaining / current_burn_rate
     if periods > NEVER_PERIODS:

@@ -121,9 +121,15 @@ def _window_stats(slo: SLO, observations: Mapping[timedelta, Observation]) -> li
         if obs is None:
             stats.append(WindowStat(window, None, None, None, "not measured"))
             continue
-        ratio = obs.error_ratio
+        ratio, events = obs.error_ratio, obs.events
+        if events is not None and not math.isfinite(events):
+            events = None
+        if ratio is not None and not math.isfinite(ratio):
+            # NaN or an infinity from a caller's arithmetic is no number to judge (nor to last until).
+            stats.append(WindowStat(window, None, None, events, f"a non-finite error ratio ({ratio})"))
+            continue
         burn = None if ratio is None else budget.burn_rate(ratio, error_budget)
-        stats.append(WindowStat(window, ratio, burn, obs.events, obs.missing))
+        stats.append(WindowStat(window, ratio, burn, events, obs.missing))
     return stats
 
 
