@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from typing import Any
 
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
 from budgetguard.actions import ActionConfig, build_action
+from budgetguard.actions._config import UrlParts
 from budgetguard.actions._http import DETAIL_LIMIT, redact, short
 
 CONFIGS: list[Any] = [
@@ -111,3 +114,73 @@ def test_a_detail_never_keeps_the_start_of_a_secret_the_limit_cut() -> None:
         text = "e" * offset + secret + " tail"
         shown = redact(short(text), [secret])
         assert secret[:4] not in shown, offset
+
+
+# --- URLs in action settings, checked without the HTTP client (#14) -------------------------------------
+
+AGREED = [
+    "http://[::1]:8080/x",
+    "http://user:pw@h/x",
+    "http://@h/x",
+    "https://h/p?q=1#f",
+    "http:/x",
+    "ftp://h",
+    "HTTP://H/",
+    "//h/x",
+    "http://h:0/",
+    "http://h:65535/",
+    "http://münchen.de/",
+    "http://h/%zz",
+    "http://host:abc",
+    "http://[::1",
+    "http://h\t/",
+    "http://h/\x7f",
+]
+# httpx takes these and fails only when it connects; a settings file is the place to say so.
+STRICTER = ["http://host:99999", "http://h:65536/", "http://h:-1/", "http://ho st/x"]
+
+
+@pytest.mark.parametrize("url", AGREED)
+def test_url_parts_read_a_url_as_httpx_does(url: str) -> None:
+    import httpx  # noqa: PLC0415 - the reference, imported here only
+
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL:
+        with pytest.raises(ValueError, match="not a valid URL: "):
+            UrlParts(url)
+        return
+    ours = UrlParts(url)
+    assert (ours.scheme, ours.host, ours.userinfo, ours.query, ours.fragment) == (
+        parsed.scheme,
+        parsed.host,
+        bool(parsed.username or parsed.password),
+        bool(parsed.query),
+        bool(parsed.fragment),
+    )
+
+
+@pytest.mark.parametrize("url", STRICTER)
+def test_url_parts_refuse_what_could_never_connect(url: str) -> None:
+    with pytest.raises(ValueError, match="not a valid URL: "):
+        UrlParts(url)
+
+
+def test_reading_action_settings_imports_no_http_client() -> None:
+    """`budgetguard check` with a config file declaring actions: the settings are validated, httpx is not
+    imported (0.05 s of every check); building an action imports it."""
+    code = (
+        "import sys\n"
+        "from budgetguard.config import Settings\n"
+        "s = Settings(actions={'a': {'type': 'webhook', 'url': 'http://127.0.0.1:9/x'},"
+        " 'b': {'type': 'argo-rollouts', 'api_url': 'http://127.0.0.1:9', 'namespace': 'n', 'rollout': 'r'},"
+        " 'c': {'type': 'slack', 'webhook_url': 'https://hooks.example/T/B/x'}})\n"
+        "assert 'httpx' not in sys.modules or type(sys.modules['httpx']).__name__ == '_LazyModule', 'imported'\n"
+        "from budgetguard.actions import build_action\n"
+        "build_action('c', s.actions['c'])\n"
+        "assert type(sys.modules['httpx']).__name__ == 'module'\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr

@@ -9,10 +9,14 @@ kept as ``SecretStr`` everywhere else so that they never print.
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 from datetime import timedelta
 from pathlib import Path
+from types import ModuleType
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
@@ -72,3 +76,43 @@ class ActionBase(BaseModel):
         default=timedelta(seconds=10),
         description="Per request. A halt that takes longer than this is better retried than waited for.",
     )
+
+
+class UrlParts:
+    """What an action's settings check of a URL: its scheme (lower case), host, and whether it carries
+    credentials, a query string or a fragment."""
+
+    __slots__ = ("fragment", "host", "query", "scheme", "userinfo")
+
+    def __init__(self, url: str) -> None:
+        """Raises ``ValueError("not a valid URL: ...")``. Read with the standard library, not the HTTP
+        client: validating a config file (every ``budgetguard check``) must not import httpx (#14)."""
+        if any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in url):
+            raise ValueError("not a valid URL: it contains whitespace or a control character")
+        try:
+            split = urlsplit(url)
+            split.port  # noqa: B018 - raises for a port that is no number from 0 to 65535
+        except ValueError as exc:
+            raise ValueError(f"not a valid URL: {exc}") from exc
+        self.scheme = split.scheme.lower()
+        self.host = split.hostname or ""
+        self.userinfo = bool(split.username or split.password)
+        self.query = bool(split.query)
+        self.fragment = bool(split.fragment)
+
+
+def lazy_module(name: str) -> ModuleType:
+    """``name`` imported when one of its attributes is first read (importlib's ``LazyLoader``): the
+    action modules name httpx everywhere, and ``check`` reads their settings without calling anything."""
+    found = sys.modules.get(name)
+    if found is not None:
+        return found
+    spec = importlib.util.find_spec(name)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"no module named {name!r}")
+    loader = importlib.util.LazyLoader(spec.loader)
+    spec.loader = loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    loader.exec_module(module)
+    return module

@@ -16,11 +16,15 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
-import httpx
-
+from budgetguard.actions._config import lazy_module
 from budgetguard.core.ports import ActionOutcome, ActionResult
+
+if TYPE_CHECKING:
+    import httpx
+else:  # imported when first used: reading a config file needs none of it (#14)
+    httpx = lazy_module("httpx")
 
 RETRYABLE_4XX = frozenset({408, 409, 425, 429})
 DETAIL_LIMIT = 300

@@ -18,15 +18,19 @@ import re
 import ssl
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import httpx
 from pydantic import Field, field_validator, model_validator
 
-from budgetguard.actions._config import ActionBase, SecretRef
+from budgetguard.actions._config import ActionBase, SecretRef, UrlParts, lazy_module
 from budgetguard.actions._http import HttpAction, classify, short, transport_failure
 from budgetguard.core.errors import ConfigError
 from budgetguard.core.ports import ActionOutcome, ActionResult
+
+if TYPE_CHECKING:
+    import httpx
+else:  # imported when first used: reading a config file needs none of it (#14)
+    httpx = lazy_module("httpx")
 
 __all__ = [
     "IN_CLUSTER_URL",
@@ -89,10 +93,7 @@ class KubernetesApiConfig(ActionBase):
     def _absolute_http_url(cls, url: str | None) -> str | None:
         if url is None:
             return None
-        try:
-            parsed = httpx.URL(url)
-        except httpx.InvalidURL as exc:
-            raise ValueError(f"not a valid URL: {exc}") from exc
+        parsed = UrlParts(url)
         if parsed.scheme not in ("http", "https") or not parsed.host:
             raise ValueError("must be an absolute http(s) URL such as https://10.0.0.1:6443")
         if parsed.userinfo or parsed.query:

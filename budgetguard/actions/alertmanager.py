@@ -31,13 +31,12 @@ import re
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote
 
-import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from budgetguard.actions._config import ActionBase, SecretRef
+from budgetguard.actions._config import ActionBase, SecretRef, UrlParts, lazy_module
 from budgetguard.actions._http import (
     MIN_SECRET_CHARS,
     HttpAction,
@@ -49,6 +48,11 @@ from budgetguard.actions._http import (
 )
 from budgetguard.core.ports import ActionRequest, ActionResult, EventKind
 from budgetguard.core.spec import Duration
+
+if TYPE_CHECKING:
+    import httpx
+else:  # imported when first used: reading a config file needs none of it (#14)
+    httpx = lazy_module("httpx")
 
 __all__ = ["VALIDITY_FACTOR", "AlertmanagerAction", "AlertmanagerConfig", "BasicAuth", "alert", "build"]
 
@@ -99,10 +103,7 @@ class AlertmanagerConfig(ActionBase):
     @field_validator("url")
     @classmethod
     def _base_url(cls, url: str) -> str:
-        try:
-            parsed = httpx.URL(url)
-        except httpx.InvalidURL as exc:
-            raise ValueError(f"not a valid URL: {exc}") from exc
+        parsed = UrlParts(url)
         if parsed.scheme not in ("http", "https") or not parsed.host:
             raise ValueError("must be an absolute http(s) URL such as http://alertmanager:9093")
         if parsed.userinfo:

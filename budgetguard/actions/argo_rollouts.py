@@ -20,12 +20,12 @@ from __future__ import annotations
 import logging
 import ssl
 from dataclasses import replace
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote
 
-import httpx
 from pydantic import Field, field_validator
 
+from budgetguard.actions._config import lazy_module
 from budgetguard.actions._http import redact, render, short
 from budgetguard.actions._kubernetes import (
     IN_CLUSTER_URL,
@@ -39,6 +39,11 @@ from budgetguard.actions._kubernetes import (
     verification,
 )
 from budgetguard.core.ports import ActionOutcome, ActionRequest, ActionResult, EventKind
+
+if TYPE_CHECKING:
+    import httpx
+else:  # imported when first used: reading a config file needs none of it (#14)
+    httpx = lazy_module("httpx")
 
 __all__ = [
     "IN_CLUSTER_URL",

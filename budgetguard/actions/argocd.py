@@ -35,16 +35,20 @@ from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote
 
-import httpx
 from pydantic import Field, field_validator, model_validator
 
-from budgetguard.actions._config import ActionBase, SecretRef
+from budgetguard.actions._config import ActionBase, SecretRef, UrlParts, lazy_module
 from budgetguard.actions._http import HttpAction, classify, redact, render, short, transport_failure
 from budgetguard.core.errors import ConfigError
 from budgetguard.core.ports import ActionOutcome, ActionRequest, ActionResult, EventKind
+
+if TYPE_CHECKING:
+    import httpx
+else:  # imported when first used: reading a config file needs none of it (#14)
+    httpx = lazy_module("httpx")
 
 __all__ = ["ArgoCDAction", "ArgoCDConfig", "build"]
 
@@ -95,10 +99,7 @@ class ArgoCDConfig(ActionBase):
     @field_validator("url")
     @classmethod
     def _absolute_http_url(cls, url: str) -> str:
-        try:
-            parsed = httpx.URL(url)
-        except httpx.InvalidURL as exc:
-            raise ValueError(f"not a valid URL: {exc}") from exc
+        parsed = UrlParts(url)
         if parsed.scheme not in ("http", "https") or not parsed.host:
             raise ValueError("must be an absolute http(s) URL such as https://argocd.example.com")
         if parsed.userinfo or parsed.query:

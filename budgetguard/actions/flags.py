@@ -26,13 +26,12 @@ import re
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import quote
 
-import httpx
 from pydantic import AfterValidator, Field
 
-from budgetguard.actions._config import ActionBase, SecretRef
+from budgetguard.actions._config import ActionBase, SecretRef, UrlParts, lazy_module
 from budgetguard.actions._http import (
     HttpAction,
     classify,
@@ -42,6 +41,11 @@ from budgetguard.actions._http import (
     short,
 )
 from budgetguard.core.ports import ActionOutcome, ActionRequest, ActionResult, EventKind
+
+if TYPE_CHECKING:
+    import httpx
+else:  # imported when first used: reading a config file needs none of it (#14)
+    httpx = lazy_module("httpx")
 
 __all__ = [
     "LaunchDarklyAction",
@@ -64,10 +68,7 @@ _RESOLVE_DETAIL = "nothing to do on resolve: flags are turned back on by a human
 
 
 def _absolute_http_url(url: str) -> str:
-    try:
-        parsed = httpx.URL(url)
-    except httpx.InvalidURL as exc:
-        raise ValueError(f"not a valid URL: {exc}") from exc
+    parsed = UrlParts(url)
     if parsed.scheme not in ("http", "https") or not parsed.host:
         raise ValueError("must be an absolute http(s) URL such as https://unleash.example.com")
     if parsed.userinfo or parsed.query:

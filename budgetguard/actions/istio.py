@@ -34,12 +34,12 @@ import logging
 import ssl
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote
 
-import httpx
 from pydantic import Field, field_validator, model_validator
 
+from budgetguard.actions._config import lazy_module
 from budgetguard.actions._http import placeholders, redact, render
 from budgetguard.actions._kubernetes import (
     IN_CLUSTER_URL,
@@ -52,6 +52,11 @@ from budgetguard.actions._kubernetes import (
     verification,
 )
 from budgetguard.core.ports import ActionOutcome, ActionRequest, ActionResult, EventKind
+
+if TYPE_CHECKING:
+    import httpx
+else:  # imported when first used: reading a config file needs none of it (#14)
+    httpx = lazy_module("httpx")
 
 __all__ = ["IstioAction", "IstioConfig", "Plan", "Shift", "Side", "build", "ownership", "plan", "shift_patch"]
 

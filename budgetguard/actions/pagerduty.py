@@ -23,15 +23,19 @@ import logging
 import math
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import httpx
 from pydantic import Field, field_validator
 
-from budgetguard.actions._config import ActionBase, SecretRef
+from budgetguard.actions._config import ActionBase, SecretRef, UrlParts, lazy_module
 from budgetguard.actions._http import MIN_SECRET_CHARS, HttpAction, classify, redact, short
 from budgetguard.core import affected
 from budgetguard.core.ports import ActionRequest, ActionResult, EventKind
+
+if TYPE_CHECKING:
+    import httpx
+else:  # imported when first used: reading a config file needs none of it (#14)
+    httpx = lazy_module("httpx")
 
 __all__ = ["EVENTS_URL", "PagerDutyAction", "PagerDutyConfig", "build", "dedup_key", "event"]
 
@@ -63,10 +67,7 @@ class PagerDutyConfig(ActionBase):
     @field_validator("url")
     @classmethod
     def _absolute_http_url(cls, url: str) -> str:
-        try:
-            parsed = httpx.URL(url)
-        except httpx.InvalidURL as exc:
-            raise ValueError(f"not a valid URL: {exc}") from exc
+        parsed = UrlParts(url)
         if parsed.scheme not in ("http", "https") or not parsed.host:
             raise ValueError(f"must be an absolute http(s) URL such as {EVENTS_URL}")
         return url

@@ -20,21 +20,27 @@ It must not retry, sleep or decide about dry runs: the outbox owns all three.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import urllib.request
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import httpx
 from pydantic import Field
 
-from budgetguard.actions._config import ActionBase, SecretRef
+from budgetguard.actions._config import ActionBase, SecretRef, lazy_module
 from budgetguard.actions._http import HttpAction, classify, redact
 from budgetguard.core import affected
 from budgetguard.core.errors import ConfigError
 from budgetguard.core.ports import ActionOutcome, ActionRequest, ActionResult, EventKind
+
+if TYPE_CHECKING:
+    import httpx
+else:  # imported when first used: reading a config file needs none of it (#14)
+    httpx = lazy_module("httpx")
 
 __all__ = ["SlackAction", "SlackConfig", "build", "message"]
 
@@ -117,25 +123,31 @@ def message(request: ActionRequest) -> dict[str, Any]:
     }
 
 
-class _SecretPathTransport(httpx.AsyncBaseTransport):
-    """Sends to the secret URL while the client, its logs and its errors only ever see a stand-in."""
+@functools.cache
+def _secret_path_transport() -> Callable[[httpx.AsyncBaseTransport, httpx.URL], httpx.AsyncBaseTransport]:
+    """The transport class, made on first use: its base class is httpx's, imported only then (#14)."""
 
-    def __init__(self, inner: httpx.AsyncBaseTransport, secret_url: httpx.URL) -> None:
-        self._inner = inner
-        self._secret_url = secret_url
+    class _SecretPathTransport(httpx.AsyncBaseTransport):
+        """Sends to the secret URL while the client, its logs and its errors only ever see a stand-in."""
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        real = httpx.Request(
-            request.method,
-            self._secret_url,
-            headers=request.headers,
-            stream=request.stream,
-            extensions=request.extensions,
-        )
-        return await self._inner.handle_async_request(real)
+        def __init__(self, inner: httpx.AsyncBaseTransport, secret_url: httpx.URL) -> None:
+            self._inner = inner
+            self._secret_url = secret_url
 
-    async def aclose(self) -> None:
-        await self._inner.aclose()
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            real = httpx.Request(
+                request.method,
+                self._secret_url,
+                headers=request.headers,
+                stream=request.stream,
+                extensions=request.extensions,
+            )
+            return await self._inner.handle_async_request(real)
+
+        async def aclose(self) -> None:
+            await self._inner.aclose()
+
+    return _SecretPathTransport
 
 
 def _environment_transport(url: httpx.URL) -> httpx.AsyncBaseTransport:
@@ -178,7 +190,7 @@ class SlackAction(HttpAction):
             name,
             what,
             timeout=config.timeout,
-            transport=_SecretPathTransport(transport or _environment_transport(secret_url), secret_url),
+            transport=_secret_path_transport()(transport or _environment_transport(secret_url), secret_url),
         )
         self._config = config
 

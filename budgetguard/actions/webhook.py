@@ -29,13 +29,12 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote
 
-import httpx
 from pydantic import Field, field_validator
 
-from budgetguard.actions._config import ActionBase, SecretRef
+from budgetguard.actions._config import ActionBase, SecretRef, UrlParts, lazy_module
 from budgetguard.actions._http import (
     MIN_SECRET_CHARS,
     HttpAction,
@@ -47,6 +46,11 @@ from budgetguard.actions._http import (
 from budgetguard.core import affected
 from budgetguard.core.errors import ConfigError
 from budgetguard.core.ports import ActionOutcome, ActionRequest, ActionResult, Affected, EventKind
+
+if TYPE_CHECKING:
+    import httpx
+else:  # imported when first used: reading a config file needs none of it (#14)
+    httpx = lazy_module("httpx")
 
 __all__ = ["EVENT_TYPES", "WebhookAction", "WebhookConfig", "build", "payload", "sign", "signing_key"]
 
@@ -91,10 +95,7 @@ class WebhookConfig(ActionBase):
     def _absolute_http_url(cls, url: str) -> str:
         # Placeholders are checked against the context at load time; here only the URL's shape.
         probe = render(url, dict.fromkeys(placeholders(url), "x"))
-        try:
-            parsed = httpx.URL(probe)
-        except httpx.InvalidURL as exc:
-            raise ValueError(f"not a valid URL: {exc}") from exc
+        parsed = UrlParts(probe)
         if parsed.scheme not in ("http", "https") or not parsed.host:
             raise ValueError("must be an absolute http(s) URL such as https://hooks.example.com/budgetguard")
         if parsed.userinfo:
