@@ -388,6 +388,10 @@ def metrics_of(text: str) -> dict[str, float]:
             out["cycle_seconds"] = float(value)
         elif name.startswith("budgetguard_event_loop_lag_max_seconds"):
             out["lag_max"] = float(value)
+        elif name == "budgetguard_event_loop_lag_seconds_count":
+            out["lag_samples"] = float(value)
+        elif name == 'budgetguard_event_loop_lag_seconds_bucket{le="0.02"}':
+            out["lag_within_20ms"] = float(value)
     return out
 
 
@@ -529,6 +533,10 @@ def one_count(count: int, args: argparse.Namespace, code: str) -> dict[str, Any]
                 "worker_cpu_per_s": (worker1 - worker0) / (t1 - t0),
                 "cycles": cycles,
                 "cycle_mean_s": cycle_s / cycles if cycles else float("nan"),
+                # Looks at the loop (every 50 ms) that found it held more than 20 ms, during the phases.
+                "lag_over_20ms": (last.get("lag_samples", 0) - last.get("lag_within_20ms", 0))
+                - (first.get("lag_samples", 0) - first.get("lag_within_20ms", 0)),
+                "lag_looks": last.get("lag_samples", 0) - first.get("lag_samples", 0),
                 "lag_max_ms": max((s.get("lag_max", float("nan")) for s in scrapes), default=float("nan"))
                 * 1000,
             }
@@ -683,6 +691,8 @@ def report(results: Sequence[dict[str, Any]]) -> None:
         ("cycles during the phases", ("cycles",)),
         ("cycle mean wall s", ("cycle_mean_s",)),
         ("event-loop lag max ms (exported)", ("lag_max_ms",)),
+        ("loop looks held > 20 ms (phases)", ("lag_over_20ms",)),
+        ("loop looks (phases)", ("lag_looks",)),
         ("start to ready s", ("ready_s",)),
     ]
     for label, keys in rows:

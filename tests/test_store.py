@@ -284,6 +284,28 @@ def test_a_restarted_store_serves_the_same_latest_history_and_changes(backend: B
     assert changes_after_restart == [], "the verdict before the restart is the one a change is measured from"
 
 
+def test_rows_serialised_elsewhere_store_what_the_store_would_have_serialised(
+    backend: Backend, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """A cycle worker process (#14) sends the cycle's rows already serialised (``history.prepare``):
+    stored, they read back exactly as the evaluations stored directly do, changes included."""
+    if backend.name == "sqlite":
+        other = Backend("sqlite", tmp_path / "other.db")
+    else:
+        other = Backend("postgresql", request.getfixturevalue("postgres_server").database())
+    slos = slos_from(THREE)
+    verdicts = [Verdict.HEALTHY, Verdict.BURNING, Verdict.BURNING]
+    cycles = [[judged(slo, verdict, T0 + i * 30 * S) for slo in slos] for i, verdict in enumerate(verdicts)]
+    seen = []
+    for where, prepared in ((backend, False), (other, True)):
+        with where.open() as store:
+            for cycle in cycles:
+                store.record_cycle(cycle, pending=history_queries.prepare(cycle) if prepared else None)
+            seen.append((store.latest(slos), store.history(slos[0].id, T0), store.verdict_changes(None, T0)))
+    assert seen[1] == seen[0]
+    assert [c["to"] for c in seen[1][2]] == ["healthy"] * 3 + ["burning"] * 3
+
+
 def test_latest_rebuilds_against_the_slo_as_declared_now(store: Store) -> None:
     store.record_cycle([judged(CHECKOUT, Verdict.BURNING, T0)])
     redeclared = CHECKOUT.model_copy(update={"description": "now with a description"})

@@ -20,9 +20,10 @@ eight windows, a canary's per window) are left out, for fleets where they are mo
 (docs/reference/metrics-cardinality.md).
 
 Two registries: ``live`` holds what changes between cycles (counters, the cycle histogram, the event
-loop's lag, the daemon's health) and is cheap to render on every scrape; the per-SLO state changes only
-when a cycle ends, so the daemon renders it once per cycle, off the event loop
-(``budgetguard.exporter.prepared``). ``render()`` renders both, as one exposition.
+loop's lag, the daemon's health, when the last cycle ended) and is cheap to render on every scrape; the
+per-SLO state changes only when a cycle ends, so the daemon renders it once per cycle, off the event loop
+(``budgetguard.exporter.prepared``), or has its cycle worker process render it (``SLOLines``).
+``render()`` renders both, as one exposition.
 """
 
 from __future__ import annotations
