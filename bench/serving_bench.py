@@ -86,20 +86,32 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            found += [int(child) for child in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return found
+
+
 def children_cpu_seconds(pid: int) -> float:
     """CPU seconds of the daemon's live child processes (its cycle worker), which its own count leaves
     out until they are waited for."""
     total = 0.0
-    for task in Path(f"/proc/{pid}/task").iterdir():
+    for child in children_of(pid):
         try:
-            children = (task / "children").read_text().split()
-        except OSError:
+            total += cpu_seconds(child)
+        except OSError:  # gone meanwhile
             continue
-        for child in children:
-            try:
-                total += cpu_seconds(int(child))
-            except OSError:  # gone meanwhile
-                continue
     return total
 
 
@@ -512,6 +524,10 @@ def one_count(count: int, args: argparse.Namespace, code: str) -> dict[str, Any]
             )
             cpu1, t1 = cpu_seconds(daemon.pid), time.time()
             worker1 = children_cpu_seconds(daemon.pid)
+            memory = {
+                "daemon_rss_mb": rss_mb(daemon.pid),
+                "worker_rss_mb": sum(map(rss_mb, children_of(daemon.pid))),
+            }
             scraper.stop()
             scraper.join(timeout=60)
             scrapes = scraper.scrapes
@@ -531,6 +547,7 @@ def one_count(count: int, args: argparse.Namespace, code: str) -> dict[str, Any]
                 "scrapes": len(scrapes),
                 "daemon_cpu_per_s": (cpu1 - cpu0) / (t1 - t0),
                 "worker_cpu_per_s": (worker1 - worker0) / (t1 - t0),
+                **memory,
                 "cycles": cycles,
                 "cycle_mean_s": cycle_s / cycles if cycles else float("nan"),
                 # Looks at the loop (every 50 ms) that found it held more than 20 ms, during the phases.
@@ -688,6 +705,8 @@ def report(results: Sequence[dict[str, Any]]) -> None:
         ("/metrics bytes as text", ("metrics_text_bytes",)),
         ("daemon CPU s per s", ("daemon_cpu_per_s",)),
         ("cycle worker CPU s per s", ("worker_cpu_per_s",)),
+        ("daemon RSS MB (end)", ("daemon_rss_mb",)),
+        ("cycle worker RSS MB (end)", ("worker_rss_mb",)),
         ("cycles during the phases", ("cycles",)),
         ("cycle mean wall s", ("cycle_mean_s",)),
         ("event-loop lag max ms (exported)", ("lag_max_ms",)),

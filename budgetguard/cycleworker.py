@@ -160,6 +160,8 @@ class CycleWorker:
     async def evaluate_all(self, slos: Sequence[SLO], at: datetime) -> list[Evaluation]:
         self._made = None
         if self._min_slos is None or len(slos) < self._min_slos:
+            if self._process is not None:  # a reload left fewer SLOs: the child has nothing left to do
+                await self.aclose()
             return await self._inner.evaluate_all(slos, at)
         try:
             async with asyncio.timeout(self._timeout.total_seconds()):

@@ -197,6 +197,10 @@ def test_new_slos_reach_the_child_and_it_stops_when_closed(lab: PrometheusLab) -
                 after = await cycles.evaluate_all(second[:2], at)
                 assert cycles.pid == pid  # the same child, told the new SLOs
                 again = await cycles.evaluate_all(second, at)
+                assert cycles.pid == pid
+                cycles._min_slos = 3  # a reload leaves two SLOs, under the threshold: the child leaves
+                fewer = await cycles.evaluate_all(second[:2], at)
+                assert cycles.pid is None and fewer == after
             finally:
                 await cycles.aclose()
             assert all(ev.slo is slo for ev, slo in zip(before, first, strict=True))
