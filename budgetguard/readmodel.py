@@ -67,7 +67,9 @@ class State:
 
     def publish(self) -> None:
         """Call after changing ``slos`` or ``latest``."""
-        self.published = LatestEvaluations(self.latest[s.id] for s in self.slos if s.id in self.latest)
+        latest = self.latest
+        found = (latest.get(slo.id) for slo in self.slos)
+        self.published = LatestEvaluations(ev for ev in found if ev is not None)
 
 
 class Leadership(Protocol):

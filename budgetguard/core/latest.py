@@ -26,8 +26,10 @@ class LatestEvaluations(Sequence[Evaluation]):
     def __init__(self, evaluations: Iterable[Evaluation] = ()) -> None:
         by_id: dict[str, Evaluation] = {}
         for ev in evaluations:
-            by_id.pop(ev.slo.id, None)  # a repeated id moves to its last position
-            by_id[ev.slo.id] = ev
+            slo_id = ev.slo.id  # a property that formats a string: read once
+            if slo_id in by_id:
+                del by_id[slo_id]  # a repeated id moves to its last position
+            by_id[slo_id] = ev
         by_service: dict[str, list[Evaluation]] = {}
         for ev in by_id.values():
             by_service.setdefault(ev.slo.service, []).append(ev)
