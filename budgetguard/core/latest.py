@@ -27,8 +27,7 @@ class LatestEvaluations(Sequence[Evaluation]):
         by_id: dict[str, Evaluation] = {}
         for ev in evaluations:
             slo_id = ev.slo.id  # a property that formats a string: read once
-            if slo_id in by_id:
-                del by_id[slo_id]  # a repeated id moves to its last position
+            by_id.pop(slo_id, None)  # a repeated id moves to its last position
             by_id[slo_id] = ev
         by_service: dict[str, list[Evaluation]] = {}
         for ev in by_id.values():
