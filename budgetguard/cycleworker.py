@@ -52,6 +52,7 @@ from budgetguard.logs import configure_logging
 from budgetguard.recording import RecordingEngine
 from budgetguard.sources.prometheus import PrometheusConfig, PrometheusSource
 from budgetguard.store import history
+from budgetguard.store.history import Pending
 
 log = logging.getLogger("budgetguard")
 
@@ -60,6 +61,7 @@ _LENGTH = struct.Struct("<Q")
 # collecting and freezing them ~3 ms.
 EVALUATIONS_PER_MESSAGE = 500
 SLOS_PER_MESSAGE = 200
+ROWS_PER_MESSAGE = 2000  # the store's rows: 10,000 took 16 ms to decode in one message
 # Far above the largest message (/metrics at 100,000 SLOs): a larger length is a broken stream.
 MAX_MESSAGE = 4 * 1024**3
 # A child answering nothing for this long is stopped and the cycle evaluated in the daemon.
@@ -138,6 +140,8 @@ class CycleWorker:
         timeout: timedelta = DEFAULT_TIMEOUT,
         on_failure: Callable[[str], None] = lambda why: None,
         command: Sequence[str] = (sys.executable, "-m", "budgetguard.cycleworker"),
+        evaluations_per_message: int = EVALUATIONS_PER_MESSAGE,
+        rows_per_message: int = ROWS_PER_MESSAGE,
     ) -> None:
         self._inner = inner
         self._start = ("start", source, str(query_mode), log_level, log_json)
@@ -147,6 +151,8 @@ class CycleWorker:
         self._timeout = timeout
         self._on_failure = on_failure
         self._command = list(command)
+        self._evaluations_per_message = evaluations_per_message
+        self._rows_per_message = rows_per_message
         self._process: asyncio.subprocess.Process | None = None
         self._sent: list[SLO] = []  # the SLOs the child holds, in its order
         self._made: tuple[list[Evaluation], Prepared] | None = None
@@ -193,9 +199,10 @@ class CycleWorker:
         if len(self._sent) != len(slos) or any(a is not b for a, b in zip(self._sent, slos, strict=True)):
             await self._send_slos(slos)
         held = self._sent
-        await self._send(("evaluate", at, self._formats(), self._per_window))
+        sizes = (self._evaluations_per_message, self._rows_per_message)
+        await self._send(("evaluate", at, self._formats(), self._per_window, sizes))
         evaluations: list[Evaluation] = []
-        pending = None
+        pending: list[Pending] | None = []  # None: the child could not serialise them
         metrics: dict[bool, Part] = {}
         while True:
             message = await self._receive(process, held)
@@ -206,7 +213,10 @@ class CycleWorker:
                 # collection of them all after the cycle held the event loop ~60 ms at 10,000 SLOs.
                 memory.keep()
             elif kind == "pending":
-                pending = message[1]
+                if message[1] is None or pending is None:
+                    pending = None
+                else:
+                    pending.extend(message[1])
             elif kind == "metrics":
                 metrics[message[1]] = message[2]
             elif kind == "failed":
@@ -340,7 +350,12 @@ class _Child:
         self._lines = None  # its kept labels belong to the SLOs before
         memory.settle()
 
-    async def evaluate(self, at: datetime, formats: tuple[bool, ...], per_window: bool) -> None:
+    async def evaluate(
+        self, at: datetime, formats: tuple[bool, ...], per_window: bool, sizes: tuple[int, int]
+    ) -> None:
+        """Evaluate the SLOs held and send the evaluations, their rows and /metrics; ``sizes``: how many
+        evaluations and rows per message."""
+        per_message, rows_per_message = sizes
         cpu = time.process_time()
         with memory.collection_paused():
             try:
@@ -349,19 +364,22 @@ class _Child:
                 log.exception("cycle worker: the evaluation failed")
                 self.send(("failed", repr(exc)))
                 return
-            for first in range(0, len(evaluations), EVALUATIONS_PER_MESSAGE):
-                self.send(("evaluations", evaluations[first : first + EVALUATIONS_PER_MESSAGE]))
+            for first in range(0, len(evaluations), per_message):
+                self.send(("evaluations", evaluations[first : first + per_message]))
             try:
                 pending = history.prepare(evaluations)
             except Exception:  # the daemon serialises them and meets the error
-                pending = None
-            self.send(("pending", pending))
+                self.send(("pending", None))
+            else:
+                for first in range(0, len(pending), rows_per_message):
+                    self.send(("pending", pending[first : first + rows_per_message]))
+                del pending
             if self._lines is None or self._lines.per_window != per_window:
                 self._lines = SLOLines(per_window)
             for openmetrics in dict.fromkeys(formats):
                 part = prepare_part(self._lines.render(evaluations, openmetrics), keep_text=False)
                 self.send(("metrics", openmetrics, part))
-            del evaluations, pending
+            del evaluations
         memory.keep()
         self.send(("done", time.process_time() - cpu))
 

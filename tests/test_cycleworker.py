@@ -91,7 +91,14 @@ def test_the_child_evaluates_what_the_daemon_would_and_makes_the_rows_and_metric
     async def both() -> tuple[list[Evaluation], list[Evaluation], CycleWorker]:
         async with PrometheusSource(PrometheusConfig(url=lab.url)) as source:
             here = await Engine(source).evaluate_all(slos, at)
-            cycles = worker(Engine(source), lab.url, formats=lambda: (True, False))
+            # One evaluation and two rows per message: every message kind arrives in several parts.
+            cycles = worker(
+                Engine(source),
+                lab.url,
+                formats=lambda: (True, False),
+                evaluations_per_message=1,
+                rows_per_message=2,
+            )
             try:
                 there = await cycles.evaluate_all(slos, at)
                 prepared = cycles.prepared(there)
