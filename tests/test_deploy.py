@@ -214,7 +214,7 @@ def _alert_rules() -> list[dict[str, Any]]:
 def test_promtool_check_rules_accepts_the_alert_rules() -> None:
     result = promtool("check", "rules", "--lint-fatal", str(ALERTS))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 13 rules found" in result.stdout
+    assert "SUCCESS: 14 rules found" in result.stdout
 
 
 @pytest.mark.e2e  # runs promtool or starts a real Prometheus/VictoriaMetrics
@@ -258,6 +258,8 @@ def test_every_alert_has_a_severity_a_summary_a_description_and_a_runbook_hint()
         "BudgetguardSourceDown",
         "BudgetguardStoreNotWritable",
         "BudgetguardConfigFileRefused",
+        # issue 14: the cycle worker process
+        "BudgetguardCycleWorkerFailing",
     }
     for rule in rules:
         assert rule["labels"]["severity"] in {"page", "ticket"}, rule["alert"]
