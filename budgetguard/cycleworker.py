@@ -21,7 +21,8 @@ evaluations carry no copy of their SLOs back and arrive bound to the daemon's ow
 
 Faults: when the child cannot start, dies, answers nonsense or takes longer than ``timeout``, the error
 is logged and counted (``on_failure``), the cycle is evaluated in the daemon's process as it would be
-without a worker, and the next cycle starts a new child. A fault of the worker never costs a cycle.
+without a worker, and so are the cycles of the next ``retry_after``; then a new child is tried. A fault
+of the worker never costs a cycle.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from datetime import datetime, timedelta
 from typing import IO, Any
 
 from budgetguard import memory
+from budgetguard.core.durations import format_duration
 from budgetguard.core.policy import Evaluation
 from budgetguard.core.spec import SLO
 from budgetguard.core.verdict import QueryMode
@@ -67,6 +69,9 @@ MAX_MESSAGE = 4 * 1024**3
 # A child answering nothing for this long is stopped and the cycle evaluated in the daemon.
 DEFAULT_TIMEOUT = timedelta(minutes=5)
 STOP_WAIT = 2.0  # seconds a child has to leave after its stdin closes
+# After a failure, cycles stay in the daemon's process this long before a new child is tried: a worker
+# that cannot start or keeps dying (killed for memory) costs one attempt and one error line per period.
+DEFAULT_RETRY_AFTER = timedelta(minutes=5)
 
 
 class WorkerError(Exception):
@@ -140,6 +145,7 @@ class CycleWorker:
         timeout: timedelta = DEFAULT_TIMEOUT,
         on_failure: Callable[[str], None] = lambda why: None,
         command: Sequence[str] = (sys.executable, "-m", "budgetguard.cycleworker"),
+        retry_after: timedelta = DEFAULT_RETRY_AFTER,
         evaluations_per_message: int = EVALUATIONS_PER_MESSAGE,
         rows_per_message: int = ROWS_PER_MESSAGE,
     ) -> None:
@@ -151,6 +157,8 @@ class CycleWorker:
         self._timeout = timeout
         self._on_failure = on_failure
         self._command = list(command)
+        self._retry_after = retry_after
+        self._retry_at = 0.0  # time.monotonic() before which no new child is started
         self._evaluations_per_message = evaluations_per_message
         self._rows_per_message = rows_per_message
         self._process: asyncio.subprocess.Process | None = None
@@ -169,6 +177,8 @@ class CycleWorker:
             if self._process is not None:  # a reload left fewer SLOs: the child has nothing left to do
                 await self.aclose()
             return await self._inner.evaluate_all(slos, at)
+        if time.monotonic() < self._retry_at:  # it failed a moment ago: not every cycle starts another
+            return await self._inner.evaluate_all(slos, at)
         try:
             async with asyncio.timeout(self._timeout.total_seconds()):
                 evaluations, prepared = await self._in_child(slos, at)
@@ -177,13 +187,15 @@ class CycleWorker:
             raise
         except Exception as exc:  # any fault of the child: the cycle runs here instead
             why = "no answer within the timeout" if isinstance(exc, TimeoutError) else f"{exc}"
+            await self._discard()
+            self._retry_at = time.monotonic() + self._retry_after.total_seconds()
             log.error(
-                "the cycle worker process failed (%s); this cycle is evaluated in the daemon's process, "
-                "the next one in a new worker",
+                "the cycle worker process failed (%s); cycles are evaluated in the daemon's process until "
+                "a new worker is tried in %s",
                 why,
+                format_duration(self._retry_after),
             )
             self._on_failure(why)
-            await self.aclose()
             return await self._inner.evaluate_all(slos, at)
         self.cycles_in_child += 1
         self._made = (evaluations, prepared)
@@ -294,6 +306,13 @@ class CycleWorker:
         if process is not None and process.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 process.kill()
+
+    async def _discard(self) -> None:
+        """A child that failed: killed at once (it may hang) and waited for, so it leaves no zombie."""
+        process = self._process
+        self._kill()
+        if process is not None:
+            await process.wait()
 
     async def aclose(self) -> None:
         """Stop the child: its stdin closes and it leaves, or it is killed after ``STOP_WAIT``."""

@@ -170,23 +170,33 @@ def test_a_failing_worker_costs_no_cycle(
     slos = slos_from(SLOS)
     inner = Counting()
     failures: list[str] = []
-    cycles = worker(inner, command=command, timeout=timedelta(seconds=timeout), on_failure=failures.append)
+    cycles = worker(
+        inner,
+        command=command,
+        timeout=timedelta(seconds=timeout),
+        on_failure=failures.append,
+        retry_after=timedelta(seconds=2),
+    )
 
-    async def two_cycles() -> list[list[Evaluation]]:
+    async def three_cycles() -> list[list[Evaluation]]:
         try:
-            return [await cycles.evaluate_all(slos, AT), await cycles.evaluate_all(slos, AT)]
+            first = await cycles.evaluate_all(slos, AT)
+            second = await cycles.evaluate_all(slos, AT)  # within retry_after: no new worker tried
+            await asyncio.sleep(2)
+            return [first, second, await cycles.evaluate_all(slos, AT)]  # a new worker, failing again
         finally:
             await cycles.aclose()
 
     started = time.monotonic()
     with caplog.at_level(logging.ERROR, "budgetguard"):
-        results = asyncio.run(two_cycles())
-    assert time.monotonic() - started < 2 * timeout + 10
-    # Each cycle tried a (new) worker, failed loudly, and was evaluated here: no cycle lost.
+        results = asyncio.run(three_cycles())
+    assert time.monotonic() - started < 2 * timeout + 12
+    # Two workers tried, each failed loudly; every cycle was evaluated here: no cycle lost.
     assert len(failures) == 2 and all(why in failure for failure in failures), failures
-    assert inner.asked == [[slo.id for slo in slos]] * 2
+    assert inner.asked == [[slo.id for slo in slos]] * 3
     assert all([ev.reason for ev in result] == ["evaluated here"] * 3 for result in results)
     assert caplog.text.count("the cycle worker process failed") == 2
+    assert "until a new worker is tried in 2s" in caplog.text
     assert cycles.pid is None
 
 
