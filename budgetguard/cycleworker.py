@@ -19,7 +19,7 @@ by the daemon; nothing else writes to those pipes). An SLO is sent to the child 
 change, in small messages, and afterwards named by its index (pickle's persistent ids), so a cycle's
 evaluations carry no copy of their SLOs back and arrive bound to the daemon's own SLO objects.
 
-Faults: when the child cannot start, dies, answers nonsense or takes longer than ``timeout``, the error
+Faults: when the child cannot start, dies, answers nonsense or falls silent for ``timeout``, the error
 is logged and counted (``on_failure``), the cycle is evaluated in the daemon's process as it would be
 without a worker, and so are the cycles of the next ``retry_after``; then a new child is tried. A fault
 of the worker never costs a cycle.
@@ -66,8 +66,9 @@ SLOS_PER_MESSAGE = 200
 ROWS_PER_MESSAGE = 2000  # the store's rows: 10,000 took 16 ms to decode in one message
 # Far above the largest message (/metrics at 100,000 SLOs): a larger length is a broken stream.
 MAX_MESSAGE = 4 * 1024**3
-# A child answering nothing for this long is stopped and the cycle evaluated in the daemon.
-DEFAULT_TIMEOUT = timedelta(minutes=5)
+# A child that says nothing for this long (it says it is alive four times as often while it waits for
+# its source, however slow that is) is stopped and the cycle evaluated in the daemon.
+DEFAULT_TIMEOUT = timedelta(minutes=1)
 STOP_WAIT = 2.0  # seconds a child has to leave after its stdin closes
 # After a failure, cycles stay in the daemon's process this long before a new child is tried: a worker
 # that cannot start or keeps dying (killed for memory) costs one attempt and one error line per period.
@@ -180,13 +181,14 @@ class CycleWorker:
         if time.monotonic() < self._retry_at:  # it failed a moment ago: not every cycle starts another
             return await self._inner.evaluate_all(slos, at)
         try:
-            async with asyncio.timeout(self._timeout.total_seconds()):
-                evaluations, prepared = await self._in_child(slos, at)
+            evaluations, prepared = await self._in_child(slos, at)
         except asyncio.CancelledError:
             self._kill()  # a message may be half read: the next cycle starts a new child
             raise
         except Exception as exc:  # any fault of the child: the cycle runs here instead
-            why = "no answer within the timeout" if isinstance(exc, TimeoutError) else f"{exc}"
+            why = (
+                f"silent for {format_duration(self._timeout)}" if isinstance(exc, TimeoutError) else f"{exc}"
+            )
             await self._discard()
             self._retry_at = time.monotonic() + self._retry_after.total_seconds()
             log.error(
@@ -212,7 +214,8 @@ class CycleWorker:
             await self._send_slos(slos)
         held = self._sent
         sizes = (self._evaluations_per_message, self._rows_per_message)
-        await self._send(("evaluate", at, self._formats(), self._per_window, sizes))
+        heartbeat = self._timeout.total_seconds() / 4  # several chances before the daemon gives up
+        await self._send(("evaluate", at, self._formats(), self._per_window, sizes, heartbeat))
         evaluations: list[Evaluation] = []
         pending: list[Pending] | None = []  # None: the child could not serialise them
         metrics: dict[bool, Part] = {}
@@ -231,6 +234,8 @@ class CycleWorker:
                     pending.extend(message[1])
             elif kind == "metrics":
                 metrics[message[1]] = message[2]
+            elif kind == "alive":
+                continue
             elif kind == "failed":
                 raise WorkerError(f"its evaluation raised {message[1]}")
             elif kind == "done":
@@ -281,17 +286,21 @@ class CycleWorker:
             raise WorkerError("it is not running")
         try:
             process.stdin.write(_frame(message))
-            await process.stdin.drain()
+            async with asyncio.timeout(self._timeout.total_seconds()):
+                await process.stdin.drain()
         except (ConnectionError, BrokenPipeError) as exc:
             raise WorkerError(f"it stopped reading ({exc!r}, exit status {process.returncode})") from exc
 
     async def _receive(self, process: asyncio.subprocess.Process, slos: Sequence[SLO]) -> Any:
         assert process.stdout is not None
         try:
-            (length,) = _LENGTH.unpack(await process.stdout.readexactly(_LENGTH.size))
-            if length > MAX_MESSAGE:
-                raise WorkerError(f"it announced a message of {length} bytes, over {MAX_MESSAGE}")
-            data = await process.stdout.readexactly(length)
+            # The child says it is alive while it waits for its source: silence for ``timeout`` is a
+            # hung child, however slow the source.
+            async with asyncio.timeout(self._timeout.total_seconds()):
+                (length,) = _LENGTH.unpack(await process.stdout.readexactly(_LENGTH.size))
+                if length > MAX_MESSAGE:
+                    raise WorkerError(f"it announced a message of {length} bytes, over {MAX_MESSAGE}")
+                data = await process.stdout.readexactly(length)
         except asyncio.IncompleteReadError as exc:
             code = await _exit_status(process)
             raise WorkerError(f"it exited (status {code})") from exc
@@ -358,6 +367,11 @@ class _Child:
         self._out.write(_frame(message, self._ids))
         self._out.flush()
 
+    async def _heartbeat(self, every: float) -> None:
+        while True:
+            await asyncio.sleep(every)
+            self.send(("alive",))
+
     def take_slos(self, slos: list[SLO]) -> None:
         self._arriving.extend(slos)
 
@@ -370,12 +384,19 @@ class _Child:
         memory.settle()
 
     async def evaluate(
-        self, at: datetime, formats: tuple[bool, ...], per_window: bool, sizes: tuple[int, int]
+        self,
+        at: datetime,
+        formats: tuple[bool, ...],
+        per_window: bool,
+        sizes: tuple[int, int],
+        heartbeat: float,
     ) -> None:
         """Evaluate the SLOs held and send the evaluations, their rows and /metrics; ``sizes``: how many
-        evaluations and rows per message."""
+        evaluations and rows per message; ``heartbeat``: seconds between two "alive" messages while the
+        evaluation waits for the source."""
         per_message, rows_per_message = sizes
         cpu = time.process_time()
+        beat = asyncio.create_task(self._heartbeat(heartbeat))
         with memory.collection_paused():
             try:
                 evaluations = await self._engine.evaluate_all(self._slos, at)
@@ -383,6 +404,8 @@ class _Child:
                 log.exception("cycle worker: the evaluation failed")
                 self.send(("failed", repr(exc)))
                 return
+            finally:
+                beat.cancel()
             for first in range(0, len(evaluations), per_message):
                 self.send(("evaluations", evaluations[first : first + per_message]))
             try:

@@ -7,7 +7,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
 import sys
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
@@ -157,7 +159,7 @@ def test_below_min_slos_the_cycle_stays_in_this_process() -> None:
     ("command", "timeout", "why"),
     [
         ([sys.executable, "-c", "import sys; sys.exit(3)"], 30.0, "it exited (status 3)"),
-        ([sys.executable, "-c", "import time; time.sleep(60)"], 1.0, "no answer within the timeout"),
+        ([sys.executable, "-c", "import time; time.sleep(60)"], 1.0, "silent for 1s"),
         ([sys.executable, "-c", f"{WRITE}(b'{LENGTH}notapickle'); {FLUSH}; {SLEEP}"], 30.0, "cannot be read"),
         ([sys.executable, "-c", f"{WRITE}(b'x' * 64); {FLUSH}; {SLEEP}"], 30.0, "bytes, over"),
         (["/nonexistent/python"], 30.0, "cannot start /nonexistent/python"),
@@ -230,3 +232,60 @@ def test_new_slos_reach_the_child_and_it_stops_when_closed(lab: PrometheusLab) -
                 os.kill(pid, 0)  # waited for: gone, not a zombie
 
     asyncio.run(scenario())
+
+
+class Silent:
+    """A Prometheus that takes connections and never answers (stuck behind a dead proxy)."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.held: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                self.held.append(self.sock.accept()[0])
+            except OSError:
+                return
+
+    def close(self) -> None:
+        self.sock.close()
+        for conn in self.held:
+            conn.close()
+
+
+def test_a_slow_source_is_no_fault_of_the_worker() -> None:
+    """The child waits for its source longer than the daemon's patience with a silent child: it says it
+    is alive meanwhile, so the cycle is the worker's, its verdicts the source's errors."""
+    slos = slos_from(SLOS)
+    silent = Silent()
+    failures: list[str] = []
+    config = PrometheusConfig(url=silent.url, timeout=timedelta(seconds=3))
+    cycles = CycleWorker(
+        Counting(),
+        config,
+        query_mode=QueryMode.RAW,
+        per_window=True,
+        formats=lambda: (True,),
+        min_slos=0,
+        timeout=timedelta(seconds=1),
+        on_failure=failures.append,
+    )
+
+    async def one() -> list[Evaluation]:
+        try:
+            return await cycles.evaluate_all(slos, AT)
+        finally:
+            await cycles.aclose()
+
+    try:
+        evaluations = asyncio.run(one())
+    finally:
+        silent.close()
+    assert failures == [] and cycles.cycles_in_child == 1
+    assert [ev.verdict for ev in evaluations] == [Verdict.ERROR] * 3
+    assert all(ev.error_kind == ErrorKind.TIMEOUT for ev in evaluations), [ev.reason for ev in evaluations]
