@@ -184,7 +184,8 @@ class Cycle:
                 # A follower: the leader stores the cycle and decides; this one keeps the evidence only.
                 _, self._streaks = self._decide(evaluations, acting=False)
             await self._publish(evaluations)
-        await asyncio.sleep(0)  # the index was just built; the collection below is a step of its own
+        if len(evaluations) > PUBLISH_BATCH:
+            await asyncio.sleep(0)  # the index was just built; the collection below is a step of its own
         memory.keep()  # what the cycle keeps leaves the collector's sight (budgetguard.memory)
         self.state.cycles += 1
         self._exporter.observe_cycle(duration, len(slos))
