@@ -366,7 +366,7 @@ class _StateCollector(Collector):
     def __init__(self, view: MetricsView, per_window: bool = True) -> None:
         self._view = view
         self._per_window = per_window
-        self._lines = _SLOLines(per_window)
+        self._lines = SLOLines(per_window)
 
     def collect(self) -> Iterator[Metric]:
         families = _SLOFamilies(self._per_window)
@@ -376,7 +376,7 @@ class _StateCollector(Collector):
 
     def render(self, openmetrics: bool) -> bytes:
         """What ``encode(self.collect())`` gives, written without a sample object per series."""
-        return self._lines.render(_one_per_slo(self._view.latest_evaluations()), openmetrics)
+        return self._lines.render(self._view.latest_evaluations(), openmetrics)
 
 
 class SLOLines:
